@@ -1,0 +1,198 @@
+// Package harness runs the real components the integration tests need: the CNCF registry
+// (Debian's docker-registry) on a free loopback port, the dutchman binary as a daemon, and
+// test images built at test time from the host's /bin/busybox (busybox-static).
+//
+// Everything a test process starts or mounts lives under one directory of its own,
+// /tmp/dutchman-test/<pid>, so that Setup can find what a crashed run left behind (by the
+// pid no longer being alive) and remove it: processes are killed, mounts unmounted, files
+// deleted. Each test also stops what it started in t.Cleanup.
+package harness
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Base is the parent of every test process's directory.
+const Base = "/tmp/dutchman-test"
+
+var processDir string
+
+// Setup prepares the harness for a test binary: it removes what crashed runs left behind
+// and makes this process's directory. Call it from TestMain; the returned function
+// removes the directory (call it after m.Run).
+func Setup() (cleanup func(), err error) {
+	if err := CleanLeftovers(); err != nil {
+		return nil, err
+	}
+	processDir = filepath.Join(Base, strconv.Itoa(os.Getpid()))
+	if err := os.MkdirAll(processDir, 0o755); err != nil {
+		return nil, err
+	}
+	return func() {
+		cleanDir(processDir)
+	}, nil
+}
+
+// Dir returns a new directory for test t under this process's directory, removed when
+// the test ends.
+func Dir(t testing.TB) string {
+	t.Helper()
+	if processDir == "" {
+		t.Fatal("harness.Setup was not called from TestMain")
+	}
+	name := strings.NewReplacer("/", "_", " ", "_").Replace(t.Name())
+	if len(name) > 40 {
+		name = name[:40]
+	}
+	dir, err := os.MkdirTemp(processDir, name+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cleanDir(dir) })
+	return dir
+}
+
+// CleanLeftovers removes the directories of test processes that are no longer alive,
+// with the processes and mounts that refer to them.
+func CleanLeftovers() error {
+	ents, err := os.ReadDir(Base)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if pid == os.Getpid() || alive(pid) {
+			continue
+		}
+		dir := filepath.Join(Base, e.Name())
+		fmt.Fprintf(os.Stderr, "harness: removing leftovers of crashed test process %d in %s\n", pid, dir)
+		cleanDir(dir)
+	}
+	return nil
+}
+
+func alive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || err == syscall.EPERM
+}
+
+// cleanDir kills processes whose command line mentions dir, unmounts everything mounted
+// below it (deepest first) and removes it.
+func cleanDir(dir string) {
+	killUsers(dir)
+	for _, m := range mountsUnder(dir) {
+		if err := unix.Unmount(m, 0); err != nil {
+			unix.Unmount(m, unix.MNT_DETACH)
+		}
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		fmt.Fprintf(os.Stderr, "harness: remove %s: %v\n", dir, err)
+	}
+}
+
+func killUsers(dir string) {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	var victims []int
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil || !strings.Contains(string(b), dir) {
+			continue
+		}
+		pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+		if pid == os.Getpid() {
+			continue
+		}
+		syscall.Kill(pid, syscall.SIGTERM)
+		victims = append(victims, pid)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for _, pid := range victims {
+		for alive(pid) && time.Now().Before(deadline) && !zombie(pid) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if alive(pid) && !zombie(pid) {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+}
+
+func zombie(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i > 0 && len(s) > i+2 && s[i+2] == 'Z'
+}
+
+// mountsUnder lists mount points at or below dir, deepest first.
+func mountsUnder(dir string) []string {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		mp := unescapeMount(f[4])
+		if mp == dir || strings.HasPrefix(mp, dir+"/") {
+			out = append(out, mp)
+		}
+	}
+	// Deepest first, and later mounts over earlier ones first.
+	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+		out[i], out[j] = out[j], out[i]
+	}
+	return out
+}
+
+func unescapeMount(s string) string {
+	r := strings.NewReplacer(`\040`, " ", `\011`, "\t", `\012`, "\n", `\134`, `\`)
+	return r.Replace(s)
+}
+
+// Mounts returns the mount points below dir, for tests that check nothing is left.
+func Mounts(dir string) []string { return mountsUnder(dir) }
+
+// NeedRoot stops the test binary with a clear message when not running as root: the
+// integration tests mount filesystems, create device nodes and run containers.
+func NeedRoot() error {
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("these tests need root (they mount overlayfs, create device nodes and run the daemon); run them with sudo or as root: make test")
+	}
+	return nil
+}
+
+// Need checks that the programs the tests run are installed.
+func Need(programs ...string) error {
+	var missing []string
+	for _, p := range programs {
+		if _, err := exec.LookPath(p); err != nil {
+			missing = append(missing, p)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("missing %s: run make deps", strings.Join(missing, ", "))
+	}
+	return nil
+}
