@@ -47,10 +47,14 @@ type LayerProgress struct {
 
 // pullState is the live progress of one pull, updated by its workers.
 type pullState struct {
-	mu     sync.Mutex
-	p      Progress
-	bytes  []atomic.Int64
-	change atomic.Int64
+	mu    sync.Mutex
+	p     Progress
+	bytes []atomic.Int64
+	// sent is the byte count last reported, per layer.
+	sent []int64
+
+	emitMu sync.Mutex
+	fn     func(Progress)
 }
 
 func newPullState(ref string) *pullState {
@@ -58,28 +62,32 @@ func newPullState(ref string) *pullState {
 }
 
 func (st *pullState) setLayers(ls []LayerProgress) {
+	st.emitMu.Lock()
 	st.mu.Lock()
 	st.p.Status = PullPulling
 	st.p.Layers = ls
 	st.bytes = make([]atomic.Int64, len(ls))
+	st.sent = make([]int64, len(ls))
 	st.mu.Unlock()
-	st.change.Add(1)
+	st.emitMu.Unlock()
+	st.emit()
 }
 
+// set changes the state and reports it at once: every change of status is seen.
 func (st *pullState) set(fn func(p *Progress)) {
 	st.mu.Lock()
 	fn(&st.p)
 	st.mu.Unlock()
-	st.change.Add(1)
+	st.emit()
 }
 
 func (st *pullState) layer(i int, status string) {
 	st.set(func(p *Progress) { p.Layers[i].Status = status })
 }
 
+// layerBytes records bytes received; they are reported at the next tick.
 func (st *pullState) layerBytes(i int, n int64) {
 	st.bytes[i].Store(n)
-	st.change.Add(1)
 }
 
 // snapshot returns a copy safe to hand to other goroutines.
@@ -94,37 +102,64 @@ func (st *pullState) snapshot() Progress {
 	return p
 }
 
-// report calls fn with the progress whenever it changed, at most every interval, until
-// the returned function is called; that call reports once more if anything changed.
+// emit reports the current state, one report at a time.
+func (st *pullState) emit() {
+	st.emitMu.Lock()
+	defer st.emitMu.Unlock()
+	if st.fn == nil {
+		return
+	}
+	p := st.snapshot()
+	for i := range p.Layers {
+		st.sent[i] = p.Layers[i].Current
+	}
+	st.fn(p)
+}
+
+// moved tells whether bytes arrived since the last report.
+func (st *pullState) moved() bool {
+	st.emitMu.Lock()
+	defer st.emitMu.Unlock()
+	for i := range st.bytes {
+		if st.bytes[i].Load() != st.sent[i] {
+			return true
+		}
+	}
+	return false
+}
+
+// report has fn called with the progress on every change of status, and every interval
+// while bytes arrive, until the returned function is called.
 func (st *pullState) report(fn func(Progress), interval time.Duration) (stop func()) {
 	if fn == nil {
 		return func() {}
 	}
+	st.emitMu.Lock()
+	st.fn = fn
+	st.emitMu.Unlock()
 	done := make(chan struct{})
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	wg.Go(func() {
 		t := time.NewTicker(interval)
 		defer t.Stop()
-		seen := int64(-1)
-		emit := func() {
-			if c := st.change.Load(); c != seen {
-				seen = c
-				fn(st.snapshot())
-			}
-		}
 		for {
 			select {
 			case <-t.C:
-				emit()
+				if st.moved() {
+					st.emit()
+				}
 			case <-done:
-				emit()
 				return
 			}
 		}
-	}()
-	return func() { close(done); wg.Wait() }
+	})
+	return func() {
+		close(done)
+		wg.Wait()
+		st.emitMu.Lock()
+		st.fn = nil
+		st.emitMu.Unlock()
+	}
 }
 
 // countingReader counts bytes read into a pull's progress.

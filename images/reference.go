@@ -27,7 +27,11 @@ func ParseReference(s string) (Reference, error) {
 	}
 	r, err := name.ParseReference(s)
 	if err != nil {
-		return Reference{}, errdefs.Invalid(fmt.Errorf("invalid reference %q: %s", s, strings.TrimPrefix(err.Error(), "could not parse reference: ")))
+		detail := strings.TrimPrefix(err.Error(), "could not parse reference: ")
+		if detail == s {
+			detail = "want NAME[:TAG] or NAME@sha256:DIGEST, with a lowercase repository name"
+		}
+		return Reference{}, errdefs.Invalid(fmt.Errorf("invalid reference %q: %s", s, detail))
 	}
 	return Reference{named: r}, nil
 }

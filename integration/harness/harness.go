@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package harness runs the real components the integration tests need: the CNCF registry
 // (Debian's docker-registry) on a free loopback port, the dutchman binary as a daemon, and
 // test images built at test time from the host's /bin/busybox (busybox-static).

@@ -1,3 +1,5 @@
+//go:build linux
+
 package harness
 
 import (
@@ -27,6 +29,7 @@ type Registry struct {
 	t       testing.TB
 	// htpasswd, when set, turns on basic authentication.
 	htpasswd string
+	host     string
 }
 
 // RegistryOption configures StartRegistry.
@@ -37,6 +40,11 @@ func WithHtpasswd(path string) RegistryOption {
 	return func(r *Registry) { r.htpasswd = path }
 }
 
+// WithHost makes the registry listen on ip instead of 127.0.0.1.
+func WithHost(ip string) RegistryOption {
+	return func(r *Registry) { r.host = ip }
+}
+
 // StartRegistry starts a registry for test t and stops it when t ends.
 func StartRegistry(t testing.TB, opts ...RegistryOption) *Registry {
 	t.Helper()
@@ -44,11 +52,11 @@ func StartRegistry(t testing.TB, opts ...RegistryOption) *Registry {
 		t.Fatal("docker-registry is not installed: run make deps")
 	}
 	dir := Dir(t)
-	r := &Registry{dir: dir, Storage: filepath.Join(dir, "storage"), t: t}
+	r := &Registry{dir: dir, Storage: filepath.Join(dir, "storage"), t: t, host: "127.0.0.1"}
 	for _, o := range opts {
 		o(r)
 	}
-	r.Addr = freeAddr(t)
+	r.Addr = freeAddr(t, r.host)
 	if err := r.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -56,8 +64,8 @@ func StartRegistry(t testing.TB, opts ...RegistryOption) *Registry {
 	return r
 }
 
-func freeAddr(t testing.TB) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+func freeAddr(t testing.TB, host string) string {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}

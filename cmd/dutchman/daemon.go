@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/flyingdutchman/flyingdutchman/api"
+	"github.com/flyingdutchman/flyingdutchman/engine"
+)
+
+func newDaemonCommand() *cobra.Command {
+	var (
+		configFile string
+		flags      daemonConfig
+		mount      string
+	)
+	cmd := &cobra.Command{
+		Use:   "daemon",
+		Short: "Run the engine: the API on a unix socket and the tree",
+		Long: `Run the engine. It serves the HTTP API on a unix socket, for the CLI and other clients,
+and keeps its state in the data root. Settings come from the config file (JSON, keys as
+the long flags: data-root, mount, socket, insecure-registries, max-concurrent-downloads,
+storage-driver, log-level), and flags override it.
+
+One daemon per data root: a second one on the same data root is refused.
+SIGINT or SIGTERM stop it cleanly.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg := daemonConfig{}
+			if err := loadConfigFile(configFile, cmd.Flags().Changed("config"), &cfg); err != nil {
+				return err
+			}
+			fl := cmd.Flags()
+			if fl.Changed("data-root") {
+				cfg.DataRoot = flags.DataRoot
+			}
+			if fl.Changed("socket") {
+				cfg.Socket = flags.Socket
+			}
+			if fl.Changed("mount") {
+				cfg.Mount = &mount
+			}
+			if fl.Changed("insecure-registry") {
+				cfg.InsecureRegistries = flags.InsecureRegistries
+			}
+			if fl.Changed("max-concurrent-downloads") {
+				cfg.MaxConcurrentDownloads = flags.MaxConcurrentDownloads
+			}
+			if fl.Changed("storage-driver") {
+				cfg.StorageDriver = flags.StorageDriver
+			}
+			if fl.Changed("log-level") {
+				cfg.LogLevel = flags.LogLevel
+			}
+			return runDaemon(cmd.Context(), cfg)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&configFile, "config", defaultConfigFile(), "config file")
+	f.StringVar(&flags.DataRoot, "data-root", defaultDataRoot(), "directory for the engine's state")
+	f.StringVar(&flags.Socket, "socket", defaultSocket(), "unix socket of the API")
+	f.StringVar(&mount, "mount", defaultMount(), `where to mount the tree ("" for none)`)
+	f.StringSliceVar(&flags.InsecureRegistries, "insecure-registry", nil, "registry (host[:port]) reached over plain HTTP or unverified TLS; loopback registries always are")
+	f.IntVar(&flags.MaxConcurrentDownloads, "max-concurrent-downloads", 3, "layers one pull downloads at once")
+	f.StringVar(&flags.StorageDriver, "storage-driver", "", `container root filesystems: "overlay", "copy", or "" to choose`)
+	f.StringVar(&flags.LogLevel, "log-level", "info", "debug, info, warn or error")
+	return cmd
+}
+
+func runDaemon(ctx context.Context, cfg daemonConfig) error {
+	if cfg.DataRoot == "" {
+		cfg.DataRoot = defaultDataRoot()
+	}
+	if cfg.Socket == "" {
+		cfg.Socket = defaultSocket()
+	}
+	if cfg.Mount == nil {
+		m := defaultMount()
+		cfg.Mount = &m
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(orDefault(cfg.LogLevel, "info"))); err != nil {
+		return fmt.Errorf("log level %q: want debug, info, warn or error", cfg.LogLevel)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	slog.SetDefault(log)
+
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	eng, err := engine.New(ctx, engine.Config{
+		DataRoot:               cfg.DataRoot,
+		InsecureRegistries:     cfg.InsecureRegistries,
+		MaxConcurrentDownloads: cfg.MaxConcurrentDownloads,
+		StorageDriver:          cfg.StorageDriver,
+		Version:                version,
+		Logger:                 log,
+	})
+	if err != nil {
+		return err
+	}
+	defer eng.Close()
+
+	l, err := api.Listen(cfg.Socket)
+	if err != nil {
+		return fmt.Errorf("api socket: %w", err)
+	}
+	defer os.Remove(cfg.Socket)
+	info, _ := eng.Info(ctx)
+	log.Info("dutchman daemon started", "version", version, "pid", os.Getpid(), "data-root", cfg.DataRoot,
+		"socket", cfg.Socket, "storage-driver", info.StorageDriver, "insecure-registries", strings.Join(cfg.InsecureRegistries, ","))
+	if *cfg.Mount != "" {
+		log.Warn("the tree is not served by this version; only the API is", "mount", *cfg.Mount)
+	}
+
+	err = api.NewServer(eng, version, log).Serve(ctx, l, 10*time.Second)
+	log.Info("dutchman daemon stopped")
+	return err
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}

@@ -1,0 +1,237 @@
+//go:build linux
+
+package harness
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+// Binary returns the dutchman binary under test: $DUTCHMAN_BIN if set (make test sets
+// it), else one built from this checkout into the process's directory.
+func Binary(t testing.TB) string {
+	t.Helper()
+	binOnce.Do(func() {
+		if p := os.Getenv("DUTCHMAN_BIN"); p != "" {
+			binPath, binErr = filepath.Abs(p)
+			return
+		}
+		out, err := exec.Command("go", "env", "GOMOD").Output()
+		if err != nil {
+			binErr = fmt.Errorf("go env GOMOD: %w", err)
+			return
+		}
+		root := filepath.Dir(strings.TrimSpace(string(out)))
+		binPath = filepath.Join(processDir, "dutchman")
+		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/dutchman")
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			binErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
+}
+
+// Daemon is a `dutchman daemon` run by a test, with its own data root and socket.
+type Daemon struct {
+	Dir      string
+	DataRoot string
+	Socket   string
+	LogPath  string
+	Env      []string
+	Args     []string
+	cmd      *exec.Cmd
+	waited   chan struct{}
+	exitErr  error
+	t        testing.TB
+}
+
+// DaemonOption configures StartDaemon.
+type DaemonOption func(*Daemon)
+
+// WithArgs adds daemon flags.
+func WithArgs(args ...string) DaemonOption {
+	return func(d *Daemon) { d.Args = append(d.Args, args...) }
+}
+
+// WithEnv adds environment variables (KEY=VALUE) for the daemon.
+func WithEnv(env ...string) DaemonOption {
+	return func(d *Daemon) { d.Env = append(d.Env, env...) }
+}
+
+// WithDataRoot uses dir as the data root (to run a second daemon on the same one).
+func WithDataRoot(dir string) DaemonOption {
+	return func(d *Daemon) { d.DataRoot = dir }
+}
+
+// NewDaemon prepares a daemon without starting it.
+func NewDaemon(t testing.TB, opts ...DaemonOption) *Daemon {
+	t.Helper()
+	dir := Dir(t)
+	d := &Daemon{Dir: dir, DataRoot: filepath.Join(dir, "root"), Socket: filepath.Join(dir, "dutchman.sock"),
+		LogPath: filepath.Join(dir, "daemon.log"), t: t}
+	for _, o := range opts {
+		o(d)
+	}
+	return d
+}
+
+// StartDaemon starts a daemon for test t, waits until its API answers, and stops it
+// when t ends.
+func StartDaemon(t testing.TB, opts ...DaemonOption) *Daemon {
+	t.Helper()
+	d := NewDaemon(t, opts...)
+	if err := d.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := d.Stop(); err != nil {
+			t.Errorf("daemon: %v", err)
+		}
+	})
+	return d
+}
+
+// Start runs the daemon and waits for its socket to answer.
+func (d *Daemon) Start() error {
+	cfg := filepath.Join(d.Dir, "daemon.json")
+	if _, err := os.Stat(cfg); os.IsNotExist(err) {
+		if err := os.WriteFile(cfg, []byte("{}\n"), 0o644); err != nil {
+			return err
+		}
+	}
+	args := append([]string{"daemon", "--data-root", d.DataRoot, "--socket", d.Socket, "--mount", "",
+		"--config", filepath.Join(d.Dir, "daemon.json"), "--log-level", "debug"}, d.Args...)
+	logf, err := os.OpenFile(d.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cmd := exec.Command(Binary(d.t), args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Env = append(os.Environ(), d.Env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	d.cmd = cmd
+	d.waited = make(chan struct{})
+	go func() { d.exitErr = cmd.Wait(); close(d.waited) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-d.waited:
+			return fmt.Errorf("daemon exited at start (%v): %s", d.exitErr, d.Log())
+		default:
+		}
+		if c, err := net.Dial("unix", d.Socket); err == nil {
+			c.Close()
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	d.Kill()
+	return fmt.Errorf("daemon did not answer on %s: %s", d.Socket, d.Log())
+}
+
+// Stop sends SIGTERM and waits for a clean exit.
+func (d *Daemon) Stop() error {
+	if d.cmd == nil {
+		return nil
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.waited:
+	case <-time.After(15 * time.Second):
+		d.Kill()
+		return fmt.Errorf("daemon did not stop within 15s of SIGTERM: %s", d.Log())
+	}
+	d.cmd = nil
+	if d.exitErr != nil {
+		return fmt.Errorf("daemon exited with %v: %s", d.exitErr, d.Log())
+	}
+	return nil
+}
+
+// Kill stops the daemon with SIGKILL.
+func (d *Daemon) Kill() {
+	if d.cmd == nil {
+		return
+	}
+	d.cmd.Process.Kill()
+	<-d.waited
+	d.cmd = nil
+}
+
+// Log is what the daemon has logged.
+func (d *Daemon) Log() string {
+	b, _ := os.ReadFile(d.LogPath)
+	return string(b)
+}
+
+// Host is the DUTCHMAN_HOST value of this daemon.
+func (d *Daemon) Host() string { return "unix://" + d.Socket }
+
+// Result is what a CLI run printed and how it exited.
+type Result struct {
+	Stdout, Stderr string
+	Code           int
+}
+
+// Run runs the CLI against this daemon with a 2-minute limit.
+func (d *Daemon) Run(args ...string) Result {
+	return d.RunStdin(nil, args...)
+}
+
+// RunStdin runs the CLI with stdin.
+func (d *Daemon) RunStdin(stdin []byte, args ...string) Result {
+	d.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, Binary(d.t), args...)
+	cmd.Env = append(os.Environ(), "DUTCHMAN_HOST="+d.Host())
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	err := cmd.Run()
+	r := Result{Stdout: out.String(), Stderr: errb.String()}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		r.Code = ee.ExitCode()
+	} else if err != nil {
+		d.t.Fatalf("run dutchman %v: %v", args, err)
+	}
+	return r
+}
+
+// MustRun runs the CLI and fails the test unless it exits 0.
+func (d *Daemon) MustRun(args ...string) string {
+	d.t.Helper()
+	r := d.Run(args...)
+	if r.Code != 0 {
+		d.t.Fatalf("dutchman %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), r.Code, r.Stdout, r.Stderr)
+	}
+	return r.Stdout
+}
