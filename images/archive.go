@@ -217,7 +217,7 @@ func indexArchive(f *os.File) (*archive, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read archive: %w", err)
 		}
-		if hdr.Typeflag != tar.TypeReg && hdr.Typeflag != tar.TypeRegA {
+		if hdr.Typeflag != tar.TypeReg {
 			continue
 		}
 		name := strings.TrimPrefix(path.Clean("/"+hdr.Name), "/")
@@ -372,7 +372,7 @@ func (s *Store) loadImage(ctx context.Context, img v1.Image, names []*refRecord,
 	st := newPullState(label)
 	defer s.startPull(st)()
 	stop := st.report(progress, 100*time.Millisecond)
-	rec, err := s.ingest(ctx, img, st, names)
+	rec, err := s.ingest(ctx, img, nil, st, names)
 	if err != nil {
 		st.set(func(p *Progress) { p.Status, p.Error = PullFailed, err.Error() })
 		stop()

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	bolt "go.etcd.io/bbolt"
@@ -87,12 +88,21 @@ func (s *Store) Pull(ctx context.Context, refStr string, opts ...PullOption) (*I
 }
 
 func (s *Store) pull(ctx context.Context, ref Reference, platform v1.Platform, st *pullState) (*Image, error) {
-	img, target, err := s.resolveRemote(ctx, ref, platform)
+	var img v1.Image
+	var target v1.Hash
+	err := s.retry(ctx, "manifest of "+ref.String(), func() (err error) {
+		img, target, err = s.resolveRemote(ctx, ref, platform)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
 	name := &refRecord{Name: ref.String(), Target: target, Added: time.Now().UTC()}
-	rec, err := s.ingest(ctx, img, st, []*refRecord{name})
+	client, err := s.newBlobClient(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	rec, err := s.ingest(ctx, img, client.open, st, []*refRecord{name})
 	if err != nil {
 		return nil, err
 	}
@@ -103,7 +113,7 @@ func (s *Store) remoteOptions(ctx context.Context, platform v1.Platform) []remot
 	return []remote.Option{
 		remote.WithContext(ctx),
 		remote.WithAuthFromKeychain(s.opts.keychain),
-		remote.WithTransport(newRegistryTransport(s.opts.insecure)),
+		remote.WithTransport(s.transport),
 		remote.WithPlatform(platform),
 		remote.WithJobs(max(s.opts.downloads, 4)),
 		remote.WithRetryBackoff(remote.Backoff{Duration: 250 * time.Millisecond, Factor: 2, Jitter: 0.1, Steps: 3}),
@@ -113,7 +123,7 @@ func (s *Store) remoteOptions(ctx context.Context, platform v1.Platform) []remot
 
 // remoteRef allows plain HTTP where the store allows it.
 func (s *Store) remoteRef(ref Reference) Reference {
-	if newRegistryTransport(s.opts.insecure).allowsInsecure(ref.Registry()) {
+	if s.transport.allowsInsecure(ref.Registry()) {
 		return ref.withInsecure()
 	}
 	return ref
@@ -188,9 +198,10 @@ var layerMediaTypes = map[types.MediaType]bool{
 	types.OCIUncompressedRestrictedLayer: true,
 }
 
-// ingest stores img: its layers (downloaded and unpacked concurrently, or reused), its
+// ingest stores img: its layers (fetched with open where set, else read from img;
+// downloaded and unpacked concurrently, or reused), its
 // config and manifest, then records the image and its names in one transaction.
-func (s *Store) ingest(ctx context.Context, img v1.Image, st *pullState, names []*refRecord) (*imageRecord, error) {
+func (s *Store) ingest(ctx context.Context, img v1.Image, open blobOpener, st *pullState, names []*refRecord) (*imageRecord, error) {
 	rawManifest, err := img.RawManifest()
 	if err != nil {
 		return nil, registryError(err)
@@ -205,9 +216,9 @@ func (s *Store) ingest(ctx context.Context, img v1.Image, st *pullState, names [
 	if err != nil {
 		return nil, registryError(err)
 	}
-	rawConfig, err := img.RawConfigFile()
+	rawConfig, err := s.readConfig(ctx, img, manifest.Config.Digest)
 	if err != nil {
-		return nil, registryError(err)
+		return nil, err
 	}
 	if got := fmt.Sprintf("%x", sha256.Sum256(rawConfig)); got != manifest.Config.Digest.Hex {
 		return nil, errdefs.Unavailable(fmt.Errorf("%w: config %s hashes to sha256:%s", errMismatch, manifest.Config.Digest, got))
@@ -258,7 +269,7 @@ func (s *Store) ingest(ctx context.Context, img v1.Image, st *pullState, names [
 			if failed.Load() {
 				return nil
 			}
-			err := s.fetchLayer(ctx, layers[i], &rec.Layers[i], i, st)
+			err := s.fetchLayer(ctx, layers[i], &rec.Layers[i], open, i, st)
 			if err != nil {
 				failed.Store(true)
 			}
@@ -286,6 +297,29 @@ func (s *Store) ingest(ctx context.Context, img v1.Image, st *pullState, names [
 		return nil, err
 	}
 	return rec, nil
+}
+
+// readConfig fetches an image's config blob, trying again after transient failures.
+// (The image's RawConfigFile would keep a config cut short by a dropped connection.)
+func (s *Store) readConfig(ctx context.Context, img v1.Image, d v1.Hash) ([]byte, error) {
+	var raw []byte
+	err := s.retry(ctx, "config "+d.String(), func() error {
+		l, err := partial.ConfigLayer(img)
+		if err != nil {
+			return registryError(err)
+		}
+		rc, err := l.Compressed()
+		if err != nil {
+			return registryError(err)
+		}
+		defer rc.Close()
+		raw, err = io.ReadAll(io.LimitReader(rc, 64<<20))
+		if err != nil {
+			return s.streamError(err)
+		}
+		return nil
+	})
+	return raw, err
 }
 
 // commit records an ingested image and its names.
@@ -325,7 +359,7 @@ func storeError(err error) error {
 
 // fetchLayer makes sure layer i's blob and snapshot are in the store. Concurrent fetches
 // of one layer (by two pulls) wait for the first rather than download twice.
-func (s *Store) fetchLayer(ctx context.Context, l v1.Layer, lr *layerRecord, i int, st *pullState) error {
+func (s *Store) fetchLayer(ctx context.Context, l v1.Layer, lr *layerRecord, open blobOpener, i int, st *pullState) error {
 	for {
 		s.mu.Lock()
 		if f := s.inflight[lr.ChainID]; f != nil {
@@ -341,7 +375,7 @@ func (s *Store) fetchLayer(ctx context.Context, l v1.Layer, lr *layerRecord, i i
 		s.inflight[lr.ChainID] = f
 		s.mu.Unlock()
 
-		err := s.fetchLayerOnce(ctx, l, lr, i, st)
+		err := s.fetchLayerOnce(ctx, l, lr, open, i, st)
 
 		s.mu.Lock()
 		delete(s.inflight, lr.ChainID)
@@ -351,7 +385,7 @@ func (s *Store) fetchLayer(ctx context.Context, l v1.Layer, lr *layerRecord, i i
 	}
 }
 
-func (s *Store) fetchLayerOnce(ctx context.Context, l v1.Layer, lr *layerRecord, i int, st *pullState) error {
+func (s *Store) fetchLayerOnce(ctx context.Context, l v1.Layer, lr *layerRecord, open blobOpener, i int, st *pullState) error {
 	haveBlob, haveSnap := s.blobs.has(lr.Digest), s.snaps.has(lr.ChainID)
 	if haveSnap {
 		size, err := s.snapshotSize(lr.ChainID)
@@ -379,12 +413,24 @@ func (s *Store) fetchLayerOnce(ctx context.Context, l v1.Layer, lr *layerRecord,
 		st.layer(i, LayerDone)
 		return nil
 	}
+	st.layer(i, LayerDownloading)
+	progress := func(n int64) { st.layerBytes(i, n) }
+	onRetry := func(error) { st.layer(i, LayerRetrying) }
+	onResume := func() { st.layer(i, LayerDownloading) }
+	if err := s.download(ctx, l, lr, !haveSnap, open, progress, onRetry, onResume); err != nil {
+		return err
+	}
+	st.layer(i, LayerDone)
+	return nil
+}
+
+// retry runs fn until it succeeds, fails in a way trying again cannot mend, or has been
+// tried 1+retries times, waiting the store's backoff (doubled each time) in between.
+func (s *Store) retry(ctx context.Context, what string, fn func() error) error {
 	backoff := s.opts.backoff
 	for attempt := 0; ; attempt++ {
-		st.layer(i, LayerDownloading)
-		err := s.download(ctx, l, lr, !haveSnap, func(n int64) { st.layerBytes(i, n) })
+		err := fn()
 		if err == nil {
-			st.layer(i, LayerDone)
 			return nil
 		}
 		if ctx.Err() != nil {
@@ -396,9 +442,7 @@ func (s *Store) fetchLayerOnce(ctx context.Context, l v1.Layer, lr *layerRecord,
 		if attempt >= s.opts.retries {
 			return fmt.Errorf("%w (gave up after %d attempts)", err, attempt+1)
 		}
-		s.log.Warn("layer download failed; retrying", "layer", lr.Digest, "attempt", attempt+1, "wait", backoff, "err", err)
-		st.layer(i, LayerRetrying)
-		st.layerBytes(i, 0)
+		s.log.Warn("registry request failed; retrying", "what", what, "attempt", attempt+1, "wait", backoff, "err", err)
 		select {
 		case <-time.After(backoff):
 		case <-ctx.Done():
@@ -408,12 +452,20 @@ func (s *Store) fetchLayerOnce(ctx context.Context, l v1.Layer, lr *layerRecord,
 	}
 }
 
-// download streams layer l once: into the content store and, when unpack is set, through
-// the decompressor into a new snapshot at the same time.
-func (s *Store) download(ctx context.Context, l v1.Layer, lr *layerRecord, unpack bool, progress func(int64)) error {
-	rc, err := l.Compressed()
-	if err != nil {
-		return registryError(err)
+// download streams layer l: into the content store and, when unpack is set, through the
+// decompressor into a new snapshot at the same time. With an opener, a download cut short
+// resumes where it stopped (the unpacking goes on undisturbed); without one, the layer is
+// read once from l (an archive being loaded).
+func (s *Store) download(ctx context.Context, l v1.Layer, lr *layerRecord, unpack bool, open blobOpener,
+	progress func(int64), onRetry func(error), onResume func()) error {
+	var rc io.ReadCloser
+	if open != nil {
+		rc = &resumingReader{ctx: ctx, s: s, open: open, digest: lr.Digest, onRetry: onRetry, onResume: onResume}
+	} else {
+		var err error
+		if rc, err = l.Compressed(); err != nil {
+			return registryError(err)
+		}
 	}
 	defer rc.Close()
 	w, err := s.blobs.writer(lr.Digest, lr.Size)

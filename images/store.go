@@ -36,14 +36,14 @@ type Store struct {
 	// flight rely on before they are recorded; garbage collection leaves them alone.
 	held map[v1.Hash]int
 	// inflight makes concurrent fetches of one layer wait for the first.
-	inflight map[v1.Hash]*flight
-	pulls    map[*pullState]struct{}
-	driver   string
+	inflight  map[v1.Hash]*flight
+	pulls     map[*pullState]struct{}
+	driver    string
+	transport *registryTransport
 }
 
 type flight struct {
 	done chan struct{}
-	err  error
 }
 
 type options struct {
@@ -111,15 +111,16 @@ func Open(ctx context.Context, root string, db *bolt.DB, opts ...Option) (*Store
 		opt(&o)
 	}
 	s := &Store{
-		root:     root,
-		db:       db,
-		opts:     o,
-		log:      o.logger,
-		blobs:    blobs{dir: filepath.Join(root, "blobs", "sha256"), ingest: filepath.Join(root, "ingest")},
-		snaps:    snapshots{dir: filepath.Join(root, "snapshots"), ingest: filepath.Join(root, "ingest")},
-		held:     map[v1.Hash]int{},
-		inflight: map[v1.Hash]*flight{},
-		pulls:    map[*pullState]struct{}{},
+		root:      root,
+		db:        db,
+		opts:      o,
+		log:       o.logger,
+		blobs:     blobs{dir: filepath.Join(root, "blobs", "sha256"), ingest: filepath.Join(root, "ingest")},
+		snaps:     snapshots{dir: filepath.Join(root, "snapshots"), ingest: filepath.Join(root, "ingest")},
+		held:      map[v1.Hash]int{},
+		inflight:  map[v1.Hash]*flight{},
+		pulls:     map[*pullState]struct{}{},
+		transport: newRegistryTransport(o.insecure),
 	}
 	// Whatever is in ingest/ was left by a run that stopped mid-way: it was never visible.
 	if err := removeTree(filepath.Join(root, "ingest")); err != nil {

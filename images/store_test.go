@@ -43,7 +43,7 @@ func testImages(t *testing.T) (*harness.Registry, *harness.Images) {
 	return sharedReg, sharedIms
 }
 
-func newStoreAt(t *testing.T, root string, opts ...Option) *Store {
+func newStoreAt(t testing.TB, root string, opts ...Option) *Store {
 	t.Helper()
 	db, err := bolt.Open(filepath.Join(root, "test.db"), 0o600, nil)
 	if err != nil {
@@ -493,5 +493,55 @@ func TestManyLayersMount(t *testing.T) {
 	}
 	if got := readFile(t, filepath.Join(fs.Path, "layer")); got != string(rune('a'+129%26)) {
 		t.Errorf("layer = %q, want the top layer's", got)
+	}
+}
+
+func TestTransientRegistryErrorsAreRetried(t *testing.T) {
+	reg, ims := testImages(t)
+	for _, fault := range []harness.Fault{harness.Fault503, harness.Fault429, harness.FaultReset} {
+		t.Run(string(fault), func(t *testing.T) {
+			proxy := harness.Flaky(t, reg.Addr, fault)
+			s := newStore(t)
+			ref := strings.Replace(ims.Layered, reg.Addr, proxy.Addr, 1)
+			if _, err := s.Pull(ctx, ref); err != nil {
+				t.Fatalf("pull through a registry that fails each blob once: %v", err)
+			}
+			if proxy.Failures.Load() < 4 {
+				t.Errorf("the proxy failed %d downloads; want every blob (config and 3 layers) failed once", proxy.Failures.Load())
+			}
+			if fault == harness.FaultReset && proxy.Ranges.Load() < 3 {
+				t.Errorf("%d downloads resumed with a range; want each of the 3 layers resumed where it was cut", proxy.Ranges.Load())
+			}
+		})
+	}
+}
+
+func TestPullsListsPullsUnderWay(t *testing.T) {
+	reg := harness.StartRegistry(t)
+	harness.Push(t, reg.Ref("slow/app:v1"), harness.Image(t, harness.Amd64, harness.RandomLayer(t, 300, 4, 1<<20)))
+	ref := harness.Throttle(t, reg.Addr, 4<<20) + "/slow/app:v1"
+	s := newStore(t)
+	seen := make(chan []Progress, 1)
+	_, err := s.Pull(ctx, ref, WithProgress(func(p Progress) {
+		if p.Status == PullPulling && len(p.Layers) == 1 && p.Layers[0].Current > 0 {
+			select {
+			case seen <- s.Pulls():
+			default:
+			}
+		}
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ps := <-seen:
+		if len(ps) != 1 || !strings.HasSuffix(ps[0].Ref, "/slow/app:v1") || ps[0].Layers[0].Size == 0 {
+			t.Errorf("Pulls() during the pull: %+v", ps)
+		}
+	default:
+		t.Error("no progress with bytes received was reported during a throttled pull")
+	}
+	if ps := s.Pulls(); len(ps) != 0 {
+		t.Errorf("Pulls() after the pull: %+v", ps)
 	}
 }

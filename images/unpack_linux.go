@@ -170,7 +170,7 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 		return fmt.Errorf("entry %q: %w", hdr.Name, err)
 	}
 	switch hdr.Typeflag {
-	case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:
+	case tar.TypeReg, tar.TypeGNUSparse:
 		if err := u.file(pfd, base, hdr, r); err != nil {
 			return fmt.Errorf("entry %q: %w", hdr.Name, err)
 		}
@@ -211,6 +211,9 @@ func (u *unpacker) file(pfd int, base string, hdr *tar.Header, r io.Reader) erro
 	f := os.NewFile(uintptr(fd), base)
 	n, err := io.CopyBuffer(f, r, u.buf)
 	u.size += n
+	if err == nil {
+		startWriteback(fd)
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

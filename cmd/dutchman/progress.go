@@ -58,11 +58,14 @@ func (d *pullDisplay) update(p api.Progress) {
 			lb = &layerBar{}
 			lb.status.Store(l.Status)
 			st := lb
-			lb.bar = d.bars.AddBar(max(l.Size, 1),
+			// Created with no total, so that reaching the size does not complete the
+			// bar before its status says done.
+			lb.bar = d.bars.AddBar(0,
 				mpb.PrependDecorators(decor.Name(id, decor.WC{C: decor.DindentRight | decor.DextraSpace}),
 					decor.Any(func(decor.Statistics) string { return fmt.Sprintf("%-11s", st.status.Load()) })),
 				mpb.AppendDecorators(decor.Counters(decor.SizeB1024(0), "% .1f / % .1f")),
 			)
+			lb.bar.SetTotal(max(l.Size, 1), false)
 			d.layers[id] = lb
 		}
 		lb.status.Store(l.Status)

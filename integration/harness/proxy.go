@@ -15,10 +15,7 @@ import (
 // in the middle of a pull. It stops when t ends.
 func Throttle(t testing.TB, target string, bytesPerSec int) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := listen(t)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var conns []net.Conn
@@ -87,4 +84,13 @@ func slowCopy(dst io.Writer, src io.Reader, bytesPerSec int) {
 			return
 		}
 	}
+}
+
+func listen(t testing.TB) net.Listener {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
 }

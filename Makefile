@@ -1,0 +1,56 @@
+# FlyingDutchman. `make run` starts the daemon, `make test` runs every test; both install
+# what they need first (Debian packages, Go modules). Run them as root.
+
+GO      ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+BIN     := bin/dutchman
+# The integration tests run a race-detector build of the daemon, so data races in the
+# daemon fail the tests too.
+TESTBIN := bin/dutchman.race
+
+# Debian packages the engine and its tests need. qemu-system-x86 joins with the vm runtime.
+DEBS       := runc fuse3 busybox-static docker-registry skopeo util-linux attr gcc
+BENCH_DEBS := podman conmon containernetworking-plugins golang-github-containers-common uidmap skopeo
+STATICCHECK_VERSION := v0.8.2
+
+# Daemon flags for `make run`, e.g. make run ARGS='--insecure-registry registry.lan:5000'
+ARGS ?=
+
+.PHONY: all build run test unit integration deps bench-deps bench lint clean
+
+all: build
+
+build:
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/dutchman
+
+$(TESTBIN): FORCE
+	$(GO) build -race -ldflags '$(LDFLAGS)' -o $(TESTBIN) ./cmd/dutchman
+FORCE:
+
+run: deps build
+	$(BIN) daemon $(ARGS)
+
+test: deps $(TESTBIN)
+	DUTCHMAN_BIN=$(abspath $(TESTBIN)) $(GO) test -race -count=1 -timeout 25m ./...
+
+# Apt packages are installed only where missing; Go modules come through the module proxy.
+deps:
+	@./.ci/apt-install $(DEBS)
+	@$(GO) version >/dev/null 2>&1 || { echo "Go 1.26 or newer is needed: /usr/local/go/bin/go (go.dev/dl) was not found" >&2; exit 1; }
+	$(GO) mod download
+
+bench-deps: deps
+	@./.ci/apt-install $(BENCH_DEBS)
+
+bench: bench-deps build
+	./bench/run
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change: $$out" >&2; exit 1; fi
+	$(GO) vet ./...
+	GOOS=darwin $(GO) build ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+clean:
+	rm -rf bin
