@@ -59,9 +59,13 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 // Images is the image store.
 func (e *Engine) Images() *images.Store { return e.images }
 
-// Close releases the data root.
+// Close flushes what the engine holds to disk and releases the data root.
 func (e *Engine) Close() error {
-	return e.db.Close()
+	err := e.images.Close()
+	if cerr := e.db.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // Info describes the engine, for `dutchman info` and the tree's info file.

@@ -105,17 +105,10 @@ type blobWriter struct {
 	committed bool
 }
 
-// writebackChunk is how much of a blob is written before its writeback is started.
-const writebackChunk = 8 << 20
-
 func (w *blobWriter) Write(p []byte) (int, error) {
 	n, err := w.f.Write(p)
 	w.h.Write(p[:n])
-	before := w.n
 	w.n += int64(n)
-	if before/writebackChunk != w.n/writebackChunk {
-		startWriteback(int(w.f.Fd()))
-	}
 	return n, err
 }
 

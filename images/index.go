@@ -38,6 +38,9 @@ type imageRecord struct {
 	Created   time.Time       `json:"created"`
 	Stored    time.Time       `json:"stored"`
 	Layers    []layerRecord   `json:"layers"`
+	// Unsynced is the boot ID under which the image was stored, until a flush has put
+	// it on disk (see durable.go).
+	Unsynced string `json:"unsynced,omitempty"`
 }
 
 type layerRecord struct {

@@ -289,13 +289,13 @@ func (s *Store) ingest(ctx context.Context, img v1.Image, open blobOpener, st *p
 	if err := s.blobs.put(digest, rawManifest); err != nil {
 		return nil, storeError(err)
 	}
-	// Everything the index is about to point at must be on disk before it does.
-	if err := syncFS(s.root); err != nil {
-		return nil, storeError(err)
-	}
+	// The image is recorded before its files are surely on disk; the syncer flushes them
+	// in a moment (durable.go).
+	rec.Unsynced = s.boot
 	if err := s.commit(rec, names); err != nil {
 		return nil, err
 	}
+	s.stored()
 	return rec, nil
 }
 

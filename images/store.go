@@ -40,6 +40,8 @@ type Store struct {
 	pulls     map[*pullState]struct{}
 	driver    string
 	transport *registryTransport
+	syncer    *syncer
+	boot      string
 }
 
 type flight struct {
@@ -55,6 +57,8 @@ type options struct {
 	retries   int
 	backoff   time.Duration
 	platform  *v1.Platform
+	syncDelay time.Duration
+	boot      string
 }
 
 // Option configures a Store.
@@ -106,7 +110,8 @@ func WithDefaultPlatform(p v1.Platform) Option {
 
 // Open opens the image store rooted at root, keeping its index in db.
 func Open(ctx context.Context, root string, db *bolt.DB, opts ...Option) (*Store, error) {
-	o := options{downloads: 3, keychain: authn.DefaultKeychain, logger: slog.Default(), retries: 4, backoff: 500 * time.Millisecond}
+	o := options{downloads: 3, keychain: authn.DefaultKeychain, logger: slog.Default(), retries: 4,
+		backoff: 500 * time.Millisecond, syncDelay: time.Second, boot: bootID()}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -121,6 +126,7 @@ func Open(ctx context.Context, root string, db *bolt.DB, opts ...Option) (*Store
 		inflight:  map[v1.Hash]*flight{},
 		pulls:     map[*pullState]struct{}{},
 		transport: newRegistryTransport(o.insecure),
+		boot:      o.boot,
 	}
 	// Whatever is in ingest/ was left by a run that stopped mid-way: it was never visible.
 	if err := removeTree(filepath.Join(root, "ingest")); err != nil {
@@ -139,6 +145,10 @@ func Open(ctx context.Context, root string, db *bolt.DB, opts ...Option) (*Store
 		return nil, err
 	}
 	s.driver = driver
+	if err := s.recoverUnsynced(ctx); err != nil {
+		return nil, err
+	}
+	s.startSyncer(o.syncDelay)
 	return s, nil
 }
 

@@ -59,6 +59,9 @@ func newStoreAt(t testing.TB, root string, opts ...Option) *Store {
 				s.RemoveRootfs(ctx, fs.ID)
 			}
 		}
+		if err := s.Close(); err != nil {
+			t.Errorf("close store: %v", err)
+		}
 		db.Close()
 	})
 	return s

@@ -2,6 +2,7 @@ package images
 
 import (
 	"os"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -16,9 +17,11 @@ func syncFS(dir string) error {
 	return unix.Syncfs(int(f.Fd()))
 }
 
-// startWriteback asks the kernel to start writing a file's dirty pages to disk now,
-// without waiting, so that the sync before an image is recorded finds little left to do:
-// the disk works while the pull still downloads and decompresses.
-func startWriteback(fd int) {
-	unix.SyncFileRange(fd, 0, 0, unix.SYNC_FILE_RANGE_WRITE)
+// bootID names this boot of the machine.
+func bootID() string {
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return "unknown"
+	}
+	return strings.TrimSpace(string(b))
 }

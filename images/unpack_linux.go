@@ -211,9 +211,6 @@ func (u *unpacker) file(pfd int, base string, hdr *tar.Header, r io.Reader) erro
 	f := os.NewFile(uintptr(fd), base)
 	n, err := io.CopyBuffer(f, r, u.buf)
 	u.size += n
-	if err == nil {
-		startWriteback(fd)
-	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
