@@ -72,6 +72,16 @@ func (s *Store) stored() {
 // were recorded before it began.
 func (s *Store) flush() error {
 	began := time.Now()
+	pending := false
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return forEach(bucket(tx, bucketManifests), func(_ string, r *imageRecord) error {
+			pending = pending || r.Unsynced != ""
+			return nil
+		})
+	})
+	if err != nil || !pending {
+		return err // nothing to flush: syncfs would write out the whole filesystem for nothing
+	}
 	if err := syncFS(s.root); err != nil {
 		return err
 	}

@@ -19,28 +19,8 @@ import (
 
 var ctx = context.Background()
 
-// registryOnce shares one registry with the standard test images among the tests that
-// only read from it.
-var (
-	sharedOnce sync.Once
-	sharedReg  *harness.Registry
-	sharedIms  *harness.Images
-)
-
-type onceT struct{ testing.TB }
-
-func (onceT) Cleanup(func()) {} // the shared registry lives until the process's directory goes
-
 func testImages(t *testing.T) (*harness.Registry, *harness.Images) {
-	t.Helper()
-	sharedOnce.Do(func() {
-		sharedReg = harness.StartRegistry(onceT{t})
-		sharedIms = harness.PushTestImages(onceT{t}, sharedReg)
-	})
-	if sharedIms == nil {
-		t.Fatal("test registry failed to start")
-	}
-	return sharedReg, sharedIms
+	return harness.SharedImages(t)
 }
 
 func newStoreAt(t testing.TB, root string, opts ...Option) *Store {

@@ -28,8 +28,7 @@ func TestSecondDaemonOnOneDataRootIsRefused(t *testing.T) {
 }
 
 func TestDaemonStopsCleanlyAndStartsAgain(t *testing.T) {
-	reg := harness.StartRegistry(t)
-	ims := harness.PushTestImages(t, reg)
+	_, ims := harness.SharedImages(t)
 	d := harness.NewDaemon(t)
 	if err := d.Start(); err != nil {
 		t.Fatal(err)

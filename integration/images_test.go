@@ -60,8 +60,7 @@ func files(t *testing.T, dir string) int {
 }
 
 func TestPullListInspectRemove(t *testing.T) {
-	reg := harness.StartRegistry(t)
-	ims := harness.PushTestImages(t, reg)
+	reg, ims := harness.SharedImages(t)
 	d := harness.StartDaemon(t)
 
 	out := d.MustRun("pull", ims.Layered)
@@ -110,8 +109,7 @@ func TestPullListInspectRemove(t *testing.T) {
 }
 
 func TestPullShowsBarsOnATerminal(t *testing.T) {
-	reg := harness.StartRegistry(t)
-	ims := harness.PushTestImages(t, reg)
+	_, ims := harness.SharedImages(t)
 	d := harness.StartDaemon(t)
 	// script(1) gives the CLI a pseudo-terminal as its standard output.
 	// It has no size until stty gives it one, as a terminal window would.
@@ -128,8 +126,7 @@ func TestPullShowsBarsOnATerminal(t *testing.T) {
 }
 
 func TestPullErrorsThroughTheCLI(t *testing.T) {
-	reg := harness.StartRegistry(t)
-	ims := harness.PushTestImages(t, reg)
+	reg, ims := harness.SharedImages(t)
 	d := harness.StartDaemon(t)
 	cases := []struct {
 		args  []string
@@ -193,8 +190,7 @@ func TestTagPushAndPullBack(t *testing.T) {
 }
 
 func TestSaveAndLoad(t *testing.T) {
-	reg := harness.StartRegistry(t)
-	ims := harness.PushTestImages(t, reg)
+	reg, ims := harness.SharedImages(t)
 	d := harness.StartDaemon(t)
 	d.MustRun("pull", ims.Layered)
 	d.MustRun("pull", ims.Busybox)

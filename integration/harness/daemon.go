@@ -170,6 +170,9 @@ func (d *Daemon) Stop() error {
 	if d.exitErr != nil {
 		return fmt.Errorf("daemon exited with %v: %s", d.exitErr, d.Log())
 	}
+	if strings.Contains(d.Log(), "WARNING: DATA RACE") {
+		return fmt.Errorf("the race detector found a data race in the daemon: %s", d.Log())
+	}
 	return nil
 }
 

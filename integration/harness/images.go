@@ -5,6 +5,8 @@ package harness
 import (
 	"archive/tar"
 	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
 	"fmt"
 	"io"
 	"math/rand"
@@ -12,6 +14,7 @@ import (
 	"os/exec"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -76,11 +79,29 @@ func Tar(entries ...Entry) []byte {
 	return buf.Bytes()
 }
 
-// Layer makes a gzip-compressed layer of a tar.
+var (
+	gzipMu    sync.Mutex
+	gzipCache = map[[32]byte][]byte{}
+)
+
+// Layer makes a gzip-compressed layer of a tar. Each tar is compressed once per test
+// process, however many images use it.
 func Layer(t testing.TB, tarball_ []byte) v1.Layer {
 	t.Helper()
+	key := sha256.Sum256(tarball_)
+	gzipMu.Lock()
+	gz, ok := gzipCache[key]
+	if !ok {
+		var buf bytes.Buffer
+		w, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+		w.Write(tarball_)
+		w.Close()
+		gz = buf.Bytes()
+		gzipCache[key] = gz
+	}
+	gzipMu.Unlock()
 	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
-		return io.NopCloser(bytes.NewReader(tarball_)), nil
+		return io.NopCloser(bytes.NewReader(gz)), nil
 	}, tarball.WithMediaType(types.OCILayer))
 	if err != nil {
 		t.Fatal(err)
@@ -92,6 +113,19 @@ func Layer(t testing.TB, tarball_ []byte) v1.Layer {
 // for each of its applets, /etc/passwd, /etc/group and a few directories.
 func BusyboxTar(t testing.TB) []byte {
 	t.Helper()
+	busyboxOnce.Do(func() { busyboxTar = makeBusyboxTar(t) })
+	if busyboxTar == nil {
+		t.Fatal("the busybox layer could not be made")
+	}
+	return busyboxTar
+}
+
+var (
+	busyboxOnce sync.Once
+	busyboxTar  []byte
+)
+
+func makeBusyboxTar(t testing.TB) []byte {
 	bin, err := os.ReadFile("/bin/busybox")
 	if err != nil {
 		t.Fatalf("read /bin/busybox (Debian package busybox-static; run make deps): %v", err)
@@ -276,4 +310,31 @@ func RandomLayer(t testing.TB, seed int64, files int, size int) v1.Layer {
 		entries = append(entries, Entry{Name: fmt.Sprintf("data%d/f%03d.bin", seed, i), Body: string(b[:size])})
 	}
 	return Layer(t, Tar(entries...))
+}
+
+var (
+	sharedOnce sync.Once
+	sharedReg  *Registry
+	sharedIms  *Images
+)
+
+// forever is a testing.TB whose cleanups never run: what it starts lives until the test
+// process's directory is cleaned up at exit.
+type forever struct{ testing.TB }
+
+func (forever) Cleanup(func()) {}
+
+// SharedImages returns a registry holding the standard test images, started once per
+// test process, for tests that only read from it. Tests that push to a registry, stop
+// it or change its storage start their own.
+func SharedImages(t testing.TB) (*Registry, *Images) {
+	t.Helper()
+	sharedOnce.Do(func() {
+		sharedReg = StartRegistry(forever{t})
+		sharedIms = PushTestImages(forever{t}, sharedReg)
+	})
+	if sharedIms == nil {
+		t.Fatal("the shared test registry failed to start")
+	}
+	return sharedReg, sharedIms
 }
