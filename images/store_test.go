@@ -3,6 +3,7 @@ package images
 import (
 	"context"
 	"errors"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -301,7 +302,6 @@ func TestPullErrorsLeaveNothingAndRecover(t *testing.T) {
 		{"unknown tag", reg.Ref("err/app:nope"), errdefs.ErrNotFound, "MANIFEST_UNKNOWN"},
 		{"unknown repository", reg.Ref("err/none:v1"), errdefs.ErrNotFound, ""},
 		{"nothing listening", "127.0.0.1:1/app:v1", errdefs.ErrUnavailable, "connection refused"},
-		{"plain HTTP to a remote host", "10.255.255.1:5000/app:v1", errdefs.ErrUnavailable, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -526,5 +526,23 @@ func TestPullsListsPullsUnderWay(t *testing.T) {
 	}
 	if ps := s.Pulls(); len(ps) != 0 {
 		t.Errorf("Pulls() after the pull: %+v", ps)
+	}
+}
+
+func TestPlainHTTPOnlyForLoopbackAndConfiguredRegistries(t *testing.T) {
+	tr := newRegistryTransport([]string{"registry.lan:5000", "10.1.2.3"})
+	for host, want := range map[string]bool{
+		"127.0.0.1:5000": true, "localhost:5000": true, "[::1]:5000": true, "127.9.9.9": true,
+		"registry.lan:5000": true, "10.1.2.3:443": true, "10.1.2.3": true,
+		"registry.lan:6000": false, "10.0.0.1:5000": false, "192.168.1.1:5000": false, "example.com": false,
+	} {
+		if got := tr.allowsInsecure(host); got != want {
+			t.Errorf("allowsInsecure(%q) = %v, want %v", host, got, want)
+		}
+	}
+	req, _ := http.NewRequest(http.MethodGet, "http://10.0.0.1:5000/v2/", nil)
+	_, err := tr.RoundTrip(req)
+	if !errors.Is(err, errPlainHTTP) || retryable(err) {
+		t.Errorf("plain HTTP to a private address: %v (retryable %v); want refused, not retried", err, retryable(err))
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strings"
 	"syscall"
 
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -50,7 +51,7 @@ func (t *registryTransport) allowsInsecure(host string) bool {
 func (t *registryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !t.allowsInsecure(req.URL.Host) {
 		if req.URL.Scheme != "https" {
-			return nil, fmt.Errorf("refusing plain HTTP to registry %s: it is not loopback and not configured as an insecure registry", req.URL.Host)
+			return nil, fmt.Errorf("%w %s: it is not loopback and not configured as an insecure registry", errPlainHTTP, req.URL.Host)
 		}
 		return t.secure.RoundTrip(req)
 	}
@@ -93,6 +94,14 @@ func retryable(err error) bool {
 		errors.Is(err, syscall.ENOSPC) || errors.Is(err, errMismatch) {
 		return false
 	}
+	// Configuration, not weather: plain HTTP refused, a certificate that does not verify.
+	// (go-containerregistry joins the errors of its HTTPS and HTTP attempts as text.)
+	var certErr *tls.CertificateVerificationError
+	msg := err.Error()
+	if errors.Is(err, errPlainHTTP) || errors.As(err, &certErr) ||
+		strings.Contains(msg, errPlainHTTP.Error()) || strings.Contains(msg, "x509: ") {
+		return false
+	}
 	var terr *transport.Error
 	if errors.As(err, &terr) {
 		s := terr.StatusCode
@@ -100,6 +109,9 @@ func retryable(err error) bool {
 	}
 	return true
 }
+
+// errPlainHTTP is the refusal to speak plain HTTP to a registry that is not allowed it.
+var errPlainHTTP = errors.New("refusing plain HTTP to registry")
 
 // errMismatch marks content that does not match its digest.
 var errMismatch = errors.New("content does not match its digest")
