@@ -1,6 +1,7 @@
 package images
 
 import (
+	"archive/tar"
 	"context"
 	"errors"
 	"net/http"
@@ -544,5 +545,42 @@ func TestPlainHTTPOnlyForLoopbackAndConfiguredRegistries(t *testing.T) {
 	_, err := tr.RoundTrip(req)
 	if !errors.Is(err, errPlainHTTP) || retryable(err) {
 		t.Errorf("plain HTTP to a private address: %v (retryable %v); want refused, not retried", err, retryable(err))
+	}
+}
+
+func TestPullRefusesHostileLayers(t *testing.T) {
+	reg := harness.StartRegistry(t)
+	bb := harness.Layer(t, harness.BusyboxTar(t))
+	escape := harness.Layer(t, harness.Tar(harness.Entry{Name: "../../../../../../tmp/dutchman-escaped", Body: "evil"}))
+	harness.Push(t, reg.Ref("hostile/dotdot:v1"), harness.Image(t, harness.Amd64, bb, escape))
+	linkOut := harness.Layer(t, harness.Tar(harness.Entry{Name: "etc/shadow-copy", Type: tar.TypeLink, Link: "../../../../etc/shadow"}))
+	harness.Push(t, reg.Ref("hostile/hardlink:v1"), harness.Image(t, harness.Amd64, bb, linkOut))
+	symlinkThrough := harness.Layer(t, harness.Tar(
+		harness.Entry{Name: "tmp/", Type: tar.TypeDir},
+		harness.Entry{Name: "up", Type: tar.TypeSymlink, Link: "/tmp"},
+		harness.Entry{Name: "up/dutchman-escaped", Body: "evil"},
+	))
+	harness.Push(t, reg.Ref("hostile/symlink:v1"), harness.Image(t, harness.Amd64, bb, symlinkThrough))
+
+	s := newStore(t)
+	for _, name := range []string{"hostile/dotdot:v1", "hostile/hardlink:v1"} {
+		_, err := s.Pull(ctx, reg.Ref(name))
+		if !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), "escapes the layer root") {
+			t.Errorf("pull %s: %v; want the layer refused as escaping", name, err)
+		}
+	}
+	noImages(t, s)
+	// A symlink is followed only inside the layer: the file lands in the layer's /tmp.
+	im, err := s.Pull(ctx, reg.Ref("hostile/symlink:v1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	top, _ := v1.NewHash(im.Layers[1].ChainID)
+	if got := readFile(t, filepath.Join(s.snaps.path(top), "tmp/dutchman-escaped")); got != "evil" {
+		t.Errorf("the entry behind the symlink is not in the layer's own tmp/: %q", got)
+	}
+	if exists("/tmp/dutchman-escaped") {
+		os.Remove("/tmp/dutchman-escaped")
+		t.Fatal("a layer wrote /tmp/dutchman-escaped on the host")
 	}
 }

@@ -5,7 +5,13 @@ package harness
 import (
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestMain(m *testing.M) {
@@ -37,5 +43,51 @@ func TestRegistryServesPushedImages(t *testing.T) {
 	}
 	if got := reg.BlobGets(ims.BusyboxLayer.String()); got != before+1 {
 		t.Errorf("BlobGets = %d after one GET, want %d", got, before+1)
+	}
+}
+
+// A crashed test process leaves a directory whose pid is dead, a process and a mount
+// that refer to it. CleanLeftovers must remove all three.
+func TestCleanLeftoversOfACrashedRun(t *testing.T) {
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(Base, strconv.Itoa(dead.Process.Pid))
+	if alive(dead.Process.Pid) {
+		t.Skipf("pid %d was reused at once; cannot play a dead test process", dead.Process.Pid)
+	}
+	mnt := filepath.Join(dir, "mnt")
+	if err := os.MkdirAll(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", mnt, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	// Its command line mentions the directory, as a registry's or a daemon's does.
+	logPath := filepath.Join(dir, "log")
+	os.WriteFile(logPath, nil, 0o644)
+	orphan := exec.Command("tail", "-f", logPath)
+	if err := orphan.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { orphan.Wait(); close(done) }()
+
+	if err := CleanLeftovers(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		orphan.Process.Kill()
+		t.Error("the leftover process was not stopped")
+	}
+	if len(mountsUnder(dir)) != 0 {
+		unix.Unmount(mnt, unix.MNT_DETACH)
+		t.Error("the leftover mount was not unmounted")
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("the leftover directory is still there: %v", err)
 	}
 }
