@@ -151,6 +151,20 @@ func readStream(resp *http.Response, fn func(StreamLine)) (StreamLine, error) {
 	return StreamLine{}, errors.New("the daemon ended the answer without a result (did it stop?)")
 }
 
+// stream posts body to path and reads the streamed answer, handing progress lines to
+// progress.
+func (c *Client) stream(ctx context.Context, path string, body io.Reader, contentType string, progress func(Progress)) (StreamLine, error) {
+	resp, err := c.do(ctx, http.MethodPost, path, nil, body, contentType)
+	if err != nil {
+		return StreamLine{}, err
+	}
+	return readStream(resp, func(l StreamLine) {
+		if progress != nil && l.Progress != nil {
+			progress(*l.Progress)
+		}
+	})
+}
+
 // Version asks the daemon for its version.
 func (c *Client) Version(ctx context.Context) (*VersionInfo, error) {
 	var v VersionInfo
@@ -178,15 +192,7 @@ func (c *Client) ImageInspect(ctx context.Context, ref string) (*Image, error) {
 // ImagePull pulls ref (for platform, if not empty), calling progress as it goes.
 func (c *Client) ImagePull(ctx context.Context, ref, platform string, progress func(Progress)) (*Image, error) {
 	b, _ := json.Marshal(PullRequest{Ref: ref, Platform: platform})
-	resp, err := c.do(ctx, http.MethodPost, "/images/pull", nil, bytes.NewReader(b), "application/json")
-	if err != nil {
-		return nil, err
-	}
-	last, err := readStream(resp, func(l StreamLine) {
-		if progress != nil && l.Progress != nil {
-			progress(*l.Progress)
-		}
-	})
+	last, err := c.stream(ctx, "/images/pull", bytes.NewReader(b), "application/json", progress)
 	if err != nil {
 		return nil, err
 	}
@@ -245,15 +251,7 @@ func (c *Client) ImageSave(ctx context.Context, refs []string, w io.Writer) erro
 
 // ImageLoad sends an image archive to the daemon.
 func (c *Client) ImageLoad(ctx context.Context, r io.Reader, progress func(Progress)) (*Loaded, error) {
-	resp, err := c.do(ctx, http.MethodPost, "/images/load", nil, r, "application/x-tar")
-	if err != nil {
-		return nil, err
-	}
-	last, err := readStream(resp, func(l StreamLine) {
-		if progress != nil && l.Progress != nil {
-			progress(*l.Progress)
-		}
-	})
+	last, err := c.stream(ctx, "/images/load", r, "application/x-tar", progress)
 	if err != nil {
 		return nil, err
 	}

@@ -69,8 +69,11 @@ func (b *blobs) remove(d v1.Hash) error {
 }
 
 // list returns the digests of all stored blobs.
-func (b *blobs) list() ([]v1.Hash, error) {
-	ents, err := os.ReadDir(b.dir)
+func (b *blobs) list() ([]v1.Hash, error) { return listHashes(b.dir) }
+
+// listHashes reads a directory whose entries are named by sha256 hex digests.
+func listHashes(dir string) ([]v1.Hash, error) {
+	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err
 	}

@@ -81,12 +81,8 @@ func (l *blobLayer) MediaType() (types.MediaType, error) { return l.desc.MediaTy
 func (s *Store) image(arg string) (v1.Image, *imageRecord, *refRecord, error) {
 	var rec *imageRecord
 	var ref *refRecord
-	err := s.db.View(func(tx *bolt.Tx) error {
-		ix, err := readIndex(tx)
-		if err != nil {
-			return err
-		}
-		rec, ref, err = ix.resolve(arg)
+	err := s.db.View(func(tx *bolt.Tx) (err error) {
+		_, rec, ref, err = resolveIn(tx, arg)
 		return err
 	})
 	if err != nil {

@@ -55,11 +55,8 @@ func (s *Store) CreateRootfs(ctx context.Context, id, owner, image string) (*Roo
 	var rec *imageRecord
 	r := &rootfsRecord{ID: id, Owner: owner, Driver: s.driver}
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		ix, err := readIndex(tx)
-		if err != nil {
-			return err
-		}
-		if rec, _, err = ix.resolve(image); err != nil {
+		var err error
+		if _, rec, _, err = resolveIn(tx, image); err != nil {
 			return err
 		}
 		b := bucket(tx, bucketRootfs)

@@ -60,17 +60,7 @@ func (s *snapshots) remove(chain v1.Hash) error {
 	return removeTree(tmp)
 }
 
-func (s *snapshots) list() ([]v1.Hash, error) {
-	ents, err := os.ReadDir(s.dir)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]v1.Hash, 0, len(ents))
-	for _, e := range ents {
-		out = append(out, v1.Hash{Algorithm: "sha256", Hex: e.Name()})
-	}
-	return out, nil
-}
+func (s *snapshots) list() ([]v1.Hash, error) { return listHashes(s.dir) }
 
 // chainIDs computes the chain ID of every layer from the diff IDs, as the OCI image spec
 // defines it: the first is the diff ID, each next one the digest of "parent diffID".

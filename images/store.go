@@ -325,11 +325,7 @@ func (s *Store) Get(ctx context.Context, arg string) (*Image, error) {
 	var im *Image
 	var cfgDigest v1.Hash
 	err := s.db.View(func(tx *bolt.Tx) error {
-		ix, err := readIndex(tx)
-		if err != nil {
-			return err
-		}
-		rec, _, err := ix.resolve(arg)
+		ix, rec, _, err := resolveIn(tx, arg)
 		if err != nil {
 			return err
 		}
@@ -382,6 +378,16 @@ func (ix *index) resolve(arg string) (*imageRecord, *refRecord, error) {
 	return nil, nil, errdefs.NotFound(fmt.Errorf("no such image: %s", arg))
 }
 
+// resolveIn reads the index in tx and finds the image arg names.
+func resolveIn(tx *bolt.Tx, arg string) (*index, *imageRecord, *refRecord, error) {
+	ix, err := readIndex(tx)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	rec, ref, err := ix.resolve(arg)
+	return ix, rec, ref, err
+}
+
 // Tag points the name target at the image source names. A name that pointed elsewhere is
 // moved, as docker tag does.
 func (s *Store) Tag(ctx context.Context, source, target string) error {
@@ -392,11 +398,7 @@ func (s *Store) Tag(ctx context.Context, source, target string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.db.Update(func(tx *bolt.Tx) error {
-		ix, err := readIndex(tx)
-		if err != nil {
-			return err
-		}
-		rec, from, err := ix.resolve(source)
+		_, rec, from, err := resolveIn(tx, source)
 		if err != nil {
 			return err
 		}
@@ -424,11 +426,7 @@ func (s *Store) Delete(ctx context.Context, arg string, force bool) (*Deleted, e
 	defer s.mu.Unlock()
 	out := &Deleted{}
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		ix, err := readIndex(tx)
-		if err != nil {
-			return err
-		}
-		rec, ref, err := ix.resolve(arg)
+		ix, rec, ref, err := resolveIn(tx, arg)
 		if err != nil {
 			return err
 		}

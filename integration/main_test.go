@@ -5,28 +5,9 @@
 package integration
 
 import (
-	"fmt"
-	"os"
 	"testing"
 
 	"github.com/flyingdutchman/flyingdutchman/integration/harness"
 )
 
-func TestMain(m *testing.M) {
-	if err := harness.NeedRoot(); err != nil {
-		fmt.Fprintln(os.Stderr, "integration tests:", err)
-		os.Exit(1)
-	}
-	if err := harness.Need("docker-registry", "skopeo", "script"); err != nil {
-		fmt.Fprintln(os.Stderr, "integration tests:", err)
-		os.Exit(1)
-	}
-	cleanup, err := harness.Setup()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "integration tests:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { harness.Main(m, "docker-registry", "skopeo", "script") }

@@ -198,3 +198,26 @@ func Need(programs ...string) error {
 	}
 	return nil
 }
+
+// Main is a TestMain for packages that use the harness: it checks for root and the
+// programs named, sets up (cleaning what crashed runs left), runs the tests and cleans
+// up. A check that fails stops the test binary with a message saying why.
+func Main(m *testing.M, programs ...string) {
+	fail := func(err error) {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", filepath.Base(os.Args[0]), err)
+		os.Exit(1)
+	}
+	if err := NeedRoot(); err != nil {
+		fail(err)
+	}
+	if err := Need(programs...); err != nil {
+		fail(err)
+	}
+	cleanup, err := Setup()
+	if err != nil {
+		fail(err)
+	}
+	code := m.Run()
+	cleanup()
+	os.Exit(code)
+}
