@@ -253,9 +253,8 @@ func listImages(ctx context.Context, c *cli, out io.Writer, o imagesOptions) err
 func newRmiCommand(c *cli) *cobra.Command {
 	var force bool
 	cmd := &cobra.Command{
-		Use:     "rmi [OPTIONS] IMAGE [IMAGE...]",
-		Aliases: []string{},
-		Short:   "Remove images",
+		Use:   "rmi [OPTIONS] IMAGE [IMAGE...]",
+		Short: "Remove images",
 		Long: `Remove images by name or ID. Removing a name keeps the image while it has other names;
 removing its last name removes the image, unless a container uses it. Blobs and unpacked
 layers no other image uses are deleted.`,

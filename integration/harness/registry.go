@@ -26,7 +26,6 @@ type Registry struct {
 	Storage string
 	dir     string
 	cmd     *exec.Cmd
-	t       testing.TB
 	// htpasswd, when set, turns on basic authentication.
 	htpasswd string
 	host     string
@@ -52,7 +51,7 @@ func StartRegistry(t testing.TB, opts ...RegistryOption) *Registry {
 		t.Fatal("docker-registry is not installed: run make deps")
 	}
 	dir := Dir(t)
-	r := &Registry{dir: dir, Storage: filepath.Join(dir, "storage"), t: t, host: "127.0.0.1"}
+	r := &Registry{dir: dir, Storage: filepath.Join(dir, "storage"), host: "127.0.0.1"}
 	for _, o := range opts {
 		o(r)
 	}
