@@ -311,9 +311,11 @@ func Listen(path string) (net.Listener, error) {
 }
 
 // Serve serves the API on l until ctx ends, then shuts down, giving requests in flight
-// up to grace to finish.
+// up to grace to finish before they are cancelled.
 func (s *Server) Serve(ctx context.Context, l net.Listener, grace time.Duration) error {
-	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
+	base, cancelRequests := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelRequests()
+	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return base }}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(l) }()
 	select {
@@ -325,6 +327,8 @@ func (s *Server) Serve(ctx context.Context, l net.Listener, grace time.Duration)
 	defer cancel()
 	err := srv.Shutdown(sctx)
 	if errors.Is(err, context.DeadlineExceeded) {
+		s.log.Warn("requests still running after the grace period are cancelled", "grace", grace)
+		cancelRequests()
 		srv.Close()
 		err = nil
 	}

@@ -83,6 +83,8 @@ func (s *Store) Save(ctx context.Context, w io.Writer, args []string) error {
 			}
 		}
 	}
+	// An rmi while the archive is written must not collect what it is reading.
+	defer s.hold(order...)()
 	tw := tar.NewWriter(w)
 	now := time.Now()
 	put := func(name string, data []byte) error {
@@ -227,10 +229,17 @@ func indexArchive(f *os.File) (*archive, error) {
 	return ar, nil
 }
 
+// maxMetadata bounds what is read into memory from an archive: an index, a manifest,
+// a config. Real ones are kilobytes; a hostile archive must not exhaust memory.
+const maxMetadata = 64 << 20
+
 func (ar *archive) read(name string) ([]byte, error) {
 	sr, ok := ar.entries[name]
 	if !ok {
 		return nil, fmt.Errorf("archive has no %s", name)
+	}
+	if sr.Size() > maxMetadata {
+		return nil, fmt.Errorf("archive's %s is %d bytes, more than %d", name, sr.Size(), maxMetadata)
 	}
 	return io.ReadAll(io.NewSectionReader(sr, 0, sr.Size()))
 }
@@ -334,6 +343,10 @@ func (s *Store) loadDocker(ctx context.Context, ar *archive, out *Loaded, progre
 		return io.NopCloser(io.NewSectionReader(ar.f, 0, 1<<62)), nil
 	}
 	for _, e := range entries {
+		// go-containerregistry reads the config into memory: bound it first.
+		if _, err := ar.read(strings.TrimPrefix(path.Clean("/"+e.Config), "/")); err != nil {
+			return errdefs.Invalid(err)
+		}
 		var names []*refRecord
 		var tag *name.Tag
 		for _, t := range e.RepoTags {

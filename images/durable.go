@@ -3,9 +3,11 @@ package images
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -24,7 +26,9 @@ import (
 //     image uses, and the log says to pull them again.
 //
 // A durable image never relies on data that was not flushed before it was marked: its
-// own mark is cleared only by a flush that began after it was recorded.
+// own mark is cleared only by a flush that began after it was recorded. An image pulled
+// again while durable stays durable. An image containers use is kept even when it may be
+// damaged (removing it would break them silently); the log says so.
 
 var (
 	bucketMeta = []byte("meta")
@@ -69,18 +73,14 @@ func (s *Store) stored() {
 }
 
 // flush writes everything the store holds to disk, then marks durable the images that
-// were recorded before it began.
+// were committed before it began. Commits are counted (s.gen), not timed: an image
+// committed while the flush runs waits for the next one.
 func (s *Store) flush() error {
-	began := time.Now()
-	pending := false
-	err := s.db.View(func(tx *bolt.Tx) error {
-		return forEach(bucket(tx, bucketManifests), func(_ string, r *imageRecord) error {
-			pending = pending || r.Unsynced != ""
-			return nil
-		})
-	})
-	if err != nil || !pending {
-		return err // nothing to flush: syncfs would write out the whole filesystem for nothing
+	s.mu.Lock()
+	upto, pending := s.gen, len(s.pending) > 0
+	s.mu.Unlock()
+	if !pending {
+		return nil // syncfs would write out the whole filesystem for nothing
 	}
 	if err := syncFS(s.root); err != nil {
 		return err
@@ -89,18 +89,17 @@ func (s *Store) flush() error {
 	defer s.mu.Unlock()
 	return s.db.Update(func(tx *bolt.Tx) error {
 		b := bucket(tx, bucketManifests)
-		var synced []*imageRecord
-		if err := forEach(b, func(_ string, r *imageRecord) error {
-			if r.Unsynced != "" && r.Stored.Before(began) {
-				r.Unsynced = ""
-				synced = append(synced, r)
+		for d, gen := range s.pending {
+			if gen > upto {
+				continue
 			}
-			return nil
-		}); err != nil {
-			return err
-		}
-		for _, r := range synced {
-			if err := putJSON(b, r.Digest.String(), r); err != nil {
+			delete(s.pending, d)
+			var r imageRecord
+			if err := getJSON(b, d.String(), &r); err != nil {
+				continue // removed meanwhile
+			}
+			r.Unsynced = ""
+			if err := putJSON(b, d.String(), &r); err != nil {
 				return err
 			}
 		}
@@ -118,7 +117,6 @@ func (s *Store) Close() error {
 // recoverUnsynced deals with images a previous run left unflushed, as described above.
 func (s *Store) recoverUnsynced(ctx context.Context) error {
 	var lost []*imageRecord
-	pending := false
 	rebooted := false
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		meta, err := tx.Bucket(bucketImages).CreateBucketIfNotExists(bucketMeta)
@@ -129,18 +127,37 @@ func (s *Store) recoverUnsynced(ctx context.Context) error {
 		if err := meta.Put(keyBoot, []byte(s.boot)); err != nil {
 			return err
 		}
+		leased := map[v1.Hash][]string{}
+		if err := forEach(bucket(tx, bucketRootfs), func(_ string, r *rootfsRecord) error {
+			leased[r.Image] = append(leased[r.Image], r.Owner)
+			return nil
+		}); err != nil {
+			return err
+		}
 		b := bucket(tx, bucketManifests)
+		var kept []*imageRecord
 		if err := forEach(b, func(_ string, r *imageRecord) error {
 			switch {
 			case r.Unsynced == "":
 			case r.Unsynced == s.boot:
-				pending = true
+				s.pending[r.Digest] = 0
+			case len(leased[r.Digest]) > 0:
+				// Containers are built on it: keep it, and say it may be damaged.
+				s.log.Error("image was not on disk when the machine went down, and containers use it: it may be damaged",
+					"image", r.Digest, "containers", strings.Join(leased[r.Digest], ","))
+				r.Unsynced = ""
+				kept = append(kept, r)
 			default:
 				lost = append(lost, r)
 			}
 			return nil
 		}); err != nil {
 			return err
+		}
+		for _, r := range kept {
+			if err := putJSON(b, r.Digest.String(), r); err != nil {
+				return err
+			}
 		}
 		for _, r := range lost {
 			if err := b.Delete([]byte(r.Digest.String())); err != nil {
@@ -175,10 +192,7 @@ func (s *Store) recoverUnsynced(ctx context.Context) error {
 		s.collect(ctx)
 		s.mu.Unlock()
 	}
-	if pending {
-		return s.flush()
-	}
-	return nil
+	return s.flush()
 }
 
 // withBootID and withSyncDelay let tests play a machine that reboots, and a syncer that

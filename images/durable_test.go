@@ -81,3 +81,51 @@ func TestImagesUnflushedWhenTheDaemonDiedAreKept(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestPullingADurableImageAgainKeepsItDurable(t *testing.T) {
+	_, ims := testImages(t)
+	s := newStore(t, withSyncDelay(time.Hour), withBootID("boot-a"))
+	if _, err := s.Pull(ctx, ims.Busybox); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.flush(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Pull(ctx, ims.Busybox); err != nil {
+		t.Fatal(err)
+	}
+	if got := unsynced(t, s, ims.Busybox); got != "" {
+		t.Errorf("a second pull of a flushed image marked it unsynced (%q): a crash would then remove it", got)
+	}
+}
+
+func TestUnflushedImagesContainersUseAreKept(t *testing.T) {
+	_, ims := testImages(t)
+	root := harness.Dir(t)
+	db, err := bolt.Open(filepath.Join(root, "test.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(ctx, filepath.Join(root, "images"), db, withSyncDelay(time.Hour), withBootID("boot-a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Pull(ctx, ims.Busybox); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateRootfs(ctx, "c1", "web", ims.Busybox); err != nil {
+		t.Fatal(err)
+	}
+	close(s.syncer.stop)
+	s.syncer.wg.Wait()
+	s.Unmount(ctx, "c1")
+	db.Close()
+
+	s2 := newStoreAt(t, root, withBootID("boot-b"))
+	if _, err := s2.Get(ctx, ims.Busybox); err != nil {
+		t.Fatalf("an image container web uses was removed after the reboot: %v", err)
+	}
+	if _, err := s2.Rootfs(ctx, "c1"); err != nil {
+		t.Fatalf("container web's root filesystem: %v", err)
+	}
+}

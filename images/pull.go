@@ -291,7 +291,6 @@ func (s *Store) ingest(ctx context.Context, img v1.Image, open blobOpener, st *p
 	}
 	// The image is recorded before its files are surely on disk; the syncer flushes them
 	// in a moment (durable.go).
-	rec.Unsynced = s.boot
 	if err := s.commit(rec, names); err != nil {
 		return nil, err
 	}
@@ -313,7 +312,7 @@ func (s *Store) readConfig(ctx context.Context, img v1.Image, d v1.Hash) ([]byte
 			return registryError(err)
 		}
 		defer rc.Close()
-		raw, err = io.ReadAll(io.LimitReader(rc, 64<<20))
+		raw, err = io.ReadAll(io.LimitReader(rc, maxMetadata))
 		if err != nil {
 			return s.streamError(err)
 		}
@@ -326,7 +325,15 @@ func (s *Store) readConfig(ctx context.Context, img v1.Image, d v1.Hash) ([]byte
 func (s *Store) commit(rec *imageRecord, names []*refRecord) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	unsynced := false
 	err := s.db.Update(func(tx *bolt.Tx) error {
+		var have imageRecord
+		if err := getJSON(bucket(tx, bucketManifests), rec.Digest.String(), &have); err == nil && have.Unsynced == "" {
+			// Pulled again: what it holds was flushed already.
+			rec.Unsynced = ""
+		} else {
+			rec.Unsynced, unsynced = s.boot, true
+		}
 		if err := putJSON(bucket(tx, bucketManifests), rec.Digest.String(), rec); err != nil {
 			return err
 		}
@@ -346,6 +353,10 @@ func (s *Store) commit(rec *imageRecord, names []*refRecord) error {
 		}
 		return nil
 	})
+	if err == nil && unsynced {
+		s.gen++
+		s.pending[rec.Digest] = s.gen
+	}
 	return storeError(err)
 }
 

@@ -39,8 +39,11 @@ func newBlobImage(src blobSource, rawManifest []byte) (v1.Image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", m.Config.Digest, err)
 	}
-	config, err := io.ReadAll(rc)
+	config, err := io.ReadAll(io.LimitReader(rc, maxMetadata+1))
 	rc.Close()
+	if err == nil && len(config) > maxMetadata {
+		err = fmt.Errorf("config %s is larger than %d bytes", m.Config.Digest, maxMetadata)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -123,6 +126,7 @@ func (s *Store) Push(ctx context.Context, arg, target string, progress func(Push
 	if err != nil {
 		return "", err
 	}
+	defer s.hold(append([]v1.Hash{rec.Digest, rec.Config}, layerDigests(rec)...)...)()
 	p := PushProgress{Ref: ref.String(), Status: "pushing"}
 	report := func(p PushProgress) {
 		if progress != nil {

@@ -171,7 +171,7 @@ func copyLayers(ctx context.Context, lowers []string, dst string) error {
 				if err := copyMeta(p, target, &st); err != nil {
 					return err
 				}
-				dirs = append(dirs, dirTimes{rel: target, times: []unix.Timespec{st.Atim, st.Mtim}})
+				dirs = append(dirs, dirTimes{rel: rel, times: []unix.Timespec{st.Atim, st.Mtim}})
 				return nil
 			}
 			if err := removeAll(target); err != nil {
@@ -210,10 +210,14 @@ func copyLayers(ctx context.Context, lowers []string, dst string) error {
 			return fmt.Errorf("copy layer %s: %w", filepath.Base(src), err)
 		}
 	}
-	for i := len(dirs) - 1; i >= 0; i-- {
-		unix.UtimesNanoAt(unix.AT_FDCWD, dirs[i].rel, dirs[i].times, unix.AT_SYMLINK_NOFOLLOW)
+	// A higher layer may have replaced a directory by a symlink: set times only through
+	// paths that still hold no symlink.
+	root, err := os.OpenFile(dst, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
 	}
-	return nil
+	defer root.Close()
+	return setDirTimes(root, dirs)
 }
 
 func opaque(dir string) bool {

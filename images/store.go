@@ -42,6 +42,10 @@ type Store struct {
 	transport *registryTransport
 	syncer    *syncer
 	boot      string
+	// gen counts commits; pending holds the commit number of each image not yet
+	// flushed (durable.go). Both under mu.
+	gen     uint64
+	pending map[v1.Hash]uint64
 }
 
 type flight struct {
@@ -127,13 +131,21 @@ func Open(ctx context.Context, root string, db *bolt.DB, opts ...Option) (*Store
 		pulls:     map[*pullState]struct{}{},
 		transport: newRegistryTransport(o.insecure),
 		boot:      o.boot,
+		pending:   map[v1.Hash]uint64{},
 	}
 	// Whatever is in ingest/ was left by a run that stopped mid-way: it was never visible.
 	if err := removeTree(filepath.Join(root, "ingest")); err != nil {
 		return nil, fmt.Errorf("clean %s: %w", filepath.Join(root, "ingest"), err)
 	}
+	// Owner only, whatever the data root's mode: see engine/store.
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(root, 0o700); err != nil {
+		return nil, err
+	}
 	for _, d := range []string{s.blobs.dir, s.snaps.dir, s.blobs.ingest, s.rootfsDir()} {
-		if err := os.MkdirAll(d, 0o711); err != nil {
+		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, err
 		}
 	}

@@ -91,6 +91,7 @@ func registryError(err error) error {
 // refused login will not.
 func retryable(err error) bool {
 	if errors.Is(err, errdefs.ErrInvalidArgument) || errors.Is(err, errdefs.ErrNoSpace) ||
+		errors.Is(err, errdefs.ErrNotFound) || errors.Is(err, errdefs.ErrUnauthorized) ||
 		errors.Is(err, syscall.ENOSPC) || errors.Is(err, errMismatch) {
 		return false
 	}

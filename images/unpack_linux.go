@@ -69,13 +69,34 @@ func unpackTar(ctx context.Context, r io.Reader, dir string) (int64, error) {
 		}
 	}
 	// Directory times last: creating entries inside a directory changes its mtime.
-	for i := len(u.dirs) - 1; i >= 0; i-- {
-		d := u.dirs[i]
-		if err := unix.UtimesNanoAt(int(u.root.Fd()), orDot(d.rel), d.times, unix.AT_SYMLINK_NOFOLLOW); err != nil && !errors.Is(err, unix.ENOENT) {
-			return 0, fmt.Errorf("set times of %s: %w", d.rel, err)
-		}
+	if err := setDirTimes(u.root, u.dirs); err != nil {
+		return 0, err
 	}
 	return u.size, nil
+}
+
+// setDirTimes sets the times of directories given relative to root. Each is looked up
+// again beneath root without following any symlink: a later entry may have replaced a
+// directory, or one of its parents, by a symlink pointing anywhere, even off the root.
+// A directory that no longer resolves that way is skipped.
+func setDirTimes(root *os.File, dirs []dirTimes) error {
+	for i := len(dirs) - 1; i >= 0; i-- {
+		d := dirs[i]
+		fd, err := unix.Openat2(int(root.Fd()), orDot(d.rel), &unix.OpenHow{
+			Flags:   unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC,
+			Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
+		})
+		if err != nil {
+			continue
+		}
+		// Through the descriptor's magic link: it names exactly the directory opened.
+		err = unix.UtimesNanoAt(unix.AT_FDCWD, procPath(fd, ""), d.times, 0)
+		unix.Close(fd)
+		if err != nil {
+			return fmt.Errorf("set times of %s: %w", d.rel, err)
+		}
+	}
+	return nil
 }
 
 func (u *unpacker) close() {
@@ -83,12 +104,23 @@ func (u *unpacker) close() {
 	u.root.Close()
 }
 
-// forget drops the cached parent handles. Called whenever an existing entry is removed,
-// since a cached handle may belong to the removed tree.
+// forget drops every cached parent handle.
 func (u *unpacker) forget() {
 	for k, f := range u.parents {
 		f.Close()
 		delete(u.parents, k)
+	}
+}
+
+// forgetUnder drops the cached handles of rel and of what lies below it: rel is being
+// removed or replaced, and a cached handle there would lead into the old tree (or, for a
+// symlink, into its old target). The handles of rel's parents stay valid and open.
+func (u *unpacker) forgetUnder(rel string) {
+	for k, f := range u.parents {
+		if k == rel || strings.HasPrefix(k, rel+"/") {
+			f.Close()
+			delete(u.parents, k)
+		}
 	}
 }
 
@@ -151,7 +183,7 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 		var st unix.Stat_t
 		err := unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW)
 		if err == nil && st.Mode&unix.S_IFMT != unix.S_IFDIR {
-			if err := u.removeAt(parent, base); err != nil {
+			if err := u.removeAt(parent, dirRel, base); err != nil {
 				return err
 			}
 			err = unix.ENOENT
@@ -166,7 +198,7 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 	}
 
 	// Anything else replaces what the name held before, never writing through it.
-	if err := u.removeAt(parent, base); err != nil {
+	if err := u.removeAt(parent, dirRel, base); err != nil {
 		return fmt.Errorf("entry %q: %w", hdr.Name, err)
 	}
 	switch hdr.Typeflag {
@@ -255,7 +287,7 @@ func (u *unpacker) whiteout(parent *os.File, dirRel, base, entry string) error {
 	if target == "" || target == "." || target == ".." {
 		return errdefs.Invalid(fmt.Errorf("entry %q: invalid whiteout", entry))
 	}
-	if err := u.removeAt(parent, target); err != nil {
+	if err := u.removeAt(parent, dirRel, target); err != nil {
 		return fmt.Errorf("entry %q: %w", entry, err)
 	}
 	if err := unix.Mknodat(int(parent.Fd()), target, unix.S_IFCHR, 0); err != nil {
@@ -264,8 +296,8 @@ func (u *unpacker) whiteout(parent *os.File, dirRel, base, entry string) error {
 	return nil
 }
 
-// removeAt removes whatever base names inside parent, if anything.
-func (u *unpacker) removeAt(parent *os.File, base string) error {
+// removeAt removes whatever base names inside parent (which is dirRel), if anything.
+func (u *unpacker) removeAt(parent *os.File, dirRel, base string) error {
 	pfd := int(parent.Fd())
 	var st unix.Stat_t
 	err := unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW)
@@ -275,10 +307,10 @@ func (u *unpacker) removeAt(parent *os.File, base string) error {
 	if err != nil {
 		return err
 	}
+	u.forgetUnder(path.Join(dirRel, base))
 	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
 		return unix.Unlinkat(pfd, base, 0)
 	}
-	u.forget()
 	return removeAllAt(pfd, base)
 }
 
@@ -377,7 +409,11 @@ func (u *unpacker) xattrs(p string, hdr *tar.Header) error {
 
 // procPath names base inside the directory open as fd without resolving any path again.
 func procPath(fd int, base string) string {
-	return "/proc/self/fd/" + strconv.Itoa(fd) + "/" + base
+	p := "/proc/self/fd/" + strconv.Itoa(fd)
+	if base == "" {
+		return p
+	}
+	return p + "/" + base
 }
 
 func tarTimes(hdr *tar.Header) []unix.Timespec {

@@ -231,3 +231,82 @@ func TestChainIDs(t *testing.T) {
 		t.Errorf("chainIDs = %v, want [%v sha256:%s]", got, a, want)
 	}
 }
+
+func TestUnpackNeverSetsTimesThroughSymlinks(t *testing.T) {
+	victim := filepath.Join(harness.Dir(t), "victim")
+	os.Mkdir(victim, 0o755)
+	var before unix.Stat_t
+	unix.Stat(victim, &before)
+	// x -> / , then a directory entry reached through x: its parent is confined to the
+	// layer, and its time must be set there, not on the host's directory.
+	_, dir, err := unpackT(t, harness.Tar(
+		harness.Entry{Name: "x", Type: tar.TypeSymlink, Link: "/"},
+		harness.Entry{Name: "x" + victim + "/", Type: tar.TypeDir},
+	))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var after unix.Stat_t
+	unix.Stat(victim, &after)
+	if after.Mtim != before.Mtim {
+		t.Errorf("the host directory %s got its mtime changed by a layer", victim)
+	}
+	if !exists(filepath.Join(dir, victim)) {
+		t.Error("the directory was not made inside the layer")
+	}
+}
+
+func TestUnpackReplacingADirectoryKeepsItsParentUsable(t *testing.T) {
+	// a/b/ and a/b/c cache handles; a file a/b then replaces the directory: the handle
+	// of a (in use) must stay open and valid, and a/b/c must not survive.
+	_, dir, err := unpackT(t, harness.Tar(
+		harness.Entry{Name: "a/b/", Type: tar.TypeDir},
+		harness.Entry{Name: "a/b/c", Body: "c"},
+		harness.Entry{Name: "a/b", Body: "now a file"},
+		harness.Entry{Name: "a/d", Body: "d"},
+		harness.Entry{Name: "s", Type: tar.TypeSymlink, Link: "a"},
+		harness.Entry{Name: "s/e", Body: "through the old symlink"},
+		harness.Entry{Name: "s/", Type: tar.TypeDir},
+		harness.Entry{Name: "s/f", Body: "in the new directory"},
+	))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, filepath.Join(dir, "a/b")); got != "now a file" {
+		t.Errorf("a/b = %q", got)
+	}
+	if got := readFile(t, filepath.Join(dir, "a/d")); got != "d" {
+		t.Errorf("a/d = %q", got)
+	}
+	if exists(filepath.Join(dir, "a/f")) || !exists(filepath.Join(dir, "s/f")) {
+		t.Error("s/f went into the symlink's old target instead of the directory that replaced it")
+	}
+}
+
+func TestCopyDriverNeverSetsTimesThroughSymlinks(t *testing.T) {
+	host := harness.Dir(t)
+	os.Mkdir(filepath.Join(host, "victim"), 0o755)
+	var before unix.Stat_t
+	unix.Stat(filepath.Join(host, "victim"), &before)
+	_, lower, err := unpackT(t, harness.Tar(harness.Entry{Name: "x/victim/", Type: tar.TypeDir}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, upper, err := unpackT(t, harness.Tar(harness.Entry{Name: "x", Type: tar.TypeSymlink, Link: host}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(harness.Dir(t), "merged")
+	os.Mkdir(dst, 0o755)
+	if err := copyLayers(ctx, []string{upper, lower}, dst); err != nil {
+		t.Fatal(err)
+	}
+	var after unix.Stat_t
+	unix.Stat(filepath.Join(host, "victim"), &after)
+	if after.Mtim != before.Mtim {
+		t.Error("copying layers set the time of a host directory through a symlink")
+	}
+	if l, _ := os.Readlink(filepath.Join(dst, "x")); l != host {
+		t.Errorf("x -> %q, want the upper layer's symlink", l)
+	}
+}

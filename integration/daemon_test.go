@@ -43,6 +43,8 @@ func TestDaemonStopsCleanlyAndStartsAgain(t *testing.T) {
 	if !strings.Contains(d.Log(), "dutchman daemon stopped") {
 		t.Errorf("log lacks the stop:\n%s", d.Log())
 	}
+	// The data root is the owner's only, and is made so again at start.
+	os.Chmod(d.DataRoot, 0o755)
 	// The lock is free and the state kept.
 	if err := d.Start(); err != nil {
 		t.Fatal(err)
@@ -50,6 +52,11 @@ func TestDaemonStopsCleanlyAndStartsAgain(t *testing.T) {
 	defer d.Stop()
 	if out := d.MustRun("images", "-q"); strings.TrimSpace(out) == "" {
 		t.Error("the pulled image is gone after a restart")
+	}
+	for _, dir := range []string{d.DataRoot, filepath.Join(d.DataRoot, "images")} {
+		if info, err := os.Stat(dir); err != nil || info.Mode().Perm() != 0o700 {
+			t.Errorf("%s: mode %v, %v; want 0700 (unpacked images hold setuid files)", dir, info.Mode().Perm(), err)
+		}
 	}
 }
 

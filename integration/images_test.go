@@ -146,6 +146,10 @@ func TestPullErrorsThroughTheCLI(t *testing.T) {
 		if r.Code == 0 || !strings.Contains(strings.ToLower(r.Stderr), strings.ToLower(c.words)) {
 			t.Errorf("dutchman %s: exit %d, stderr %q; want a failure saying %q", strings.Join(c.args, " "), r.Code, r.Stderr, c.words)
 		}
+		// What trying again cannot mend is not tried again.
+		if strings.Contains(r.Stderr, "gave up after") {
+			t.Errorf("dutchman %s was retried: %q", strings.Join(c.args, " "), r.Stderr)
+		}
 	}
 	// No daemon at all.
 	r := harness.NewDaemon(t)

@@ -32,8 +32,13 @@ var ErrLocked = errors.New("data root is in use by another daemon")
 // A second Open on the same data root, from this or another process, fails with an error
 // that wraps ErrLocked and names the holder's pid.
 func Open(root string) (*DB, error) {
-	if err := os.MkdirAll(root, 0o711); err != nil {
+	// Owner only: below the data root lie unpacked images with setuid binaries and
+	// device nodes, which other users must not reach (compare CVE-2021-41091).
+	if err := os.MkdirAll(root, 0o700); err != nil {
 		return nil, fmt.Errorf("create data root: %w", err)
+	}
+	if err := os.Chmod(root, 0o700); err != nil {
+		return nil, fmt.Errorf("data root: %w", err)
 	}
 	lock, err := acquire(filepath.Join(root, "dutchman.lock"))
 	if err != nil {
