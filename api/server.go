@@ -46,6 +46,24 @@ func NewServer(eng *engine.Engine, version string, log *slog.Logger) *Server {
 		{"POST /v1/images/push", s.imagePush},
 		{"GET /v1/images/save", s.imageSave},
 		{"POST /v1/images/load", s.imageLoad},
+		{"POST /v1/containers", s.containerCreate},
+		{"GET /v1/containers", s.containerList},
+		{"GET /v1/containers/{id}", s.containerInspect},
+		{"DELETE /v1/containers/{id}", s.containerRemove},
+		{"POST /v1/containers/{id}/start", s.containerStart},
+		{"POST /v1/containers/{id}/stop", s.containerStop},
+		{"POST /v1/containers/{id}/restart", s.containerRestart},
+		{"POST /v1/containers/{id}/kill", s.containerKill},
+		{"POST /v1/containers/{id}/pause", s.containerPause},
+		{"POST /v1/containers/{id}/unpause", s.containerUnpause},
+		{"POST /v1/containers/{id}/rename", s.containerRename},
+		{"POST /v1/containers/{id}/wait", s.containerWait},
+		{"POST /v1/containers/{id}/resize", s.containerResize},
+		{"POST /v1/containers/{id}/attach", s.containerAttach},
+		{"POST /v1/containers/{id}/exec", s.containerExec},
+		{"GET /v1/containers/{id}/logs", s.containerLogs},
+		{"GET /v1/containers/{id}/stats", s.containerStats},
+		{"GET /v1/events", s.events},
 	}
 	for _, r := range routes {
 		s.mux.Handle(r.pattern, s.wrap(r.handler))
@@ -180,7 +198,7 @@ func (s *Server) imagePull(w http.ResponseWriter, r *http.Request) error {
 	}
 	st := newStream(w)
 	opts = append(opts, images.WithProgress(func(p images.Progress) { st.send(StreamLine{Progress: &p}) }))
-	im, err := s.eng.Images().Pull(r.Context(), req.Ref, opts...)
+	im, err := s.eng.PullImage(r.Context(), req.Ref, opts...)
 	st.end(err, func() StreamLine { return StreamLine{Image: im} })
 	return nil
 }
@@ -190,7 +208,7 @@ func (s *Server) imageTag(w http.ResponseWriter, r *http.Request) error {
 	if err := readJSON(r, &req); err != nil {
 		return err
 	}
-	if err := s.eng.Images().Tag(r.Context(), req.Source, req.Target); err != nil {
+	if err := s.eng.TagImage(r.Context(), req.Source, req.Target); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -207,7 +225,7 @@ func (s *Server) imageRemove(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	del, err := s.eng.Images().Delete(r.Context(), ref, force)
+	del, err := s.eng.RemoveImage(r.Context(), ref, force)
 	if err != nil {
 		return err
 	}
@@ -226,7 +244,7 @@ func boolParam(v string) (bool, error) {
 }
 
 func (s *Server) imagePrune(w http.ResponseWriter, r *http.Request) error {
-	del, err := s.eng.Images().Prune(r.Context())
+	del, err := s.eng.PruneImages(r.Context())
 	if err != nil {
 		return err
 	}
@@ -249,7 +267,7 @@ func (s *Server) imagePush(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	st := newStream(w)
-	digest, err := s.eng.Images().Push(r.Context(), req.Ref, req.Target, func(p images.PushProgress) {
+	digest, err := s.eng.PushImage(r.Context(), req.Ref, req.Target, func(p images.PushProgress) {
 		st.send(StreamLine{Push: &p})
 	})
 	st.end(err, func() StreamLine { return StreamLine{Digest: digest} })
@@ -279,7 +297,7 @@ func (s *Server) imageSave(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) imageLoad(w http.ResponseWriter, r *http.Request) error {
 	st := newStream(w)
-	loaded, err := s.eng.Images().Load(r.Context(), r.Body, func(p images.Progress) { st.send(StreamLine{Progress: &p}) })
+	loaded, err := s.eng.LoadImages(r.Context(), r.Body, func(p images.Progress) { st.send(StreamLine{Progress: &p}) })
 	st.end(err, func() StreamLine { return StreamLine{Loaded: loaded} })
 	return nil
 }

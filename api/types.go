@@ -51,3 +51,30 @@ type StreamLine struct {
 	Digest   string        `json:"digest,omitempty"`
 	Error    *Error        `json:"error,omitempty"`
 }
+
+// CreateRequest is the body of POST /v1/containers.
+type CreateRequest struct {
+	Name string      `json:"name,omitempty"`
+	Spec engine.Spec `json:"spec"`
+}
+
+// ExecRequest is the body of POST /v1/containers/{id}/exec.
+type ExecRequest struct {
+	Args       []string `json:"args"`
+	Env        []string `json:"env,omitempty"`
+	WorkingDir string   `json:"workingDir,omitempty"`
+	User       string   `json:"user,omitempty"`
+	Tty        bool     `json:"tty,omitempty"`
+	Stdin      bool     `json:"stdin,omitempty"`
+}
+
+// WaitResponse answers POST /v1/containers/{id}/wait.
+type WaitResponse struct {
+	ExitCode int `json:"exitCode"`
+}
+
+// Container, Event and Stats are the engine's own.
+type (
+	Container = engine.Container
+	Event     = engine.Event
+)

@@ -2,18 +2,26 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
 
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/flyingdutchman/flyingdutchman/engine/logs"
+	rt "github.com/flyingdutchman/flyingdutchman/engine/runtime"
 	"github.com/flyingdutchman/flyingdutchman/engine/store"
 	"github.com/flyingdutchman/flyingdutchman/images"
 )
 
 // Config is what an engine needs to start.
 type Config struct {
-	// DataRoot holds everything the engine keeps: the database, blobs, snapshots.
+	// DataRoot holds everything the engine keeps: the database, blobs, snapshots,
+	// containers' logs and runtime state.
 	DataRoot string
 	// InsecureRegistries may be reached over plain HTTP or unverified TLS, as well as
 	// the loopback registries that always may.
@@ -22,6 +30,12 @@ type Config struct {
 	MaxConcurrentDownloads int
 	// StorageDriver is "overlay", "copy" or "" to choose.
 	StorageDriver string
+	// Logs caps each container's logs (zero values: the logs package's defaults).
+	Logs logs.Options
+	// Self is the dutchman binary, run as `dutchman shim` to monitor each container.
+	Self string
+	// Runc is the OCI runtime binary ("runc" from PATH if empty).
+	Runc string
 	// Version is the daemon's version, reported by Info.
 	Version string
 	Logger  *slog.Logger
@@ -29,13 +43,30 @@ type Config struct {
 
 // Engine is a running engine on one data root.
 type Engine struct {
-	cfg    Config
-	db     *store.DB
-	images *images.Store
-	log    *slog.Logger
+	cfg      Config
+	db       *store.DB
+	images   *images.Store
+	runtimes map[string]rt.Runtime
+	events   *events
+	log      *slog.Logger
+
+	// mu guards containers and names; each container guards itself.
+	mu         sync.Mutex
+	containers map[string]*container
+	names      map[string]string // name -> ID
+
+	// monitors counts the goroutines waiting for tasks to exit.
+	monitors sync.WaitGroup
+	// ctx ends when the engine closes; restarts scheduled by policies stop with it.
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
-// New opens the engine on cfg.DataRoot. It fails if another daemon holds the data root.
+var bucketContainers = []byte("containers")
+
+// New opens the engine on cfg.DataRoot: it takes the data root's lock, opens the image
+// store, and finds the containers an earlier run left, reattaching to those still
+// running. It fails if another daemon holds the data root.
 func New(ctx context.Context, cfg Config) (*Engine, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -44,23 +75,49 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	ims, err := images.Open(ctx, filepath.Join(cfg.DataRoot, "images"), db.DB,
+	e := &Engine{cfg: cfg, db: db, log: cfg.Logger, containers: map[string]*container{}, names: map[string]string{}}
+	e.ctx, e.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	fail := func(err error) (*Engine, error) {
+		e.cancel()
+		db.Close()
+		return nil, err
+	}
+	e.images, err = images.Open(ctx, filepath.Join(cfg.DataRoot, "images"), db.DB,
 		images.WithInsecureRegistries(cfg.InsecureRegistries...),
 		images.WithMaxConcurrentDownloads(cfg.MaxConcurrentDownloads),
 		images.WithDriver(cfg.StorageDriver),
 		images.WithLogger(cfg.Logger))
 	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("image store: %w", err)
+		return fail(fmt.Errorf("image store: %w", err))
 	}
-	return &Engine{cfg: cfg, db: db, images: ims, log: cfg.Logger}, nil
+	if e.runtimes, err = e.newRuntimes(); err != nil {
+		e.images.Close()
+		return fail(err)
+	}
+	if e.events, err = newEvents(db.DB); err != nil {
+		e.images.Close()
+		return fail(fmt.Errorf("events: %w", err))
+	}
+	if err := e.restore(ctx); err != nil {
+		e.images.Close()
+		return fail(fmt.Errorf("restore containers: %w", err))
+	}
+	return e, nil
 }
 
 // Images is the image store.
 func (e *Engine) Images() *images.Store { return e.images }
 
-// Close flushes what the engine holds to disk and releases the data root.
+// Close stops the engine's own work (restart timers, monitors) and releases the data
+// root. Containers keep running under their shims; the next engine reattaches to them.
 func (e *Engine) Close() error {
+	e.cancel()
+	e.mu.Lock()
+	for _, ct := range e.containers {
+		ct.detach()
+	}
+	e.mu.Unlock()
+	e.monitors.Wait()
 	err := e.images.Close()
 	if cerr := e.db.Close(); err == nil {
 		err = cerr
@@ -75,10 +132,15 @@ type Info struct {
 	Arch               string   `json:"arch"`
 	DataRoot           string   `json:"dataRoot"`
 	StorageDriver      string   `json:"storageDriver"`
+	Runtimes           []string `json:"runtimes"`
 	InsecureRegistries []string `json:"insecureRegistries"`
 	Images             int      `json:"images"`
 	Blobs              int      `json:"blobs"`
 	Snapshots          int      `json:"snapshots"`
+	Containers         int      `json:"containers"`
+	ContainersRunning  int      `json:"containersRunning"`
+	ContainersPaused   int      `json:"containersPaused"`
+	ContainersStopped  int      `json:"containersStopped"`
 }
 
 // Info reports what the engine is and holds.
@@ -91,9 +153,82 @@ func (e *Engine) Info(ctx context.Context) (*Info, error) {
 	if insecure == nil {
 		insecure = []string{}
 	}
-	return &Info{
+	info := &Info{
 		Version: e.cfg.Version, OS: runtime.GOOS, Arch: runtime.GOARCH,
 		DataRoot: e.cfg.DataRoot, StorageDriver: e.images.Driver(), InsecureRegistries: insecure,
 		Images: u.Images, Blobs: u.Blobs, Snapshots: u.Snapshots,
-	}, nil
+	}
+	for name := range e.runtimes {
+		info.Runtimes = append(info.Runtimes, name)
+	}
+	for _, c := range e.List() {
+		info.Containers++
+		switch c.State {
+		case Running, Restarting, Starting, Stopping:
+			info.ContainersRunning++
+		case Paused:
+			info.ContainersPaused++
+		default:
+			info.ContainersStopped++
+		}
+	}
+	return info, nil
+}
+
+// containerDir holds what the engine keeps of one container besides its record: logs.
+func (e *Engine) containerDir(id string) string {
+	return filepath.Join(e.cfg.DataRoot, "containers", id)
+}
+
+func (e *Engine) logDir(id string) string { return filepath.Join(e.containerDir(id), "logs") }
+
+// persist writes a container's record.
+func (e *Engine) persist(c *Container) error {
+	data, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	return e.db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(bucketContainers)
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte(c.ID), data)
+	})
+}
+
+func (e *Engine) unpersist(id string) error {
+	return e.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketContainers)
+		if b == nil {
+			return nil
+		}
+		return b.Delete([]byte(id))
+	})
+}
+
+func (e *Engine) loadRecords() ([]*Container, error) {
+	var out []*Container
+	err := e.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketContainers)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			c := new(Container)
+			if err := json.Unmarshal(v, c); err != nil {
+				return fmt.Errorf("container record %s: %w", k, err)
+			}
+			out = append(out, c)
+			return nil
+		})
+	})
+	return out, err
+}
+
+func removeDir(dir string) error {
+	if err := os.RemoveAll(dir); err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	return nil
 }

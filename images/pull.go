@@ -92,6 +92,11 @@ func (s *Store) pull(ctx context.Context, ref Reference, platform v1.Platform, s
 	var target v1.Hash
 	err := s.retry(ctx, "manifest of "+ref.String(), func() (err error) {
 		img, target, err = s.resolveRemote(ctx, ref, platform)
+		if err != nil && unreachable(err) {
+			// Nothing answers at that address: most likely a wrong name, not a
+			// registry that restarts. Say so at once.
+			return noRetry{err}
+		}
 		return err
 	})
 	if err != nil {
@@ -433,6 +438,13 @@ func (s *Store) fetchLayerOnce(ctx context.Context, l v1.Layer, lr *layerRecord,
 	}
 	st.layer(i, LayerDone)
 	return nil
+}
+
+// unreachable tells whether err says that no registry listens at the address, or the
+// name does not resolve.
+func unreachable(err error) bool {
+	msg := err.Error()
+	return errors.Is(err, syscall.ECONNREFUSED) || strings.Contains(msg, "connection refused") || strings.Contains(msg, "no such host")
 }
 
 // retry runs fn until it succeeds, fails in a way trying again cannot mend, or has been

@@ -90,6 +90,10 @@ func registryError(err error) error {
 // trouble and server errors may pass; bad content, a full disk, a missing blob or a
 // refused login will not.
 func retryable(err error) bool {
+	var nr noRetry
+	if errors.As(err, &nr) {
+		return false
+	}
 	if errors.Is(err, errdefs.ErrInvalidArgument) || errors.Is(err, errdefs.ErrNoSpace) ||
 		errors.Is(err, errdefs.ErrNotFound) || errors.Is(err, errdefs.ErrUnauthorized) ||
 		errors.Is(err, syscall.ENOSPC) || errors.Is(err, errMismatch) {
@@ -110,6 +114,11 @@ func retryable(err error) bool {
 	}
 	return true
 }
+
+// noRetry marks an error that trying again cannot mend, whatever its kind.
+type noRetry struct{ error }
+
+func (n noRetry) Unwrap() error { return n.error }
 
 // errPlainHTTP is the refusal to speak plain HTTP to a registry that is not allowed it.
 var errPlainHTTP = errors.New("refusing plain HTTP to registry")

@@ -3,6 +3,7 @@
 package integration
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -113,7 +115,9 @@ func TestPullShowsBarsOnATerminal(t *testing.T) {
 	d := harness.StartDaemon(t)
 	// script(1) gives the CLI a pseudo-terminal as its standard output.
 	// It has no size until stty gives it one, as a terminal window would.
-	cmd := exec.Command("script", "-qefc", "stty cols 100 rows 40; "+harness.Binary(t)+" pull "+ims.Busybox, "/dev/null")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "script", "-qefc", "stty cols 100 rows 40; "+harness.Binary(t)+" pull "+ims.Busybox, "/dev/null")
 	cmd.Env = append(os.Environ(), "DUTCHMAN_HOST="+d.Host(), "TERM=xterm")
 	out, err := cmd.CombinedOutput()
 	if err != nil {

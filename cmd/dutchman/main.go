@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -18,17 +19,27 @@ import (
 // version is set at build time (make sets it from git describe).
 var version = "dev"
 
-// cli is what every client subcommand shares: where the daemon is, and the streams.
+// cli is what every client subcommand shares: where the daemon is, and what to do with
+// SIGINT and SIGTERM (cancel the command, or pass them on to a container).
 type cli struct {
-	host string
+	host   string
+	signal atomic.Pointer[func(os.Signal)]
+}
+
+// proxy sends SIGINT and SIGTERM to fn instead of cancelling the command (nil: cancel).
+func (c *cli) proxy(fn func(os.Signal)) {
+	if fn == nil {
+		c.signal.Store(nil)
+		return
+	}
+	c.signal.Store(&fn)
 }
 
 func (c *cli) client() (*api.Client, error) {
 	return api.NewClient(c.host)
 }
 
-func newRootCommand() *cobra.Command {
-	c := &cli{}
+func newRootCommand(c *cli) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "dutchman",
 		Short: "FlyingDutchman: a container engine whose primary interface is a filesystem",
@@ -56,28 +67,62 @@ DUTCHMAN_HOST (unix:///path/to/socket).`,
 		newSaveCommand(c),
 		newLoadCommand(c),
 		newImageCommand(c),
+		newRunCommand(c),
+		newCreateCommand(c),
+		newStartCommand(c),
+		newStopCommand(c, false),
+		newStopCommand(c, true),
+		newKillCommand(c),
+		newPauseCommand(c, true),
+		newPauseCommand(c, false),
+		newRmCommand(c),
+		newRenameCommand(c),
+		newWaitCommand(c),
+		newPsCommand(c),
+		newLogsCommand(c),
+		newExecCommand(c),
+		newAttachCommand(c),
+		newInspectCommand(c),
+		newEventsCommand(c),
+		newShimCommand(),
 	)
 	return root
 }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	err := newRootCommand().ExecuteContext(ctx)
-	stop()
+	c := &cli{}
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		for sig := range sigs {
+			if fn := c.signal.Load(); fn != nil {
+				(*fn)(sig)
+			} else {
+				cancel()
+			}
+		}
+	}()
+	err := newRootCommand(c).ExecuteContext(ctx)
+	cancel()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "dutchman:", err)
 		var ee *exitError
-		if errors.As(err, &ee) {
+		if !errors.As(err, &ee) || !ee.silent {
+			fmt.Fprintln(os.Stderr, "dutchman:", err)
+		}
+		if ee != nil {
 			os.Exit(ee.code)
 		}
 		os.Exit(1)
 	}
 }
 
-// exitError ends the program with a given status.
+// exitError ends the program with a given status; silent ones print nothing (a
+// container's own exit code).
 type exitError struct {
-	code int
-	err  error
+	code   int
+	err    error
+	silent bool
 }
 
 func (e *exitError) Error() string { return e.err.Error() }

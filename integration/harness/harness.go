@@ -94,9 +94,11 @@ func alive(pid int) bool {
 	return err == nil || err == syscall.EPERM
 }
 
-// cleanDir kills processes whose command line mentions dir, unmounts everything mounted
-// below it (deepest first) and removes it.
+// cleanDir removes the containers run under dir (with runc, so that their processes and
+// cgroups go too), kills processes whose command line mentions dir (daemons, shims,
+// registries), unmounts everything mounted below it (deepest first) and removes it.
 func cleanDir(dir string) {
+	deleteContainers(dir)
 	killUsers(dir)
 	for _, m := range mountsUnder(dir) {
 		if err := unix.Unmount(m, 0); err != nil {
@@ -220,4 +222,19 @@ func Main(m *testing.M, programs ...string) {
 	code := m.Run()
 	cleanup()
 	os.Exit(code)
+}
+
+// deleteContainers force-deletes, with runc, every container of every daemon data root
+// below dir: their processes are not children of anything the test started.
+func deleteContainers(dir string) {
+	roots, _ := filepath.Glob(filepath.Join(dir, "*", "*", "runtime", "oci", "runc"))
+	more, _ := filepath.Glob(filepath.Join(dir, "*", "runtime", "oci", "runc"))
+	for _, root := range append(roots, more...) {
+		ents, _ := os.ReadDir(root)
+		for _, e := range ents {
+			if e.IsDir() {
+				exec.Command("runc", "--root", root, "delete", "--force", e.Name()).Run()
+			}
+		}
+	}
 }

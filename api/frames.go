@@ -1,0 +1,111 @@
+package api
+
+import (
+	"bufio"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"sync"
+)
+
+// Attach, exec and start-with-attach upgrade their HTTP connection (Upgrade:
+// dutchman-stream, answered 101) to a stream of frames both ways. Logs use the same
+// frames in a plain response body. A frame is one kind byte, a big-endian uint32 length,
+// and that many bytes.
+const (
+	// FrameStdin carries input, client to daemon.
+	FrameStdin byte = 0
+	// FrameStdout and FrameStderr carry output, daemon to client.
+	FrameStdout byte = 1
+	FrameStderr byte = 2
+	// FrameExit ends a stream, daemon to client: an ExitFrame as JSON.
+	FrameExit byte = 3
+	// FrameStdinClose says there is no more input, client to daemon.
+	FrameStdinClose byte = 4
+	// FrameResize sets the terminal size, client to daemon: a ResizeFrame as JSON.
+	FrameResize byte = 5
+)
+
+// UpgradeProtocol is the protocol name of an upgraded connection.
+const UpgradeProtocol = "dutchman-stream"
+
+// ExitFrame is the payload of FrameExit.
+type ExitFrame struct {
+	ExitCode int    `json:"exitCode"`
+	Error    *Error `json:"error,omitempty"`
+}
+
+// ResizeFrame is the payload of FrameResize.
+type ResizeFrame struct {
+	Rows uint16 `json:"rows"`
+	Cols uint16 `json:"cols"`
+}
+
+const maxFramePayload = 1 << 20
+
+// WriteFrame writes one frame.
+func WriteFrame(w io.Writer, kind byte, p []byte) error {
+	var h [5]byte
+	h[0] = kind
+	binary.BigEndian.PutUint32(h[1:], uint32(len(p)))
+	if _, err := w.Write(h[:]); err != nil {
+		return err
+	}
+	_, err := w.Write(p)
+	return err
+}
+
+// ReadFrame reads one frame into buf (grown as needed) and returns its kind and payload.
+func ReadFrame(r *bufio.Reader, buf []byte) (byte, []byte, error) {
+	var h [5]byte
+	if _, err := io.ReadFull(r, h[:]); err != nil {
+		return 0, nil, err
+	}
+	n := binary.BigEndian.Uint32(h[1:])
+	if n > maxFramePayload {
+		return 0, nil, fmt.Errorf("frame of %d bytes is too big", n)
+	}
+	if cap(buf) < int(n) {
+		buf = make([]byte, n)
+	}
+	buf = buf[:n]
+	_, err := io.ReadFull(r, buf)
+	return h[0], buf, err
+}
+
+// frameWriter writes everything written to it as frames of one kind.
+type frameWriter struct {
+	w    *lockedWriter
+	kind byte
+}
+
+func (f *frameWriter) Write(p []byte) (int, error) {
+	total := len(p)
+	for len(p) > 0 {
+		n := min(len(p), maxFramePayload)
+		if err := f.w.frame(f.kind, p[:n]); err != nil {
+			return 0, err
+		}
+		p = p[n:]
+	}
+	return total, nil
+}
+
+// lockedWriter lets several goroutines write whole frames to one connection.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  *bufio.Writer
+}
+
+func newLockedWriter(w io.Writer) *lockedWriter {
+	return &lockedWriter{w: bufio.NewWriterSize(w, 64<<10)}
+}
+
+func (l *lockedWriter) frame(kind byte, p []byte) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := WriteFrame(l.w, kind, p); err != nil {
+		return err
+	}
+	return l.w.Flush()
+}

@@ -1,0 +1,325 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/flyingdutchman/flyingdutchman/api"
+	"github.com/flyingdutchman/flyingdutchman/engine"
+	"github.com/flyingdutchman/flyingdutchman/errdefs"
+)
+
+// createFlags are the flags run and create share.
+type createFlags struct {
+	name, workdir, user, restart, memory, entrypoint, hostname string
+	stopSignal, runtime, pull, platform                        string
+	env, envFiles, labels                                      []string
+	cpus                                                       float64
+	stopTimeout                                                int
+	rm, interactive, tty                                       bool
+}
+
+func addCreateFlags(cmd *cobra.Command, f *createFlags) {
+	fl := cmd.Flags()
+	fl.SetInterspersed(false) // flags after the image belong to the command
+	fl.StringVar(&f.name, "name", "", "name the container")
+	fl.StringArrayVarP(&f.env, "env", "e", nil, "set an environment variable (KEY=VALUE, or KEY to pass this shell's)")
+	fl.StringArrayVar(&f.envFiles, "env-file", nil, "read environment variables from a file")
+	fl.StringVarP(&f.workdir, "workdir", "w", "", "working directory inside the container")
+	fl.StringVarP(&f.user, "user", "u", "", "user (name|uid[:group|gid])")
+	fl.BoolVar(&f.rm, "rm", false, "remove the container when it exits")
+	fl.StringVar(&f.restart, "restart", "", "restart policy: no, on-failure[:N], always, unless-stopped")
+	fl.StringVarP(&f.memory, "memory", "m", "", "memory limit (e.g. 64m, 1g)")
+	fl.Float64Var(&f.cpus, "cpus", 0, "CPU limit (e.g. 0.5)")
+	fl.StringVar(&f.entrypoint, "entrypoint", "", "replace the image's entrypoint")
+	fl.BoolVarP(&f.interactive, "interactive", "i", false, "keep standard input open")
+	fl.BoolVarP(&f.tty, "tty", "t", false, "allocate a terminal")
+	fl.StringVar(&f.hostname, "hostname", "", "the container's host name")
+	fl.StringArrayVarP(&f.labels, "label", "l", nil, "set a label (KEY=VALUE)")
+	fl.StringVar(&f.stopSignal, "stop-signal", "", "signal that stops the container (default SIGTERM)")
+	fl.IntVar(&f.stopTimeout, "stop-timeout", -1, "seconds stop waits before SIGKILL (default 10)")
+	fl.StringVar(&f.runtime, "runtime", "", "runtime: oci, vm or auto")
+	fl.StringVar(&f.pull, "pull", "missing", "pull the image: missing, always or never")
+	fl.StringVar(&f.platform, "platform", "", "platform to pull (os/arch[/variant])")
+}
+
+// spec turns the flags and arguments into a container spec.
+func (f *createFlags) spec(cmd *cobra.Command, args []string) (engine.Spec, error) {
+	s := engine.Spec{
+		Image: args[0], WorkingDir: f.workdir, User: f.user, Restart: f.restart, Hostname: f.hostname,
+		CPUs: f.cpus, Runtime: f.runtime, StopSignal: f.stopSignal, Tty: f.tty, OpenStdin: f.interactive,
+		AutoRemove: f.rm,
+	}
+	if len(args) > 1 {
+		s.Command = args[1:]
+	}
+	if cmd.Flags().Changed("entrypoint") {
+		s.Entrypoint = []string{f.entrypoint}
+		if f.entrypoint == "" {
+			s.Entrypoint = []string{}
+		}
+	}
+	if f.memory != "" {
+		n, err := parseBytes(f.memory)
+		if err != nil {
+			return s, err
+		}
+		s.Memory = n
+	}
+	if f.stopTimeout >= 0 {
+		d := engine.Duration(time.Duration(f.stopTimeout) * time.Second)
+		s.StopGracePeriod = &d
+	}
+	for _, file := range f.envFiles {
+		vars, err := readEnvFile(file)
+		if err != nil {
+			return s, err
+		}
+		s.Env = append(s.Env, vars...)
+	}
+	for _, e := range f.env {
+		s.Env = append(s.Env, expandEnv(e)...)
+	}
+	if len(f.labels) > 0 {
+		s.Labels = map[string]string{}
+		for _, l := range f.labels {
+			k, v, _ := strings.Cut(l, "=")
+			s.Labels[k] = v
+		}
+	}
+	return s, nil
+}
+
+// expandEnv reads KEY=VALUE as is, and KEY alone as this shell's value (dropped if unset).
+func expandEnv(e string) []string {
+	if strings.Contains(e, "=") {
+		return []string{e}
+	}
+	if v, ok := os.LookupEnv(e); ok {
+		return []string{e + "=" + v}
+	}
+	return nil
+}
+
+func readEnvFile(path string) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		out = append(out, expandEnv(line)...)
+	}
+	return out, sc.Err()
+}
+
+// parseBytes reads a size as docker does: a number with an optional unit b, k, m, g, t
+// (powers of 1024).
+func parseBytes(s string) (int64, error) {
+	t := strings.ToLower(strings.TrimSpace(s))
+	mult := int64(1)
+	units := map[byte]int64{'b': 1, 'k': 1 << 10, 'm': 1 << 20, 'g': 1 << 30, 't': 1 << 40}
+	t = strings.TrimSuffix(t, "b")
+	if t == "" {
+		return 0, errdefs.Invalid(fmt.Errorf("invalid size %q", s))
+	}
+	if m, ok := units[t[len(t)-1]]; ok {
+		mult, t = m, t[:len(t)-1]
+	}
+	n, err := strconv.ParseFloat(t, 64)
+	if err != nil || n < 0 {
+		return 0, errdefs.Invalid(fmt.Errorf("invalid size %q: want a number with an optional unit (b, k, m, g)", s))
+	}
+	return int64(n * float64(mult)), nil
+}
+
+// createContainer creates a container, pulling its image first if it is missing (or
+// always, with --pull always), as docker run does.
+func (c *cli) createContainer(ctx context.Context, cl *api.Client, f *createFlags, spec engine.Spec, stderr io.Writer) (*api.Container, error) {
+	switch f.pull {
+	case "always":
+		if err := pull(ctx, cl, stderr, spec.Image, f.platform, false); err != nil {
+			return nil, err
+		}
+	case "missing", "never":
+	default:
+		return nil, errdefs.Invalid(fmt.Errorf("invalid --pull %q: want missing, always or never", f.pull))
+	}
+	ct, err := cl.ContainerCreate(ctx, f.name, spec)
+	if err == nil || f.pull != "missing" || !errors.Is(err, errdefs.ErrNotFound) || !strings.Contains(err.Error(), "no such image") {
+		return ct, err
+	}
+	fmt.Fprintf(stderr, "Unable to find image '%s' locally\n", spec.Image)
+	if err := pull(ctx, cl, stderr, spec.Image, f.platform, false); err != nil {
+		return nil, err
+	}
+	return cl.ContainerCreate(ctx, f.name, spec)
+}
+
+func newRunCommand(c *cli) *cobra.Command {
+	var f createFlags
+	var detach bool
+	cmd := &cobra.Command{
+		Use:   "run [OPTIONS] IMAGE [COMMAND] [ARG...]",
+		Short: "Create and start a container",
+		Long: `Create a container from IMAGE (pulled first if it is missing) and start it. Without -d the
+command stays attached to the container's output, and to its input with -i, and exits
+with the container's exit code; -t gives it a terminal. Errors exit 125, as docker run;
+a command that cannot be found exits 127, one that cannot be run 126.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			spec, err := f.spec(cmd, args)
+			if err != nil {
+				return runError(err)
+			}
+			cl, err := c.client()
+			if err != nil {
+				return runError(err)
+			}
+			ctx := cmd.Context()
+			ct, err := c.createContainer(ctx, cl, &f, spec, cmd.ErrOrStderr())
+			if err != nil {
+				return runError(err)
+			}
+			if detach {
+				if err := cl.ContainerStart(ctx, ct.ID); err != nil {
+					return runError(err)
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), ct.ID)
+				return nil
+			}
+			code, err := c.attachStreams(ctx, cl, ct.ID, f.interactive, f.tty, true)
+			if err != nil {
+				return runError(err)
+			}
+			if code != 0 {
+				return &exitError{code: code, err: fmt.Errorf("container %s exited with code %d", ct.Name, code), silent: true}
+			}
+			return nil
+		},
+	}
+	addCreateFlags(cmd, &f)
+	cmd.Flags().BoolVarP(&detach, "detach", "d", false, "run in the background and print the container's ID")
+	return cmd
+}
+
+// runError gives errors docker run's exit codes.
+func runError(err error) error {
+	code := 125
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "executable file not found"), strings.Contains(msg, "no such file or directory") && strings.Contains(msg, "exec"):
+		code = 127
+	case strings.Contains(msg, "permission denied") && strings.Contains(msg, "exec"):
+		code = 126
+	}
+	return &exitError{code: code, err: err}
+}
+
+// attachStreams connects this terminal (or these pipes) to a container: starting it
+// (start) or attaching to it running, and returns its exit code.
+func (c *cli) attachStreams(ctx context.Context, cl *api.Client, id string, stdin, tty, start bool) (int, error) {
+	o := api.StreamOptions{Stdout: os.Stdout, Stderr: os.Stderr}
+	if stdin {
+		o.Stdin = os.Stdin
+	}
+	if tty && stdin && term.IsTerminal(int(os.Stdin.Fd())) {
+		old, err := term.MakeRaw(int(os.Stdin.Fd()))
+		if err != nil {
+			return 0, err
+		}
+		defer term.Restore(int(os.Stdin.Fd()), old)
+	}
+	if tty {
+		if w, h, err := term.GetSize(int(os.Stdout.Fd())); err == nil {
+			o.Size = &api.ResizeFrame{Rows: uint16(h), Cols: uint16(w)}
+		}
+		resize := make(chan api.ResizeFrame, 4)
+		o.Resize = resize
+		sendSize := func() {
+			if w, h, err := term.GetSize(int(os.Stdout.Fd())); err == nil {
+				select {
+				case resize <- api.ResizeFrame{Rows: uint16(h), Cols: uint16(w)}:
+				default:
+				}
+			}
+		}
+		winch := make(chan os.Signal, 1)
+		signal.Notify(winch, syscall.SIGWINCH)
+		defer signal.Stop(winch)
+		go func() {
+			sendSize()
+			for range winch {
+				sendSize()
+			}
+		}()
+	} else {
+		// Without a terminal, Ctrl-C and termination signals go to the container, as
+		// docker run's signal proxy does.
+		c.proxy(func(sig os.Signal) {
+			cl.ContainerKill(context.Background(), id, strconv.Itoa(int(sig.(syscall.Signal))))
+		})
+		defer c.proxy(nil)
+	}
+	if start {
+		return cl.ContainerStartAttach(ctx, id, o)
+	}
+	return cl.ContainerAttach(ctx, id, o)
+}
+
+// execStreams runs a process in a container with this terminal's streams.
+func (c *cli) execStreams(ctx context.Context, cl *api.Client, id string, req api.ExecRequest, stdin bool) (int, error) {
+	o := api.StreamOptions{Stdout: os.Stdout, Stderr: os.Stderr}
+	if stdin {
+		o.Stdin = os.Stdin
+	}
+	if req.Tty && stdin && term.IsTerminal(int(os.Stdin.Fd())) {
+		old, err := term.MakeRaw(int(os.Stdin.Fd()))
+		if err != nil {
+			return 0, err
+		}
+		defer term.Restore(int(os.Stdin.Fd()), old)
+	}
+	if req.Tty {
+		resize := make(chan api.ResizeFrame, 4)
+		o.Resize = resize
+		sendSize := func() {
+			if w, h, err := term.GetSize(int(os.Stdout.Fd())); err == nil {
+				select {
+				case resize <- api.ResizeFrame{Rows: uint16(h), Cols: uint16(w)}:
+				default:
+				}
+			}
+		}
+		winch := make(chan os.Signal, 1)
+		signal.Notify(winch, syscall.SIGWINCH)
+		defer signal.Stop(winch)
+		go func() {
+			// The process's terminal exists a moment after the stream opens.
+			time.Sleep(100 * time.Millisecond)
+			sendSize()
+			for range winch {
+				sendSize()
+			}
+		}()
+	}
+	return cl.ContainerExec(ctx, id, req, o)
+}

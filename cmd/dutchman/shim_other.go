@@ -1,0 +1,13 @@
+//go:build !linux
+
+package main
+
+import (
+	"fmt"
+	"os"
+)
+
+func runShim(string) int {
+	fmt.Fprintln(os.Stderr, "dutchman shim: the oci runtime runs on Linux only")
+	return 1
+}

@@ -1,0 +1,191 @@
+//go:build linux
+
+package oci
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/flyingdutchman/flyingdutchman/engine/logs"
+	rt "github.com/flyingdutchman/flyingdutchman/engine/runtime"
+	"github.com/flyingdutchman/flyingdutchman/engine/runtime/oci/shim"
+	"github.com/flyingdutchman/flyingdutchman/errdefs"
+)
+
+// Runtime runs containers with runc, each under a shim.
+//
+// Under its root directory:
+//
+//	runc/            runc's own state (runc --root), apart from other runc users
+//	containers/<id>/ the bundle (config.json, hostname, hosts) and the shim's state
+//	                 (shim.json, shim.log, runc.log, pid, exit.json)
+type Runtime struct {
+	root string
+	runc string
+	self string
+	logs logs.Options
+	log  *slog.Logger
+}
+
+// Option configures a Runtime.
+type Option func(*Runtime)
+
+// WithRunc sets the runc binary (default: runc from PATH).
+func WithRunc(path string) Option {
+	return func(r *Runtime) {
+		if path != "" {
+			r.runc = path
+		}
+	}
+}
+
+// WithShim sets the binary run as `BINARY shim` (default: this process's own binary).
+func WithShim(self string) Option {
+	return func(r *Runtime) {
+		if self != "" {
+			r.self = self
+		}
+	}
+}
+
+// WithLogs caps containers' logs.
+func WithLogs(o logs.Options) Option { return func(r *Runtime) { r.logs = o } }
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(r *Runtime) { r.log = l } }
+
+// New returns the runtime keeping its state under root.
+func New(root string, opts ...Option) (*Runtime, error) {
+	r := &Runtime{root: root, runc: "runc", log: slog.Default()}
+	for _, o := range opts {
+		o(r)
+	}
+	if r.self == "" {
+		self, err := os.Executable()
+		if err != nil {
+			return nil, err
+		}
+		r.self = self
+	}
+	for _, d := range []string{r.runcRoot(), filepath.Join(root, "containers")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+// Name is "oci".
+func (r *Runtime) Name() string { return "oci" }
+
+func (r *Runtime) runcRoot() string        { return filepath.Join(r.root, "runc") }
+func (r *Runtime) dir(id string) string    { return filepath.Join(r.root, "containers", id) }
+func (r *Runtime) bundle(id string) string { return filepath.Join(r.dir(id), "bundle") }
+
+// cgroupsPath is where a container's cgroup lives in every hierarchy.
+func cgroupsPath(id string) string { return "/dutchman/" + id }
+
+// Create writes the container's bundle and starts its shim, which creates the container.
+func (r *Runtime) Create(ctx context.Context, cfg *rt.Config, logDir string) (rt.Task, error) {
+	dir, bundle := r.dir(cfg.ID), r.bundle(cfg.ID)
+	if err := os.MkdirAll(bundle, 0o700); err != nil {
+		return nil, err
+	}
+	hostname := filepath.Join(bundle, "hostname")
+	hosts := filepath.Join(bundle, "hosts")
+	if err := os.WriteFile(hostname, []byte(cfg.Hostname+"\n"), 0o644); err != nil {
+		return nil, err
+	}
+	hostsData := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t" + cfg.Hostname + "\n"
+	if err := os.WriteFile(hosts, []byte(hostsData), 0o644); err != nil {
+		return nil, err
+	}
+	spec, err := Spec(cfg, SpecOptions{CgroupsPath: cgroupsPath(cfg.ID), HostnameFile: hostname, HostsFile: hosts})
+	if err != nil {
+		return nil, err
+	}
+	data, err := json.Marshal(spec)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(bundle, "config.json"), data, 0o600); err != nil {
+		return nil, err
+	}
+	scfg := &shim.Config{
+		ID: cfg.ID, Bundle: bundle, Runc: r.runc, RuncRoot: r.runcRoot(), LogDir: logDir, Logs: r.logs,
+		Tty: cfg.Tty, Stdin: cfg.OpenStdin, CgroupsPath: cgroupsPath(cfg.ID), ConsoleSize: cfg.ConsoleSize,
+	}
+	pid, err := shim.Spawn(ctx, r.self, dir, scfg)
+	if err != nil {
+		return nil, createError(err)
+	}
+	return r.newTask(cfg.ID, cfg.Rootfs, pid, nil), nil
+}
+
+// createError gives a failed create its kind: a command that cannot run is the user's
+// doing, not the engine's.
+func createError(err error) error {
+	msg := err.Error()
+	if strings.Contains(msg, "executable file not found") || strings.Contains(msg, "no such file or directory") ||
+		strings.Contains(msg, "permission denied") || strings.Contains(msg, "not a directory") {
+		return errdefs.Invalid(err)
+	}
+	return err
+}
+
+// Load reconnects to the shim of container id. If the shim is gone, the task reports
+// the exit the shim recorded, or, when there is none (the shim was killed, the machine
+// restarted), exit code 255.
+func (r *Runtime) Load(ctx context.Context, id, logDir string) (rt.Task, error) {
+	dir := r.dir(id)
+	var spec specs.Spec
+	data, err := os.ReadFile(filepath.Join(r.bundle(id), "config.json"))
+	if err != nil {
+		return nil, errdefs.NotFound(fmt.Errorf("container %s has no runtime state: %w", id, err))
+	}
+	if err := json.Unmarshal(data, &spec); err != nil {
+		return nil, err
+	}
+	rootfs := ""
+	if spec.Root != nil {
+		rootfs = spec.Root.Path
+	}
+	pid, exit, err := shim.NewClient(dir).State(ctx)
+	if err != nil {
+		if !errors.Is(err, shim.ErrGone) {
+			return nil, err
+		}
+		st := r.lostExit(ctx, id)
+		return r.newTask(id, rootfs, 0, st), nil
+	}
+	return r.newTask(id, rootfs, pid, exit), nil
+}
+
+// lostExit is the exit status of a container whose shim is gone: the one it recorded,
+// or 255. Whatever of the container still runs without its monitor is killed.
+func (r *Runtime) lostExit(ctx context.Context, id string) *rt.ExitStatus {
+	if st, err := shim.ReadExit(r.dir(id)); err == nil {
+		return st
+	}
+	r.runcCmd(ctx, "kill", "--all", id, "KILL")
+	return &rt.ExitStatus{Code: 255, Error: "the container's shim is gone (it was killed, or the machine restarted): its process was stopped", At: nowUTC()}
+}
+
+// Delete removes the container from runc and its state directory.
+func (r *Runtime) Delete(ctx context.Context, id string) error {
+	if _, err := os.Stat(r.dir(id)); os.IsNotExist(err) {
+		return nil
+	}
+	if out, err := r.runcCmd(ctx, "delete", "--force", id); err != nil && !strings.Contains(out, "does not exist") {
+		return fmt.Errorf("runc delete %s: %s", id, strings.TrimSpace(out))
+	}
+	return os.RemoveAll(r.dir(id))
+}

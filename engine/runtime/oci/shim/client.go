@@ -1,0 +1,246 @@
+//go:build linux
+
+package shim
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	rt "github.com/flyingdutchman/flyingdutchman/engine/runtime"
+)
+
+// Spawn starts a shim for the container described by cfg, with dir as its state
+// directory, by running `self shim dir`. It returns once the container is created (not
+// started), with its pid. The shim runs in a session of its own: it survives the daemon.
+func Spawn(ctx context.Context, self, dir string, cfg *Config) (int, error) {
+	cfg.Socket = newSocketName()
+	data, err := json.Marshal(cfg)
+	if err != nil {
+		return 0, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, ConfigFile), data, 0o600); err != nil {
+		return 0, err
+	}
+	logf, err := os.OpenFile(filepath.Join(dir, LogFile), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return 0, err
+	}
+	defer logf.Close()
+	r, w, err := os.Pipe()
+	if err != nil {
+		return 0, err
+	}
+	defer r.Close()
+	cmd := exec.Command(self, "shim", dir)
+	cmd.Stdout, cmd.Stderr = w, logf
+	cmd.Dir = dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		w.Close()
+		return 0, fmt.Errorf("start shim: %w", err)
+	}
+	w.Close()
+	// The daemon reaps its own children; a shim that outlives the daemon is reaped by
+	// whoever inherits it.
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+
+	type answer struct {
+		line string
+		err  error
+	}
+	lines := make(chan answer, 1)
+	go func() {
+		line, err := bufio.NewReader(r).ReadString('\n')
+		lines <- answer{strings.TrimSpace(line), err}
+	}()
+	select {
+	case a := <-lines:
+		if word, rest, _ := strings.Cut(a.line, " "); word == "ready" {
+			return strconv.Atoi(rest)
+		} else if word == "error" {
+			return 0, errors.New(rest)
+		}
+		<-exited
+		return 0, fmt.Errorf("shim exited without an answer: %s", lastLines(filepath.Join(dir, LogFile)))
+	case <-ctx.Done():
+		cmd.Process.Kill()
+		return 0, ctx.Err()
+	}
+}
+
+func lastLines(path string) string {
+	b, _ := os.ReadFile(path)
+	s := strings.TrimSpace(string(b))
+	if len(s) > 2000 {
+		s = s[len(s)-2000:]
+	}
+	return s
+}
+
+// Client talks to the shim whose state directory is dir.
+type Client struct {
+	dir string
+}
+
+// NewClient returns a client of the shim of state directory dir.
+func NewClient(dir string) *Client { return &Client{dir: dir} }
+
+// ErrGone is returned when no shim answers: it exited, or was killed.
+var ErrGone = errors.New("the container's shim is gone")
+
+func (c *Client) call(ctx context.Context, req request) (net.Conn, *bufio.Reader, *response, error) {
+	data, err := os.ReadFile(filepath.Join(c.dir, ConfigFile))
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("%w: %v", ErrGone, err)
+	}
+	var cfg Config
+	if err := json.Unmarshal(data, &cfg); err != nil || cfg.Socket == "" {
+		return nil, nil, nil, fmt.Errorf("%w: %s has no socket", ErrGone, ConfigFile)
+	}
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "unix", cfg.Socket)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("%w: %v", ErrGone, err)
+	}
+	if err := writeJSONLine(conn, req); err != nil {
+		conn.Close()
+		return nil, nil, nil, fmt.Errorf("%w: %v", ErrGone, err)
+	}
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
+	r := bufio.NewReader(conn)
+	var resp response
+	err = readJSONLine(r, &resp)
+	stop()
+	if err != nil {
+		conn.Close()
+		if ctx.Err() != nil {
+			return nil, nil, nil, ctx.Err()
+		}
+		return nil, nil, nil, fmt.Errorf("%w: %v", ErrGone, err)
+	}
+	if resp.Error != "" {
+		conn.Close()
+		return nil, nil, nil, errors.New(resp.Error)
+	}
+	return conn, r, &resp, nil
+}
+
+// Start starts the container's process.
+func (c *Client) Start(ctx context.Context) (int, error) {
+	conn, _, resp, err := c.call(ctx, request{Op: "start"})
+	if err != nil {
+		return 0, err
+	}
+	conn.Close()
+	return resp.Pid, nil
+}
+
+// State returns the container's pid and, once it exited, its exit status.
+func (c *Client) State(ctx context.Context) (int, *rt.ExitStatus, error) {
+	conn, _, resp, err := c.call(ctx, request{Op: "state"})
+	if err != nil {
+		return 0, nil, err
+	}
+	conn.Close()
+	return resp.Pid, resp.Exit, nil
+}
+
+// Wait waits until the container exits and returns how. If the shim goes first, the
+// error wraps ErrGone.
+func (c *Client) Wait(ctx context.Context) (*rt.ExitStatus, error) {
+	conn, _, resp, err := c.call(ctx, request{Op: "wait"})
+	if err != nil {
+		return nil, err
+	}
+	conn.Close()
+	if resp.Exit == nil {
+		return nil, fmt.Errorf("%w: no exit status", ErrGone)
+	}
+	return resp.Exit, nil
+}
+
+// Resize sets the size of the container's terminal.
+func (c *Client) Resize(ctx context.Context, rows, cols uint16) error {
+	conn, _, _, err := c.call(ctx, request{Op: "resize", Rows: rows, Cols: cols})
+	if err != nil {
+		return err
+	}
+	return conn.Close()
+}
+
+// Attach streams the container's output to s until it exits (or ctx ends), and s.Stdin,
+// if set, to its input.
+func (c *Client) Attach(ctx context.Context, s rt.Streams) error {
+	conn, r, _, err := c.call(ctx, request{Op: "attach", Stdin: s.Stdin != nil})
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if s.Attached != nil {
+		s.Attached()
+	}
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	if s.Stdin != nil {
+		go func() {
+			w := bufio.NewWriter(conn)
+			buf := make([]byte, 32<<10)
+			for {
+				n, err := s.Stdin.Read(buf)
+				if n > 0 {
+					if writeFrame(w, frameStdin, buf[:n]) != nil || w.Flush() != nil {
+						return
+					}
+				}
+				if err != nil {
+					writeFrame(w, frameStdinClose, nil)
+					w.Flush()
+					return
+				}
+			}
+		}()
+	}
+	var buf []byte
+	for {
+		kind, data, err := readFrame(r, buf)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+		buf = data
+		switch kind {
+		case frameStdout:
+			if s.Stdout != nil {
+				if _, err := s.Stdout.Write(data); err != nil {
+					return err
+				}
+			}
+		case frameStderr:
+			if s.Stderr != nil {
+				if _, err := s.Stderr.Write(data); err != nil {
+					return err
+				}
+			}
+		case frameExit:
+			return nil
+		}
+	}
+}

@@ -1,0 +1,123 @@
+//go:build linux
+
+package shim
+
+import (
+	"bufio"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+
+	"github.com/flyingdutchman/flyingdutchman/engine/logs"
+	rt "github.com/flyingdutchman/flyingdutchman/engine/runtime"
+)
+
+// Config is what the daemon tells a shim, in STATEDIR/shim.json.
+type Config struct {
+	ID       string       `json:"id"`
+	Bundle   string       `json:"bundle"`
+	Runc     string       `json:"runc"`
+	RuncRoot string       `json:"runcRoot"`
+	LogDir   string       `json:"logDir"`
+	Logs     logs.Options `json:"logs"`
+	Tty      bool         `json:"tty"`
+	Stdin    bool         `json:"stdin"`
+	// CgroupsPath is the container's cgroup, to learn whether the kernel killed it
+	// for lack of memory.
+	CgroupsPath string `json:"cgroupsPath"`
+	// ConsoleSize is the terminal's size (rows, columns) before the process starts.
+	ConsoleSize [2]uint16 `json:"consoleSize"`
+	// Socket is the shim's abstract socket (set by Spawn).
+	Socket string `json:"socket"`
+}
+
+// Files in a shim's state directory.
+const (
+	ConfigFile = "shim.json"
+	ExitFile   = "exit.json"
+	LogFile    = "shim.log"
+	PidFile    = "pid"
+)
+
+// newSocketName names the abstract socket of a new shim. Each shim has its own name:
+// the shim of a container's previous run may still be closing when the next one starts.
+func newSocketName() string {
+	b := make([]byte, 12)
+	rand.Read(b)
+	return "@dutchman-shim-" + hex.EncodeToString(b)
+}
+
+// request is the one JSON line a connection opens with.
+type request struct {
+	Op    string `json:"op"` // start, wait, attach, resize, state
+	Stdin bool   `json:"stdin,omitempty"`
+	Rows  uint16 `json:"rows,omitempty"`
+	Cols  uint16 `json:"cols,omitempty"`
+}
+
+// response is the JSON line that answers it.
+type response struct {
+	Error string         `json:"error,omitempty"`
+	Pid   int            `json:"pid,omitempty"`
+	Exit  *rt.ExitStatus `json:"exit,omitempty"`
+}
+
+// Frame kinds of an attach stream.
+const (
+	frameStdin      byte = 0 // client to shim: input
+	frameStdout     byte = 1 // shim to client: output
+	frameStderr     byte = 2
+	frameExit       byte = 3 // shim to client: the process exited (payload: ExitStatus JSON)
+	frameStdinClose byte = 4 // client to shim: no more input
+)
+
+// maxFrame bounds a frame's payload.
+const maxFrame = 1 << 20
+
+func writeFrame(w io.Writer, kind byte, p []byte) error {
+	var h [5]byte
+	h[0] = kind
+	binary.BigEndian.PutUint32(h[1:], uint32(len(p)))
+	if _, err := w.Write(h[:]); err != nil {
+		return err
+	}
+	_, err := w.Write(p)
+	return err
+}
+
+func readFrame(r *bufio.Reader, buf []byte) (byte, []byte, error) {
+	var h [5]byte
+	if _, err := io.ReadFull(r, h[:]); err != nil {
+		return 0, nil, err
+	}
+	n := binary.BigEndian.Uint32(h[1:])
+	if n > maxFrame {
+		return 0, nil, fmt.Errorf("frame of %d bytes is too big", n)
+	}
+	if cap(buf) < int(n) {
+		buf = make([]byte, n)
+	}
+	buf = buf[:n]
+	_, err := io.ReadFull(r, buf)
+	return h[0], buf, err
+}
+
+func writeJSONLine(w io.Writer, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(b, '\n'))
+	return err
+}
+
+func readJSONLine(r *bufio.Reader, v any) error {
+	line, err := r.ReadBytes('\n')
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(line, v)
+}

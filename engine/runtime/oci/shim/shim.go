@@ -1,0 +1,627 @@
+//go:build linux
+
+package shim
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/flyingdutchman/flyingdutchman/engine/logs"
+	rt "github.com/flyingdutchman/flyingdutchman/engine/runtime"
+)
+
+// shim is the running monitor of one container.
+type shim struct {
+	dir    string
+	cfg    Config
+	log    *slog.Logger
+	reaper *reaper
+
+	// The shim's ends of the container's streams. With a terminal, console carries
+	// both directions and stdout/stderr are nil.
+	stdout, stderr *os.File
+	stdin          *os.File
+	console        *os.File
+
+	logMu  sync.Mutex
+	logs   *logs.Writer
+	output sync.WaitGroup
+
+	mu      sync.Mutex
+	pid     int
+	started bool
+	exit    *rt.ExitStatus
+	exited  chan struct{}
+	clients map[*client]struct{}
+	stdinMu sync.Mutex
+}
+
+// Main runs the shim whose state directory is dir, and returns its exit code. The daemon
+// reads one line on the shim's standard output: "ready PID" once the container is
+// created, or "error MESSAGE". The shim's standard error is its log.
+func Main(dir string) int {
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	s, err := newShim(dir, log)
+	if err != nil {
+		fmt.Fprintf(os.Stdout, "error %s\n", oneLine(err.Error()))
+		log.Error("shim failed", "err", err)
+		return 1
+	}
+	fmt.Fprintf(os.Stdout, "ready %d\n", s.pid)
+	// The daemon has its answer; nothing else goes to that pipe.
+	if null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0); err == nil {
+		unix.Dup2(int(null.Fd()), 1)
+		null.Close()
+	}
+	s.run()
+	return 0
+}
+
+func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }
+
+// newShim sets the shim up and creates the container.
+func newShim(dir string, log *slog.Logger) (*shim, error) {
+	data, err := os.ReadFile(filepath.Join(dir, ConfigFile))
+	if err != nil {
+		return nil, err
+	}
+	s := &shim{dir: dir, log: log, exited: make(chan struct{}), clients: map[*client]struct{}{}}
+	if err := json.Unmarshal(data, &s.cfg); err != nil {
+		return nil, fmt.Errorf("%s: %w", ConfigFile, err)
+	}
+	// Orphans in the container (its init's children, once init exits) become ours to
+	// reap, not init's.
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return nil, fmt.Errorf("become a subreaper: %w", err)
+	}
+	// The shim outlives terminals and daemons; it ends when the container does.
+	signal.Ignore(syscall.SIGINT, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGPIPE)
+	s.reaper = newReaper()
+	if s.logs, err = logs.OpenWriter(s.cfg.LogDir, s.cfg.Logs); err != nil {
+		return nil, fmt.Errorf("open logs: %w", err)
+	}
+	l, err := listen(s.cfg.Socket)
+	if err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	go s.serve(l)
+	if err := s.create(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// create runs runc create with the container's streams.
+func (s *shim) create() error {
+	pidFile := filepath.Join(s.dir, PidFile)
+	args := []string{"create", "--bundle", s.cfg.Bundle, "--pid-file", pidFile}
+	var theirs []*os.File // the container's ends, closed here once runc has passed them on
+	var stdio [3]*os.File
+	var consoleDone func() (*os.File, error)
+	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer null.Close()
+	if s.cfg.Tty {
+		path, done, err := ConsoleSocket()
+		if err != nil {
+			return err
+		}
+		consoleDone = done
+		args = append(args, "--console-socket", path)
+		stdio = [3]*os.File{null, null, null}
+	} else {
+		outR, outW, err := pipe()
+		if err != nil {
+			return err
+		}
+		errR, errW, err := pipe()
+		if err != nil {
+			return err
+		}
+		s.stdout, s.stderr = outR, errR
+		theirs = append(theirs, outW, errW)
+		stdio = [3]*os.File{null, outW, errW}
+		if s.cfg.Stdin {
+			inR, inW, err := os.Pipe()
+			if err != nil {
+				return err
+			}
+			s.stdin = inW
+			theirs = append(theirs, inR)
+			stdio[0] = inR
+		}
+	}
+	args = append(args, s.cfg.ID)
+	_, err = s.runc(stdio, args...)
+	for _, f := range theirs {
+		f.Close()
+	}
+	if consoleDone != nil {
+		console, cerr := consoleDone()
+		if err == nil && cerr != nil {
+			err = fmt.Errorf("receive the container's terminal: %w", cerr)
+		}
+		s.console = console
+		if console != nil && s.cfg.ConsoleSize[0] > 0 {
+			s.resize(s.cfg.ConsoleSize[0], s.cfg.ConsoleSize[1])
+		}
+	}
+	if err != nil {
+		return err
+	}
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		return fmt.Errorf("read pid: %w", err)
+	}
+	if s.pid, err = strconv.Atoi(strings.TrimSpace(string(b))); err != nil {
+		return fmt.Errorf("read pid: %w", err)
+	}
+	s.copyOutput()
+	return nil
+}
+
+// pipe makes a pipe for a container's output, as large as the kernel allows a user, so
+// that a container printing fast rarely waits for the shim.
+func pipe() (*os.File, *os.File, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, nil, err
+	}
+	unix.FcntlInt(r.Fd(), unix.F_SETPIPE_SZ, 1<<20)
+	return r, w, nil
+}
+
+// runc runs the runtime with stdio and returns what it wrote to its log on failure.
+func (s *shim) runc(stdio [3]*os.File, args ...string) (int, error) {
+	logPath := filepath.Join(s.dir, "runc.log")
+	full := append([]string{"--root", s.cfg.RuncRoot, "--log", logPath, "--log-format", "json"}, args...)
+	cmd := exec.Command(s.cfg.Runc, full...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio[0], stdio[1], stdio[2]
+	s.reaper.mu.Lock() // no reaping between the start and the registration
+	if err := cmd.Start(); err != nil {
+		s.reaper.mu.Unlock()
+		return 0, fmt.Errorf("run %s: %w", s.cfg.Runc, err)
+	}
+	done := s.reaper.expectLocked(cmd.Process.Pid)
+	s.reaper.mu.Unlock()
+	ws := <-done
+	if ws.ExitStatus() != 0 {
+		return ws.ExitStatus(), fmt.Errorf("runc %s: %s", args[0], runcError(logPath))
+	}
+	return 0, nil
+}
+
+// runcError is the last error runc logged.
+func runcError(logPath string) string {
+	b, err := os.ReadFile(logPath)
+	if err != nil {
+		return "failed (no log)"
+	}
+	msg := "failed"
+	for _, line := range strings.Split(string(b), "\n") {
+		var entry struct {
+			Level string `json:"level"`
+			Msg   string `json:"msg"`
+		}
+		if json.Unmarshal([]byte(line), &entry) == nil && (entry.Level == "error" || entry.Level == "fatal") {
+			msg = entry.Msg
+		}
+	}
+	return msg
+}
+
+// ConsoleSocket listens where runc sends the container terminal's master side, in a
+// short path (a socket path may not exceed 108 bytes).
+func ConsoleSocket() (string, func() (*os.File, error), error) {
+	dir, err := os.MkdirTemp("", "dutchman-console-")
+	if err != nil {
+		return "", nil, err
+	}
+	path := filepath.Join(dir, "s")
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		os.RemoveAll(dir)
+		return "", nil, err
+	}
+	type result struct {
+		f   *os.File
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		l.SetDeadline(time.Now().Add(time.Minute))
+		c, err := l.AcceptUnix()
+		if err != nil {
+			ch <- result{err: err}
+			return
+		}
+		defer c.Close()
+		f, err := receiveFd(c)
+		ch <- result{f, err}
+	}()
+	return path, func() (*os.File, error) {
+		defer os.RemoveAll(dir)
+		defer l.Close()
+		select {
+		case r := <-ch:
+			return r.f, r.err
+		case <-time.After(time.Second):
+			return nil, errors.New("runc sent no terminal")
+		}
+	}, nil
+}
+
+func receiveFd(c *net.UnixConn) (*os.File, error) {
+	buf := make([]byte, 4096)
+	oob := make([]byte, unix.CmsgSpace(4))
+	_, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
+	if err != nil {
+		return nil, err
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	if err != nil || len(msgs) != 1 {
+		return nil, fmt.Errorf("no descriptor in the console message")
+	}
+	fds, err := unix.ParseUnixRights(&msgs[0])
+	if err != nil || len(fds) != 1 {
+		return nil, fmt.Errorf("no descriptor in the console message")
+	}
+	return os.NewFile(uintptr(fds[0]), "console"), nil
+}
+
+// copyOutput copies the container's output to its logs and attached clients.
+func (s *shim) copyOutput() {
+	copyStream := func(f *os.File, stream logs.Stream, kind byte) {
+		s.output.Add(1)
+		go func() {
+			defer s.output.Done()
+			buf := make([]byte, 128<<10)
+			for {
+				n, err := f.Read(buf)
+				if n > 0 {
+					s.emit(stream, kind, buf[:n])
+				}
+				if err != nil {
+					return // EOF, or EIO from a terminal whose other side closed
+				}
+			}
+		}()
+	}
+	if s.console != nil {
+		copyStream(s.console, logs.Stdout, frameStdout)
+		return
+	}
+	copyStream(s.stdout, logs.Stdout, frameStdout)
+	copyStream(s.stderr, logs.Stderr, frameStderr)
+}
+
+// emit records a chunk of output and hands it to attached clients.
+func (s *shim) emit(stream logs.Stream, kind byte, p []byte) {
+	s.logMu.Lock()
+	if err := s.logs.Write(stream, p, time.Now()); err != nil {
+		s.log.Error("write logs", "err", err)
+	}
+	s.logMu.Unlock()
+	s.mu.Lock()
+	if len(s.clients) > 0 {
+		chunk := append([]byte(nil), p...)
+		for c := range s.clients {
+			select {
+			case c.out <- frame{kind, chunk}:
+			default:
+				// Too slow a reader would hold up the container: it loses its attach
+				// (the logs have everything).
+				s.dropLocked(c)
+			}
+		}
+	}
+	s.mu.Unlock()
+}
+
+// run waits for the container to exit, records how, and tells whoever waits.
+func (s *shim) run() {
+	ws := <-s.reaper.expect(s.pid)
+	st := rt.ExitStatus{Code: ws.ExitStatus(), At: time.Now().UTC()}
+	if ws.Signaled() {
+		st.Signal = ws.Signal()
+		st.Code = 128 + int(ws.Signal())
+	}
+	st.OOMKilled = s.oomKilled()
+	// The output pipes close when the last process holding them ends; do not wait
+	// forever for a process that escaped the container's end.
+	drained := make(chan struct{})
+	go func() { s.output.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-time.After(5 * time.Second):
+		s.log.Warn("output still open 5s after the container exited; closing it")
+	}
+	s.logMu.Lock()
+	if err := s.logs.Close(); err != nil {
+		s.log.Error("close logs", "err", err)
+	}
+	s.logMu.Unlock()
+	if err := writeExit(s.dir, &st); err != nil {
+		s.log.Error("record exit", "err", err)
+	}
+	s.mu.Lock()
+	s.exit = &st
+	close(s.exited)
+	clients := s.clients
+	s.clients = map[*client]struct{}{}
+	s.mu.Unlock()
+	payload, _ := json.Marshal(st)
+	for c := range clients {
+		c.out <- frame{frameExit, payload}
+		close(c.out)
+	}
+	// Give waiters a moment to read their answers before the process goes.
+	s.reaper.wait(200 * time.Millisecond)
+}
+
+// oomKilled tells whether the kernel's OOM killer acted in the container's cgroup.
+func (s *shim) oomKilled() bool {
+	if s.cfg.CgroupsPath == "" {
+		return false
+	}
+	for _, p := range []string{
+		filepath.Join("/sys/fs/cgroup/memory", s.cfg.CgroupsPath, "memory.oom_control"), // v1
+		filepath.Join("/sys/fs/cgroup", s.cfg.CgroupsPath, "memory.events"),             // v2
+	} {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) == 2 && f[0] == "oom_kill" && f[1] != "0" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// writeExit records the exit status in dir, atomically.
+func writeExit(dir string, st *rt.ExitStatus) error {
+	b, _ := json.Marshal(st)
+	tmp := filepath.Join(dir, ExitFile+".tmp")
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(dir, ExitFile))
+}
+
+// ReadExit reads the exit status a shim recorded in dir.
+func ReadExit(dir string) (*rt.ExitStatus, error) {
+	b, err := os.ReadFile(filepath.Join(dir, ExitFile))
+	if err != nil {
+		return nil, err
+	}
+	var st rt.ExitStatus
+	return &st, json.Unmarshal(b, &st)
+}
+
+// serve answers the daemon's connections.
+func (s *shim) serve(l *net.UnixListener) {
+	for {
+		c, err := l.AcceptUnix()
+		if err != nil {
+			return
+		}
+		if !samePeer(c) {
+			c.Close()
+			continue
+		}
+		go s.handle(c)
+	}
+}
+
+// samePeer lets in only processes of the shim's own user: the socket is abstract, so no
+// file permission guards it.
+func samePeer(c *net.UnixConn) bool {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return false
+	}
+	var cred *unix.Ucred
+	raw.Control(func(fd uintptr) {
+		cred, err = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	})
+	return err == nil && cred != nil && int(cred.Uid) == os.Getuid()
+}
+
+func (s *shim) handle(c *net.UnixConn) {
+	defer c.Close()
+	r := bufio.NewReader(c)
+	var req request
+	if err := readJSONLine(r, &req); err != nil {
+		return
+	}
+	switch req.Op {
+	case "start":
+		writeJSONLine(c, s.start())
+	case "wait":
+		<-s.exited
+		s.mu.Lock()
+		st := s.exit
+		s.mu.Unlock()
+		writeJSONLine(c, response{Exit: st})
+	case "state":
+		s.mu.Lock()
+		resp := response{Pid: s.pid, Exit: s.exit}
+		s.mu.Unlock()
+		writeJSONLine(c, resp)
+	case "resize":
+		writeJSONLine(c, s.resize(req.Rows, req.Cols))
+	case "attach":
+		s.attach(c, r, req.Stdin)
+	default:
+		writeJSONLine(c, response{Error: fmt.Sprintf("unknown request %q", req.Op)})
+	}
+}
+
+func (s *shim) start() response {
+	s.mu.Lock()
+	if s.started {
+		s.mu.Unlock()
+		return response{Pid: s.pid}
+	}
+	s.started = true
+	s.mu.Unlock()
+	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		return response{Error: err.Error()}
+	}
+	defer null.Close()
+	if _, err := s.runc([3]*os.File{null, null, null}, "start", s.cfg.ID); err != nil {
+		return response{Error: err.Error()}
+	}
+	return response{Pid: s.pid}
+}
+
+func (s *shim) resize(rows, cols uint16) response {
+	if s.console == nil {
+		return response{Error: "the container has no terminal"}
+	}
+	if err := unix.IoctlSetWinsize(int(s.console.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: rows, Col: cols}); err != nil {
+		return response{Error: err.Error()}
+	}
+	return response{}
+}
+
+type frame struct {
+	kind byte
+	data []byte
+}
+
+type client struct {
+	out chan frame
+}
+
+func (s *shim) dropLocked(c *client) {
+	if _, ok := s.clients[c]; ok {
+		delete(s.clients, c)
+		close(c.out)
+	}
+}
+
+// attach streams the container's output to c and, if asked, c's input to the container,
+// until the container exits or c goes.
+func (s *shim) attach(c *net.UnixConn, r *bufio.Reader, stdin bool) {
+	cl := &client{out: make(chan frame, 256)}
+	s.mu.Lock()
+	if s.exit != nil {
+		st := s.exit
+		s.mu.Unlock()
+		writeJSONLine(c, response{})
+		payload, _ := json.Marshal(st)
+		writeFrame(c, frameExit, payload)
+		return
+	}
+	s.clients[cl] = struct{}{}
+	s.mu.Unlock()
+	if err := writeJSONLine(c, response{}); err != nil {
+		s.mu.Lock()
+		s.dropLocked(cl)
+		s.mu.Unlock()
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if stdin {
+		go s.readInput(ctx, r, cancel)
+	} else {
+		go func() {
+			io.Copy(io.Discard, r)
+			cancel()
+		}()
+	}
+	w := bufio.NewWriterSize(c, 64<<10)
+	for {
+		select {
+		case f, ok := <-cl.out:
+			if !ok {
+				w.Flush()
+				return
+			}
+			if writeFrame(w, f.kind, f.data) != nil {
+				s.mu.Lock()
+				s.dropLocked(cl)
+				s.mu.Unlock()
+				return
+			}
+			if len(cl.out) == 0 || f.kind == frameExit {
+				if w.Flush() != nil {
+					s.mu.Lock()
+					s.dropLocked(cl)
+					s.mu.Unlock()
+					return
+				}
+			}
+		case <-ctx.Done():
+			s.mu.Lock()
+			s.dropLocked(cl)
+			s.mu.Unlock()
+			return
+		}
+	}
+}
+
+// readInput passes a client's input frames to the container.
+func (s *shim) readInput(ctx context.Context, r *bufio.Reader, gone func()) {
+	defer gone()
+	var buf []byte
+	for {
+		kind, data, err := readFrame(r, buf)
+		if err != nil {
+			return
+		}
+		buf = data
+		switch kind {
+		case frameStdin:
+			s.stdinMu.Lock()
+			target := s.stdin
+			if s.console != nil {
+				target = s.console
+			}
+			if target != nil {
+				target.Write(data)
+			}
+			s.stdinMu.Unlock()
+		case frameStdinClose:
+			s.stdinMu.Lock()
+			if s.stdin != nil {
+				s.stdin.Close()
+				s.stdin = nil
+			} else if s.console != nil {
+				// On a terminal, end of input is the EOF character (Ctrl-D).
+				s.console.Write([]byte{4})
+			}
+			s.stdinMu.Unlock()
+		}
+	}
+}
+
+// listen listens on an abstract unix socket.
+func listen(name string) (*net.UnixListener, error) {
+	return net.ListenUnix("unix", &net.UnixAddr{Name: name, Net: "unix"})
+}

@@ -1,0 +1,273 @@
+//go:build linux
+
+package oci
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	rt "github.com/flyingdutchman/flyingdutchman/engine/runtime"
+	"github.com/flyingdutchman/flyingdutchman/engine/runtime/oci/shim"
+	"github.com/flyingdutchman/flyingdutchman/errdefs"
+)
+
+// task is a container under a shim.
+type task struct {
+	r      *Runtime
+	id     string
+	rootfs string
+	client *shim.Client
+
+	mu  sync.Mutex
+	pid int
+
+	waitOnce sync.Once
+	wait     chan rt.ExitStatus
+	exit     *rt.ExitStatus // known already (Load of a finished container)
+	ctx      context.Context
+	cancel   context.CancelFunc
+}
+
+func (r *Runtime) newTask(id, rootfs string, pid int, exit *rt.ExitStatus) *task {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &task{r: r, id: id, rootfs: rootfs, client: shim.NewClient(r.dir(id)), pid: pid, exit: exit,
+		wait: make(chan rt.ExitStatus, 1), ctx: ctx, cancel: cancel}
+}
+
+func (t *task) Pid() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.pid
+}
+
+func (t *task) Start(ctx context.Context) (int, error) {
+	pid, err := t.client.Start(ctx)
+	if err != nil {
+		return 0, createError(err)
+	}
+	t.mu.Lock()
+	t.pid = pid
+	t.mu.Unlock()
+	return pid, nil
+}
+
+// Wait yields the exit status once. The shim is asked; if it goes without answering,
+// its record, or 255.
+func (t *task) Wait() <-chan rt.ExitStatus {
+	t.waitOnce.Do(func() {
+		go func() {
+			defer close(t.wait)
+			if t.exit != nil {
+				t.wait <- *t.exit
+				return
+			}
+			st, err := t.client.Wait(t.ctx)
+			if err != nil {
+				if t.ctx.Err() != nil {
+					return // closed: the daemon no longer waits
+				}
+				st = t.r.lostExit(context.Background(), t.id)
+			}
+			t.wait <- *st
+		}()
+	})
+	return t.wait
+}
+
+func (t *task) Kill(ctx context.Context, sig syscall.Signal, all bool) error {
+	args := []string{"kill"}
+	if all {
+		args = append(args, "--all")
+	}
+	args = append(args, t.id, strconv.Itoa(int(sig)))
+	out, err := t.r.runcCmd(ctx, args...)
+	if err != nil {
+		if strings.Contains(out, "not running") || strings.Contains(out, "does not exist") || strings.Contains(out, "process already finished") {
+			return nil // it exited meanwhile: its exit is reported by Wait
+		}
+		return fmt.Errorf("runc kill: %s", strings.TrimSpace(out))
+	}
+	return nil
+}
+
+func (t *task) Pause(ctx context.Context) error  { return t.runcSimple(ctx, "pause") }
+func (t *task) Resume(ctx context.Context) error { return t.runcSimple(ctx, "resume") }
+
+func (t *task) runcSimple(ctx context.Context, verb string) error {
+	if out, err := t.r.runcCmd(ctx, verb, t.id); err != nil {
+		return fmt.Errorf("runc %s: %s", verb, strings.TrimSpace(out))
+	}
+	return nil
+}
+
+// Stats reads the container's cgroup counters through runc.
+func (t *task) Stats(ctx context.Context) (*rt.Stats, error) {
+	out, err := t.r.runcCmd(ctx, "events", "--stats", t.id)
+	if err != nil {
+		return nil, fmt.Errorf("runc events: %s", strings.TrimSpace(out))
+	}
+	var ev struct {
+		Data struct {
+			CPU struct {
+				Usage struct {
+					Total uint64 `json:"total"`
+				} `json:"usage"`
+			} `json:"cpu"`
+			Memory struct {
+				Usage struct {
+					Usage uint64 `json:"usage"`
+					Limit uint64 `json:"limit"`
+				} `json:"usage"`
+			} `json:"memory"`
+			Pids struct {
+				Current uint64 `json:"current"`
+			} `json:"pids"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal([]byte(out), &ev); err != nil {
+		return nil, fmt.Errorf("runc events: %w", err)
+	}
+	limit := ev.Data.Memory.Usage.Limit
+	if limit >= 1<<62 {
+		limit = 0 // no limit: cgroup v1 reports a huge number
+	}
+	return &rt.Stats{CPUNanos: ev.Data.CPU.Usage.Total, MemoryBytes: ev.Data.Memory.Usage.Usage,
+		MemoryLimit: limit, Pids: ev.Data.Pids.Current, At: nowUTC()}, nil
+}
+
+func (t *task) Attach(ctx context.Context, s rt.Streams) error { return t.client.Attach(ctx, s) }
+
+func (t *task) Resize(ctx context.Context, rows, cols uint16) error {
+	return t.client.Resize(ctx, rows, cols)
+}
+
+func (t *task) Close() error {
+	t.cancel()
+	return nil
+}
+
+// Exec runs a process in the container with runc exec, which stays its parent and exits
+// with its status.
+func (t *task) Exec(ctx context.Context, cfg *rt.ExecConfig, s rt.Streams, resize <-chan [2]uint16) (rt.ExitStatus, error) {
+	proc, err := ExecProcess(t.rootfs, cfg, nil)
+	if err != nil {
+		return rt.ExitStatus{}, err
+	}
+	data, err := json.Marshal(proc)
+	if err != nil {
+		return rt.ExitStatus{}, err
+	}
+	f, err := os.CreateTemp(t.r.dir(t.id), "exec-*.json")
+	if err != nil {
+		return rt.ExitStatus{}, err
+	}
+	defer os.Remove(f.Name())
+	f.Write(data)
+	f.Close()
+	logPath := f.Name() + ".log"
+	defer os.Remove(logPath)
+	args := []string{"--root", t.r.runcRoot(), "--log", logPath, "--log-format", "json", "exec", "--process", f.Name()}
+	var receive func() (*os.File, error)
+	if cfg.Tty {
+		path, recv, err := shim.ConsoleSocket()
+		if err != nil {
+			return rt.ExitStatus{}, err
+		}
+		receive = recv
+		args = append(args, "--tty", "--console-socket", path)
+	}
+	args = append(args, t.id)
+	cmd := exec.Command(t.r.runc, args...)
+	if !cfg.Tty {
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = s.Stdin, s.Stdout, s.Stderr
+		if s.Stdout == nil {
+			cmd.Stdout = io.Discard
+		}
+		if s.Stderr == nil {
+			cmd.Stderr = io.Discard
+		}
+	}
+	if err := cmd.Start(); err != nil {
+		return rt.ExitStatus{}, err
+	}
+	stop := context.AfterFunc(ctx, func() { cmd.Process.Signal(syscall.SIGKILL) })
+	defer stop()
+	var console *os.File
+	var copies sync.WaitGroup
+	if receive != nil {
+		console, err = receive()
+		if err != nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+			return rt.ExitStatus{}, fmt.Errorf("exec terminal: %w", err)
+		}
+		defer console.Close()
+		if s.Stdin != nil {
+			go io.Copy(console, s.Stdin)
+		}
+		copies.Add(1)
+		go func() {
+			defer copies.Done()
+			if s.Stdout != nil {
+				io.Copy(s.Stdout, console) // ends with EIO when the process's side closes
+			}
+		}()
+		go func() {
+			for sz := range resize {
+				unix.IoctlSetWinsize(int(console.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: sz[0], Col: sz[1]})
+			}
+		}()
+	}
+	err = cmd.Wait()
+	copies.Wait()
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		return rt.ExitStatus{}, err
+	}
+	st := rt.ExitStatus{Code: cmd.ProcessState.ExitCode(), At: nowUTC()}
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		st.Code, st.Signal = 128+int(ws.Signal()), ws.Signal()
+	}
+	// runc exec fails with 255 when the process could not start at all.
+	if st.Code == 255 {
+		if msg := execError(logPath); msg != "" {
+			err := createError(errors.New(msg))
+			if errors.Is(err, errdefs.ErrInvalidArgument) {
+				return rt.ExitStatus{}, err
+			}
+			return rt.ExitStatus{}, fmt.Errorf("exec: %s", msg)
+		}
+	}
+	return st, nil
+}
+
+func execError(logPath string) string {
+	b, err := os.ReadFile(logPath)
+	if err != nil {
+		return ""
+	}
+	msg := ""
+	for _, line := range strings.Split(string(b), "\n") {
+		var e struct {
+			Level, Msg string
+		}
+		if json.Unmarshal([]byte(line), &e) == nil && (e.Level == "error" || e.Level == "fatal") {
+			msg = e.Msg
+		}
+	}
+	return msg
+}
+
+var _ = filepath.Join
