@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -118,6 +119,11 @@ func (e *Engine) Close() error {
 	}
 	e.mu.Unlock()
 	e.monitors.Wait()
+	for _, r := range e.runtimes {
+		if c, ok := r.(io.Closer); ok {
+			c.Close()
+		}
+	}
 	err := e.images.Close()
 	if cerr := e.db.Close(); err == nil {
 		err = cerr

@@ -469,7 +469,7 @@ func TestAShimThatDies(t *testing.T) {
 	d, bb := busyboxDaemon(t)
 	d.MustRun("run", "-d", "--name", "orphan", bb, "sh", "-c", sleeper)
 	c := inspectContainer(t, d, "orphan")
-	out, err := exec.Command("pgrep", "-f", "dutchman.* shim .*"+c.ID).Output()
+	out, err := os.ReadFile(d.DataRoot + "/runtime/oci/containers/" + c.ID + "/shim.pid")
 	pid, _ := strconv.Atoi(strings.TrimSpace(string(out)))
 	if err != nil || pid == 0 {
 		t.Fatalf("find the shim: %v %q", err, out)

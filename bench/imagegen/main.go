@@ -6,7 +6,7 @@
 //	big      five layers of 40 MiB each, half seeded-random and half repetitive bytes,
 //	         the same shape as the peer benchmarks' big:latest (about 100 MiB gzipped)
 //
-// Usage: go run ./bench/imagegen -registry 127.0.0.1:5000 busybox big
+// Usage: go run ./bench/imagegen -registry 127.0.0.1:5000 [-busybox-tar FILE] busybox big
 package main
 
 import (
@@ -30,10 +30,16 @@ func (tb) Fatalf(format string, a ...any) { log.Fatalf(format, a...) }
 
 func main() {
 	registry := flag.String("registry", "127.0.0.1:5000", "registry host:port (plain HTTP)")
+	busyboxTar := flag.String("busybox-tar", "", "also write the busybox image's layer (an uncompressed tar) to this file, for a raw runc bundle")
 	layers := flag.Int("layers", 5, "layers of the big image")
 	mib := flag.Int("mib", 40, "MiB per layer of the big image")
 	flag.Parse()
 	t := tb{}
+	if *busyboxTar != "" {
+		if err := os.WriteFile(*busyboxTar, harness.BusyboxTar(t), 0o644); err != nil {
+			log.Fatal(err)
+		}
+	}
 	for _, name := range flag.Args() {
 		ref := *registry + "/" + name + ":latest"
 		var d v1.Hash

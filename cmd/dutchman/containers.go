@@ -501,10 +501,11 @@ func newEventsCommand(c *cli) *cobra.Command {
 
 func newShimCommand() *cobra.Command {
 	return &cobra.Command{
-		Use:    "shim STATEDIR",
-		Short:  "Monitor one container (run by the daemon)",
-		Hidden: true,
-		Args:   cobra.ExactArgs(1),
+		Use:                "shim STATEDIR|--spare",
+		Short:              "Monitor one container (run by the daemon)",
+		Hidden:             true,
+		DisableFlagParsing: true,
+		Args:               cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			os.Exit(runShim(args[0]))
 			return nil

@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -33,6 +35,12 @@ type Runtime struct {
 	self string
 	logs logs.Options
 	log  *slog.Logger
+
+	// spare is a shim started ahead of need, so that starting a container does not wait
+	// for one to come up.
+	spareMu sync.Mutex
+	spare   *shim.Spare
+	closed  bool
 }
 
 // Option configures a Runtime.
@@ -80,7 +88,49 @@ func New(root string, opts ...Option) (*Runtime, error) {
 			return nil, err
 		}
 	}
+	r.refill()
 	return r, nil
+}
+
+// refill starts a spare shim if there is none.
+func (r *Runtime) refill() {
+	r.spareMu.Lock()
+	defer r.spareMu.Unlock()
+	if r.spare != nil || r.closed {
+		return
+	}
+	sp, err := shim.StartSpare(r.self)
+	if err != nil {
+		r.log.Warn("start a spare shim", "err", err)
+		return
+	}
+	r.spare = sp
+}
+
+// refillDelay is how long after taking the spare the next one starts: not at once, where
+// it would compete for the CPU with the container starting.
+const refillDelay = 300 * time.Millisecond
+
+// takeSpare returns the spare shim (nil if there is none) and starts the next one soon.
+func (r *Runtime) takeSpare() *shim.Spare {
+	r.spareMu.Lock()
+	sp := r.spare
+	r.spare = nil
+	r.spareMu.Unlock()
+	time.AfterFunc(refillDelay, r.refill)
+	return sp
+}
+
+// Close ends the spare shim. Containers keep running under theirs.
+func (r *Runtime) Close() error {
+	r.spareMu.Lock()
+	defer r.spareMu.Unlock()
+	r.closed = true
+	if r.spare != nil {
+		r.spare.Close()
+		r.spare = nil
+	}
+	return nil
 }
 
 // Name is "oci".
@@ -123,11 +173,18 @@ func (r *Runtime) Create(ctx context.Context, cfg *rt.Config, logDir string) (rt
 		ID: cfg.ID, Bundle: bundle, Runc: r.runc, RuncRoot: r.runcRoot(), LogDir: logDir, Logs: r.logs,
 		Tty: cfg.Tty, Stdin: cfg.OpenStdin, CgroupsPath: cgroupsPath(cfg.ID), ConsoleSize: cfg.ConsoleSize,
 	}
-	pid, err := shim.Spawn(ctx, r.self, dir, scfg)
-	if err != nil {
-		return nil, createError(err)
+	err = errors.New("no spare shim")
+	if sp := r.takeSpare(); sp != nil {
+		if err = sp.Use(ctx, dir, scfg); err != nil {
+			r.log.Warn("spare shim failed; starting another", "err", err)
+		}
 	}
-	return r.newTask(cfg.ID, cfg.Rootfs, pid, nil), nil
+	if err != nil {
+		if err := shim.Spawn(ctx, r.self, dir, scfg); err != nil {
+			return nil, createError(err)
+		}
+	}
+	return r.newTask(cfg.ID, cfg.Rootfs, 0, nil), nil
 }
 
 // createError gives a failed create its kind: a command that cannot run is the user's
@@ -179,13 +236,21 @@ func (r *Runtime) lostExit(ctx context.Context, id string) *rt.ExitStatus {
 	return &rt.ExitStatus{Code: 255, Error: "the container's shim is gone (it was killed, or the machine restarted): its process was stopped", At: nowUTC()}
 }
 
-// Delete removes the container from runc and its state directory.
+// Delete removes the container from runc and its state directory. A shim whose container
+// never started is told to go.
 func (r *Runtime) Delete(ctx context.Context, id string) error {
 	if _, err := os.Stat(r.dir(id)); os.IsNotExist(err) {
 		return nil
 	}
-	if out, err := r.runcCmd(ctx, "delete", "--force", id); err != nil && !strings.Contains(out, "does not exist") {
-		return fmt.Errorf("runc delete %s: %s", id, strings.TrimSpace(out))
+	if _, exit, err := shim.NewClient(r.dir(id)).State(ctx); err == nil && exit == nil {
+		shim.NewClient(r.dir(id)).Shutdown(ctx)
+	}
+	// runc removes what it made when a container without a terminal ends; only a
+	// detached one (or one whose runc was killed) leaves state behind.
+	if _, err := os.Stat(filepath.Join(r.runcRoot(), id)); err == nil {
+		if out, err := r.runcCmd(ctx, "delete", "--force", id); err != nil && !strings.Contains(out, "does not exist") {
+			return fmt.Errorf("runc delete %s: %s", id, strings.TrimSpace(out))
+		}
 	}
 	return os.RemoveAll(r.dir(id))
 }

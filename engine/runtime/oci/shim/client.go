@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -21,64 +20,101 @@ import (
 	rt "github.com/flyingdutchman/flyingdutchman/engine/runtime"
 )
 
-// Spawn starts a shim for the container described by cfg, with dir as its state
-// directory, by running `self shim dir`. It returns once the container is created (not
-// started), with its pid. The shim runs in a session of its own: it survives the daemon.
-func Spawn(ctx context.Context, self, dir string, cfg *Config) (int, error) {
+// Spare is a shim started ahead of need, waiting for its container: a start then waits
+// for no process to come up but runc. It runs in a session of its own, and ends if the
+// daemon goes before handing it a container.
+type Spare struct {
+	cmd    *exec.Cmd
+	in     *os.File
+	out    *os.File
+	exited chan struct{}
+}
+
+// StartSpare starts `self shim --spare`.
+func StartSpare(self string) (*Spare, error) {
+	inR, inW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		inR.Close()
+		inW.Close()
+		return nil, err
+	}
+	cmd := exec.Command(self, "shim", "--spare")
+	cmd.Stdin, cmd.Stdout = inR, outW
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	err = cmd.Start()
+	inR.Close()
+	outW.Close()
+	if err != nil {
+		inW.Close()
+		outR.Close()
+		return nil, fmt.Errorf("start shim: %w", err)
+	}
+	sp := &Spare{cmd: cmd, in: inW, out: outR, exited: make(chan struct{})}
+	// The daemon reaps its own children; a shim that outlives the daemon is reaped by
+	// whoever inherits it.
+	go func() { cmd.Wait(); close(sp.exited) }()
+	return sp, nil
+}
+
+// Use hands the spare the container described by cfg, with dir as its state directory,
+// and returns once the shim is ready to start it (Client.Start).
+func (sp *Spare) Use(ctx context.Context, dir string, cfg *Config) error {
+	defer sp.out.Close()
 	cfg.Socket = newSocketName()
 	data, err := json.Marshal(cfg)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	if err := os.WriteFile(filepath.Join(dir, ConfigFile), data, 0o600); err != nil {
-		return 0, err
+		return err
 	}
-	logf, err := os.OpenFile(filepath.Join(dir, LogFile), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	_, err = sp.in.WriteString(dir + "\n")
+	sp.in.Close()
 	if err != nil {
-		return 0, err
+		return fmt.Errorf("shim: %w", err)
 	}
-	defer logf.Close()
-	r, w, err := os.Pipe()
-	if err != nil {
-		return 0, err
-	}
-	defer r.Close()
-	cmd := exec.Command(self, "shim", dir)
-	cmd.Stdout, cmd.Stderr = w, logf
-	cmd.Dir = dir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		w.Close()
-		return 0, fmt.Errorf("start shim: %w", err)
-	}
-	w.Close()
-	// The daemon reaps its own children; a shim that outlives the daemon is reaped by
-	// whoever inherits it.
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-
 	type answer struct {
 		line string
 		err  error
 	}
 	lines := make(chan answer, 1)
 	go func() {
-		line, err := bufio.NewReader(r).ReadString('\n')
+		line, err := bufio.NewReader(sp.out).ReadString('\n')
 		lines <- answer{strings.TrimSpace(line), err}
 	}()
 	select {
 	case a := <-lines:
 		if word, rest, _ := strings.Cut(a.line, " "); word == "ready" {
-			return strconv.Atoi(rest)
+			return nil
 		} else if word == "error" {
-			return 0, errors.New(rest)
+			return errors.New(rest)
 		}
-		<-exited
-		return 0, fmt.Errorf("shim exited without an answer: %s", lastLines(filepath.Join(dir, LogFile)))
+		<-sp.exited
+		return fmt.Errorf("shim exited without an answer: %s", lastLines(filepath.Join(dir, LogFile)))
 	case <-ctx.Done():
-		cmd.Process.Kill()
-		return 0, ctx.Err()
+		sp.cmd.Process.Kill()
+		return ctx.Err()
 	}
+}
+
+// Close ends a spare that was not used.
+func (sp *Spare) Close() {
+	sp.in.Close()
+	sp.out.Close()
+}
+
+// Spawn starts a shim for the container described by cfg, with dir as its state
+// directory, and returns once it is ready to start the container (Client.Start).
+func Spawn(ctx context.Context, self, dir string, cfg *Config) error {
+	sp, err := StartSpare(self)
+	if err != nil {
+		return err
+	}
+	return sp.Use(ctx, dir, cfg)
 }
 
 func lastLines(path string) string {
@@ -170,6 +206,15 @@ func (c *Client) Wait(ctx context.Context) (*rt.ExitStatus, error) {
 		return nil, fmt.Errorf("%w: no exit status", ErrGone)
 	}
 	return resp.Exit, nil
+}
+
+// Shutdown ends a shim whose container never started.
+func (c *Client) Shutdown(ctx context.Context) error {
+	conn, _, _, err := c.call(ctx, request{Op: "shutdown"})
+	if err != nil {
+		return err
+	}
+	return conn.Close()
 }
 
 // Resize sets the size of the container's terminal.

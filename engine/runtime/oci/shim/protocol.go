@@ -40,6 +40,9 @@ const (
 	ExitFile   = "exit.json"
 	LogFile    = "shim.log"
 	PidFile    = "pid"
+	// ShimPidFile holds the shim's own pid (a spare shim's command line does not name
+	// its container).
+	ShimPidFile = "shim.pid"
 )
 
 // newSocketName names the abstract socket of a new shim. Each shim has its own name:

@@ -44,6 +44,13 @@ type shim struct {
 	logs   *logs.Writer
 	output sync.WaitGroup
 
+	// The container's ends of its streams, handed to runc at start.
+	theirs []*os.File
+	stdio  [3]*os.File
+	// consoleDone receives the terminal runc sends, for a container with one.
+	consolePath string
+	consoleDone func() (*os.File, error)
+
 	mu      sync.Mutex
 	pid     int
 	started bool
@@ -51,12 +58,36 @@ type shim struct {
 	exited  chan struct{}
 	clients map[*client]struct{}
 	stdinMu sync.Mutex
+	// running yields, once the container started, what its end is awaited on: runc
+	// (which stays with a container without a terminal) or the container's own process.
+	running chan (<-chan unix.WaitStatus)
+	// orphan is set when the awaited process is runc, which the container outlives if
+	// runc is killed.
+	orphan bool
+	// stop ends a shim whose container never started.
+	stop chan struct{}
 }
 
 // Main runs the shim whose state directory is dir, and returns its exit code. The daemon
-// reads one line on the shim's standard output: "ready PID" once the container is
-// created, or "error MESSAGE". The shim's standard error is its log.
+// reads one line on the shim's standard output: "ready" once the shim can start the
+// container, or "error MESSAGE". The shim's standard error is its log.
+//
+// With dir "--spare", the shim first waits for its state directory on standard input:
+// the daemon starts one ahead of need.
 func Main(dir string) int {
+	if dir == "--spare" {
+		line, err := bufio.NewReader(os.Stdin).ReadString('\n')
+		if err != nil {
+			return 0 // the daemon went without needing this shim
+		}
+		dir = strings.TrimSpace(line)
+		logf, err := os.OpenFile(filepath.Join(dir, LogFile), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		if err == nil {
+			unix.Dup2(int(logf.Fd()), 2)
+			logf.Close()
+		}
+		os.Chdir(dir)
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	s, err := newShim(dir, log)
 	if err != nil {
@@ -64,7 +95,7 @@ func Main(dir string) int {
 		log.Error("shim failed", "err", err)
 		return 1
 	}
-	fmt.Fprintf(os.Stdout, "ready %d\n", s.pid)
+	fmt.Fprintf(os.Stdout, "ready 0\n")
 	// The daemon has its answer; nothing else goes to that pipe.
 	if null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0); err == nil {
 		unix.Dup2(int(null.Fd()), 1)
@@ -76,13 +107,16 @@ func Main(dir string) int {
 
 func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }
 
-// newShim sets the shim up and creates the container.
+// newShim sets the shim up: the container's streams, its logs, the socket. runc runs only
+// when the daemon asks for the start, so that it can attach first.
 func newShim(dir string, log *slog.Logger) (*shim, error) {
 	data, err := os.ReadFile(filepath.Join(dir, ConfigFile))
 	if err != nil {
 		return nil, err
 	}
-	s := &shim{dir: dir, log: log, exited: make(chan struct{}), clients: map[*client]struct{}{}}
+	s := &shim{dir: dir, log: log, exited: make(chan struct{}), clients: map[*client]struct{}{},
+		running: make(chan (<-chan unix.WaitStatus), 1), stop: make(chan struct{})}
+	os.WriteFile(filepath.Join(dir, ShimPidFile), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600)
 	if err := json.Unmarshal(data, &s.cfg); err != nil {
 		return nil, fmt.Errorf("%s: %w", ConfigFile, err)
 	}
@@ -97,86 +131,170 @@ func newShim(dir string, log *slog.Logger) (*shim, error) {
 	if s.logs, err = logs.OpenWriter(s.cfg.LogDir, s.cfg.Logs); err != nil {
 		return nil, fmt.Errorf("open logs: %w", err)
 	}
+	if err := s.prepareStreams(); err != nil {
+		return nil, err
+	}
 	l, err := listen(s.cfg.Socket)
 	if err != nil {
 		return nil, fmt.Errorf("listen: %w", err)
 	}
 	go s.serve(l)
-	if err := s.create(); err != nil {
-		return nil, err
-	}
 	return s, nil
 }
 
-// create runs runc create with the container's streams.
-func (s *shim) create() error {
-	pidFile := filepath.Join(s.dir, PidFile)
-	args := []string{"create", "--bundle", s.cfg.Bundle, "--pid-file", pidFile}
-	var theirs []*os.File // the container's ends, closed here once runc has passed them on
-	var stdio [3]*os.File
-	var consoleDone func() (*os.File, error)
+// prepareStreams makes the container's standard streams: pipes, or a terminal that runc
+// creates and sends to a socket.
+func (s *shim) prepareStreams() error {
 	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
 	if err != nil {
 		return err
 	}
-	defer null.Close()
+	s.theirs = append(s.theirs, null)
 	if s.cfg.Tty {
 		path, done, err := ConsoleSocket()
 		if err != nil {
 			return err
 		}
-		consoleDone = done
-		args = append(args, "--console-socket", path)
-		stdio = [3]*os.File{null, null, null}
-	} else {
-		outR, outW, err := pipe()
-		if err != nil {
-			return err
-		}
-		errR, errW, err := pipe()
-		if err != nil {
-			return err
-		}
-		s.stdout, s.stderr = outR, errR
-		theirs = append(theirs, outW, errW)
-		stdio = [3]*os.File{null, outW, errW}
-		if s.cfg.Stdin {
-			inR, inW, err := os.Pipe()
-			if err != nil {
-				return err
-			}
-			s.stdin = inW
-			theirs = append(theirs, inR)
-			stdio[0] = inR
-		}
+		s.consolePath, s.consoleDone = path, done
+		s.stdio = [3]*os.File{null, null, null}
+		return nil
 	}
-	args = append(args, s.cfg.ID)
-	_, err = s.runc(stdio, args...)
-	for _, f := range theirs {
-		f.Close()
-	}
-	if consoleDone != nil {
-		console, cerr := consoleDone()
-		if err == nil && cerr != nil {
-			err = fmt.Errorf("receive the container's terminal: %w", cerr)
-		}
-		s.console = console
-		if console != nil && s.cfg.ConsoleSize[0] > 0 {
-			s.resize(s.cfg.ConsoleSize[0], s.cfg.ConsoleSize[1])
-		}
-	}
+	outR, outW, err := pipe()
 	if err != nil {
 		return err
 	}
-	b, err := os.ReadFile(pidFile)
+	errR, errW, err := pipe()
 	if err != nil {
-		return fmt.Errorf("read pid: %w", err)
+		return err
 	}
-	if s.pid, err = strconv.Atoi(strings.TrimSpace(string(b))); err != nil {
-		return fmt.Errorf("read pid: %w", err)
+	s.stdout, s.stderr = outR, errR
+	s.theirs = append(s.theirs, outW, errW)
+	s.stdio = [3]*os.File{null, outW, errW}
+	if s.cfg.Stdin {
+		inR, inW, err := os.Pipe()
+		if err != nil {
+			return err
+		}
+		s.stdin = inW
+		s.theirs = append(s.theirs, inR)
+		s.stdio[0] = inR
 	}
 	s.copyOutput()
 	return nil
+}
+
+// launch runs the container with one runc run. For a container without a terminal runc
+// stays as its parent and removes its state when it ends; with a terminal runc must
+// detach (it cannot pass a terminal on otherwise), and the container becomes the shim's
+// child.
+func (s *shim) launch() (int, error) {
+	pidFile := filepath.Join(s.dir, PidFile)
+	args := []string{"run", "--bundle", s.cfg.Bundle, "--pid-file", pidFile}
+	if s.cfg.Tty {
+		args = append(args, "--detach", "--console-socket", s.consolePath)
+	}
+	args = append(args, s.cfg.ID)
+	logPath := filepath.Join(s.dir, "runc.log")
+	cmd := exec.Command(s.cfg.Runc, append([]string{"--root", s.cfg.RuncRoot, "--log", logPath, "--log-format", "json"}, args...)...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = s.stdio[0], s.stdio[1], s.stdio[2]
+	s.reaper.mu.Lock() // no reaping between the start and the registration
+	if err := cmd.Start(); err != nil {
+		s.reaper.mu.Unlock()
+		return 0, fmt.Errorf("run %s: %w", s.cfg.Runc, err)
+	}
+	runcDone := s.reaper.expectLocked(cmd.Process.Pid)
+	s.reaper.mu.Unlock()
+	// runc and the container hold their ends of the streams now.
+	for _, f := range s.theirs {
+		f.Close()
+	}
+	s.theirs = nil
+
+	if s.cfg.Tty {
+		ws := <-runcDone
+		console, cerr := s.consoleDone()
+		if ws.ExitStatus() != 0 {
+			return 0, fmt.Errorf("runc run: %s", runcError(logPath))
+		}
+		if cerr != nil {
+			return 0, fmt.Errorf("receive the container's terminal: %w", cerr)
+		}
+		s.console = console
+		if s.cfg.ConsoleSize[0] > 0 {
+			s.resize(s.cfg.ConsoleSize[0], s.cfg.ConsoleSize[1])
+		}
+		s.copyOutput()
+		pid, err := readPid(pidFile)
+		if err != nil {
+			return 0, err
+		}
+		s.running <- s.reaper.expect(pid)
+		return pid, nil
+	}
+	// runc writes the pid file once the container's process runs, and stays until it
+	// ends: wait for whichever comes first. (Polling for the file slowed runc down on a
+	// machine with few cores: inotify says when to look.)
+	changed, stop := watchDir(s.dir)
+	defer stop()
+	for {
+		if pid, err := readPid(pidFile); err == nil {
+			s.orphan = true
+			s.running <- runcDone
+			return pid, nil
+		}
+		select {
+		case ws := <-runcDone:
+			if pid, err := readPid(pidFile); err == nil {
+				// It ran and ended already: hand the status on.
+				done := make(chan unix.WaitStatus, 1)
+				done <- ws
+				s.running <- done
+				return pid, nil
+			}
+			return 0, fmt.Errorf("runc run: %s", runcError(logPath))
+		case <-changed:
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// watchDir reports changes to files in dir (inotify), until stop is called.
+func watchDir(dir string) (<-chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC)
+	if err != nil {
+		return ch, func() {}
+	}
+	if _, err := unix.InotifyAddWatch(fd, dir, unix.IN_CLOSE_WRITE|unix.IN_MOVED_TO|unix.IN_CREATE); err != nil {
+		unix.Close(fd)
+		return ch, func() {}
+	}
+	f := os.NewFile(uintptr(fd), "inotify")
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			if _, err := f.Read(buf); err != nil {
+				return
+			}
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	return ch, func() { f.Close() }
+}
+
+func readPid(path string) (int, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	s := strings.TrimSpace(string(b))
+	if s == "" {
+		return 0, errors.New("empty pid file")
+	}
+	return strconv.Atoi(s)
 }
 
 // pipe makes a pipe for a container's output, as large as the kernel allows a user, so
@@ -188,26 +306,6 @@ func pipe() (*os.File, *os.File, error) {
 	}
 	unix.FcntlInt(r.Fd(), unix.F_SETPIPE_SZ, 1<<20)
 	return r, w, nil
-}
-
-// runc runs the runtime with stdio and returns what it wrote to its log on failure.
-func (s *shim) runc(stdio [3]*os.File, args ...string) (int, error) {
-	logPath := filepath.Join(s.dir, "runc.log")
-	full := append([]string{"--root", s.cfg.RuncRoot, "--log", logPath, "--log-format", "json"}, args...)
-	cmd := exec.Command(s.cfg.Runc, full...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio[0], stdio[1], stdio[2]
-	s.reaper.mu.Lock() // no reaping between the start and the registration
-	if err := cmd.Start(); err != nil {
-		s.reaper.mu.Unlock()
-		return 0, fmt.Errorf("run %s: %w", s.cfg.Runc, err)
-	}
-	done := s.reaper.expectLocked(cmd.Process.Pid)
-	s.reaper.mu.Unlock()
-	ws := <-done
-	if ws.ExitStatus() != 0 {
-		return ws.ExitStatus(), fmt.Errorf("runc %s: %s", args[0], runcError(logPath))
-	}
-	return 0, nil
 }
 
 // runcError is the last error runc logged.
@@ -339,7 +437,23 @@ func (s *shim) emit(stream logs.Stream, kind byte, p []byte) {
 
 // run waits for the container to exit, records how, and tells whoever waits.
 func (s *shim) run() {
-	ws := <-s.reaper.expect(s.pid)
+	var done <-chan unix.WaitStatus
+	select {
+	case done = <-s.running:
+	case <-s.stop:
+		// Never started, and no longer wanted.
+		s.output.Wait()
+		s.logMu.Lock()
+		s.logs.Close()
+		s.logMu.Unlock()
+		return
+	}
+	ws := <-done
+	if s.orphan && ws.Signaled() && unix.Kill(s.pid, 0) == nil {
+		// runc was killed, not the container: the container is ours now.
+		s.log.Warn("runc was killed; waiting for the container itself", "signal", ws.Signal())
+		ws = <-s.reaper.expect(s.pid)
+	}
 	st := rt.ExitStatus{Code: ws.ExitStatus(), At: time.Now().UTC()}
 	if ws.Signaled() {
 		st.Signal = ws.Signal()
@@ -472,6 +586,8 @@ func (s *shim) handle(c *net.UnixConn) {
 		writeJSONLine(c, resp)
 	case "resize":
 		writeJSONLine(c, s.resize(req.Rows, req.Cols))
+	case "shutdown":
+		writeJSONLine(c, s.shutdown())
 	case "attach":
 		s.attach(c, r, req.Stdin)
 	default:
@@ -481,21 +597,40 @@ func (s *shim) handle(c *net.UnixConn) {
 
 func (s *shim) start() response {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.started {
-		s.mu.Unlock()
 		return response{Pid: s.pid}
 	}
-	s.started = true
-	s.mu.Unlock()
-	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	select {
+	case <-s.stop:
+		return response{Error: "the shim is shutting down"}
+	default:
+	}
+	pid, err := s.launch()
 	if err != nil {
 		return response{Error: err.Error()}
 	}
-	defer null.Close()
-	if _, err := s.runc([3]*os.File{null, null, null}, "start", s.cfg.ID); err != nil {
-		return response{Error: err.Error()}
+	s.started, s.pid = true, pid
+	return response{Pid: pid}
+}
+
+// shutdown ends a shim whose container never started (it was removed instead).
+func (s *shim) shutdown() response {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started {
+		return response{Error: "the container is started: kill it instead"}
 	}
-	return response{Pid: s.pid}
+	select {
+	case <-s.stop:
+	default:
+		close(s.stop)
+		for _, f := range s.theirs {
+			f.Close() // the copies see EOF
+		}
+		s.theirs = nil
+	}
+	return response{}
 }
 
 func (s *shim) resize(rows, cols uint16) response {
