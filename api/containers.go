@@ -16,6 +16,7 @@ import (
 	"github.com/flyingdutchman/flyingdutchman/engine"
 	"github.com/flyingdutchman/flyingdutchman/engine/logs"
 	rt "github.com/flyingdutchman/flyingdutchman/engine/runtime"
+	"github.com/flyingdutchman/flyingdutchman/errdefs"
 )
 
 func (s *Server) containerCreate(w http.ResponseWriter, r *http.Request) error {
@@ -95,16 +96,39 @@ func (s *Server) containerStart(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	return s.upgrade(w, r, stdin && c.Spec.OpenStdin, c.Spec.Tty, s.resizer(c.ID), func(ctx context.Context, up *upgraded) {
-		attached := make(chan error, 1)
-		opts := engine.StartOptions{Attach: &up.streams, Attached: attached, ConsoleSize: size}
+		attached := make(chan engine.AttachResult, 1)
+		opts := engine.StartOptions{Attach: &up.streams, Attached: attached, ConsoleSize: size, AttachContext: ctx}
 		if err := s.eng.Start(ctx, c.ID, opts); err != nil {
 			up.exit(0, err)
 			return
 		}
-		<-attached
-		code, err := s.eng.Wait(ctx, c.ID, engine.WaitNotRunning)
-		up.exit(code, err)
+		s.endAttach(ctx, up, c, <-attached)
 	})
+}
+
+// endAttach sends the exit frame of an attached stream: the exit of the run that the
+// stream followed (a restart policy may already have started the next one), once a
+// container removed on exit is gone, as docker run --rm waits.
+func (s *Server) endAttach(ctx context.Context, up *upgraded, c *engine.Container, res engine.AttachResult) {
+	switch {
+	case res.Err != nil:
+		up.exit(0, res.Err)
+	case res.Exit == nil:
+		// The stream ended before the process (the client went).
+	default:
+		// Answer once the engine has recorded the exit (inspect right after shows it).
+		if _, err := s.eng.WaitExit(ctx, c.ID, res.Exit.At); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+			up.exit(res.Exit.Code, err)
+			return
+		}
+		if c.Spec.AutoRemove {
+			if _, err := s.eng.Wait(ctx, c.ID, engine.WaitRemoved); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+				up.exit(res.Exit.Code, err)
+				return
+			}
+		}
+		up.exit(res.Exit.Code, nil)
+	}
 }
 
 func (s *Server) containerStop(w http.ResponseWriter, r *http.Request) error {
@@ -341,12 +365,8 @@ func (s *Server) containerAttach(w http.ResponseWriter, r *http.Request) error {
 	}
 	stdin, _ := boolParam(r.URL.Query().Get("stdin"))
 	return s.upgrade(w, r, stdin && c.Spec.OpenStdin, c.Spec.Tty, s.resizer(c.ID), func(ctx context.Context, up *upgraded) {
-		if err := s.eng.Attach(ctx, c.ID, up.streams); err != nil {
-			up.exit(0, err)
-			return
-		}
-		code, err := s.eng.Wait(ctx, c.ID, engine.WaitNotRunning)
-		up.exit(code, err)
+		st, err := s.eng.Attach(ctx, c.ID, up.streams)
+		s.endAttach(ctx, up, c, engine.AttachResult{Exit: st, Err: err})
 	})
 }
 

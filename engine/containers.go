@@ -107,7 +107,11 @@ func (e *Engine) lookup(ref string) (*container, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if id, ok := e.names[ref]; ok {
-		return e.containers[id], nil
+		if ct := e.containers[id]; ct != nil {
+			return ct, nil
+		}
+		// The name is reserved by a container being created.
+		return nil, errdefs.NotFound(fmt.Errorf("no such container: %s", ref))
 	}
 	if ct, ok := e.containers[ref]; ok {
 		return ct, nil
@@ -317,15 +321,24 @@ func (e *Engine) runtimeConfig(c *Container, rootfs string) *rt.Config {
 	}
 }
 
+// AttachResult is how an attach ended: with the process's exit (Exit set), or an error,
+// or neither when the attach ended first (the client went).
+type AttachResult struct {
+	Exit *rt.ExitStatus
+	Err  error
+}
+
 // StartOptions are what a start may also ask for.
 type StartOptions struct {
 	// Attach connects these streams to the process before it starts, so that not a byte
 	// of its output is missed (docker run without -d). Once the task exists, Attached
 	// (buffered) receives one value when the streams end; if Start fails before, none.
 	Attach   *rt.Streams
-	Attached chan<- error
+	Attached chan<- AttachResult
 	// ConsoleSize is the size of the container's terminal at start (rows, columns).
 	ConsoleSize [2]uint16
+	// AttachContext ends the attach (the client went); the engine's own if nil.
+	AttachContext context.Context
 }
 
 // Start starts the container ref names. Starting a running container does nothing.
@@ -351,7 +364,23 @@ func (e *Engine) Start(ctx context.Context, ref string, opts StartOptions) error
 	default:
 		return &StateError{Name: c.Name, State: c.State, Verb: "start"}
 	}
+	e.resetRestarts(ct)
 	return e.start(ctx, ct, opts, "start")
+}
+
+// resetRestarts forgets the restarts and back-off of a restart policy: a start by hand
+// begins anew, as in Docker.
+func (e *Engine) resetRestarts(ct *container) {
+	ct.mu.Lock()
+	defer ct.mu.Unlock()
+	ct.backoff = 0
+	if c := ct.rec.Load(); c.RestartCount != 0 {
+		next := *c
+		next.RestartCount = 0
+		if e.persist(&next) == nil {
+			ct.rec.Store(&next)
+		}
+	}
 }
 
 // start runs the container's process. The caller holds ct.op.
@@ -416,10 +445,14 @@ func (e *Engine) runTask(ctx context.Context, c *Container, opts StartOptions) (
 		failed := make(chan error, 1)
 		streams := *opts.Attach
 		streams.Attached = func() { close(ready) }
+		actx := opts.AttachContext
+		if actx == nil {
+			actx = e.ctx
+		}
 		go func() {
-			err := task.Attach(e.ctx, streams)
+			st, err := task.Attach(actx, streams)
 			if opts.Attached != nil {
-				opts.Attached <- err
+				opts.Attached <- AttachResult{Exit: st, Err: err}
 			}
 			failed <- err
 		}()
@@ -480,6 +513,10 @@ func (e *Engine) exited(ct *container, task rt.Task, st rt.ExitStatus) {
 	if err := e.runtimes[c.Runtime].Delete(e.ctx, c.ID); err != nil {
 		e.log.Warn("clean up after exit", "container", c.Name, "err", err)
 	}
+	// A stopped container's filesystem is not mounted (as in Docker); start mounts it.
+	if err := e.images.Unmount(e.ctx, c.ID); err != nil {
+		e.log.Warn("unmount after exit", "container", c.Name, "err", err)
+	}
 	task.Close()
 	attrs := map[string]string{"exitCode": fmt.Sprint(st.Code)}
 	if st.Error != "" {
@@ -490,6 +527,8 @@ func (e *Engine) exited(ct *container, task rt.Task, st rt.ExitStatus) {
 	}
 	ct.mu.Lock()
 	ct.task = nil
+	// The record may have changed since (a stop or kill while the exit was on its way).
+	c = ct.rec.Load()
 	delay, restart := e.restartDelay(ct, c, st)
 	to := Stopped
 	if restart {
@@ -597,7 +636,9 @@ func (e *Engine) Stop(ctx context.Context, ref string, timeout *time.Duration) e
 	return e.stop(ctx, ct, timeout, "stop")
 }
 
-// stop is Stop with ct.op held.
+// stop is Stop with ct.op held. The signal, the grace period and the SIGKILL run to the
+// end even if the caller stops waiting: a stop cut short would leave the container
+// stopping, with nothing to finish it.
 func (e *Engine) stop(ctx context.Context, ct *container, timeout *time.Duration, action string) error {
 	c := ct.snapshot()
 	switch c.State {
@@ -612,44 +653,52 @@ func (e *Engine) stop(ctx context.Context, ct *container, timeout *time.Duration
 		err := e.transitionLocked(ct, Stopped, action, nil, func(c *Container) { c.ManuallyStopped = true })
 		ct.mu.Unlock()
 		return err
-	case Running, Paused:
+	case Running, Paused, Stopping:
 	default:
 		return &StateError{Name: c.Name, State: c.State, Verb: "stop"}
 	}
 	ct.mu.Lock()
 	task, exited := ct.task, ct.exited
 	paused := c.State == Paused
-	err := e.transitionLocked(ct, Stopping, "", nil, func(c *Container) { c.ManuallyStopped = true })
+	var err error
+	if c.State != Stopping {
+		err = e.transitionLocked(ct, Stopping, "", nil, func(c *Container) { c.ManuallyStopped = true })
+	}
 	ct.mu.Unlock()
 	if err != nil {
 		return err
+	}
+	if task == nil {
+		return &StateError{Name: c.Name, State: c.State, Verb: "stop"}
 	}
 	sig := syscall.SIGTERM
 	if c.Spec.StopSignal != "" {
 		sig, _ = ParseSignal(c.Spec.StopSignal)
 	}
-	if err := task.Kill(ctx, sig, false); err != nil {
+	if err := task.Kill(e.ctx, sig, false); err != nil {
 		e.log.Warn("send stop signal", "container", c.Name, "err", err)
 	}
 	if paused {
 		// A frozen process cannot act on its signal.
-		task.Resume(ctx)
+		task.Resume(e.ctx)
 	}
 	select {
 	case <-exited:
 	case <-time.After(stopGrace(c, timeout)):
-		if err := task.Kill(ctx, syscall.SIGKILL, true); err != nil {
+		if err := task.Kill(e.ctx, syscall.SIGKILL, true); err != nil {
 			e.log.Warn("send SIGKILL", "container", c.Name, "err", err)
 		}
 		select {
 		case <-exited:
-		case <-ctx.Done():
-			return ctx.Err()
+		case <-e.ctx.Done():
+			return e.ctx.Err()
 		}
-	case <-ctx.Done():
-		return ctx.Err()
+	case <-e.ctx.Done():
+		return e.ctx.Err()
 	}
-	e.publishContainer(ct.snapshot(), action, nil)
+	if action != "" {
+		e.publishContainer(ct.snapshot(), action, nil)
+	}
 	return nil
 }
 
@@ -664,6 +713,7 @@ func (e *Engine) Restart(ctx context.Context, ref string, timeout *time.Duration
 	if err := e.stop(ctx, ct, timeout, ""); err != nil {
 		return err
 	}
+	e.resetRestarts(ct)
 	return e.start(ctx, ct, StartOptions{}, "restart")
 }
 
@@ -676,7 +726,7 @@ func (e *Engine) Kill(ctx context.Context, ref string, sig syscall.Signal) error
 	ct.mu.Lock()
 	c := ct.rec.Load()
 	task := ct.task
-	if task == nil || (c.State != Running && c.State != Paused) {
+	if task == nil || (c.State != Running && c.State != Paused && c.State != Stopping) {
 		ct.mu.Unlock()
 		return &StateError{Name: c.Name, State: c.State, Verb: "kill"}
 	}
@@ -734,6 +784,37 @@ func (e *Engine) freeze(ctx context.Context, ref string, pause bool) error {
 	return e.transition(ct, to, verb, nil, nil)
 }
 
+// killAndWait kills the container's processes and waits for the exit to be recorded.
+// The caller holds ct.op.
+func (e *Engine) killAndWait(ct *container) error {
+	ct.mu.Lock()
+	task, exited := ct.task, ct.exited
+	if task != nil {
+		next := *ct.rec.Load()
+		next.ManuallyStopped = true
+		if err := e.persist(&next); err == nil {
+			ct.rec.Store(&next)
+		}
+	}
+	ct.mu.Unlock()
+	if task == nil {
+		return nil
+	}
+	if task.Pid() == 0 {
+		// Created but never started: nothing runs.
+		task.Kill(e.ctx, syscall.SIGKILL, true)
+	} else if err := task.Kill(e.ctx, syscall.SIGKILL, true); err != nil {
+		return fmt.Errorf("kill: %w", err)
+	}
+	e.publishContainer(ct.snapshot(), "kill", map[string]string{"signal": "9"})
+	select {
+	case <-exited:
+		return nil
+	case <-e.ctx.Done():
+		return e.ctx.Err()
+	}
+}
+
 // RemoveOptions say how to remove.
 type RemoveOptions struct {
 	// Force kills a running container first.
@@ -747,6 +828,11 @@ func (e *Engine) Remove(ctx context.Context, ref string, opts RemoveOptions) err
 	if err != nil {
 		return err
 	}
+	if opts.Force {
+		// A stop in progress holds the container for its grace period: kill now so
+		// that it ends at once.
+		e.Kill(ctx, ref, syscall.SIGKILL)
+	}
 	ct.op.Lock()
 	defer ct.op.Unlock()
 	c := ct.snapshot()
@@ -757,8 +843,7 @@ func (e *Engine) Remove(ctx context.Context, ref string, opts RemoveOptions) err
 		if !opts.Force {
 			return errdefs.Conflict(fmt.Errorf("cannot remove container %s: it is %s: stop it first, or force the removal", c.Name, c.State))
 		}
-		zero := time.Duration(0)
-		if err := e.stop(ctx, ct, &zero, "kill"); err != nil {
+		if err := e.killAndWait(ct); err != nil {
 			return err
 		}
 	}
@@ -804,7 +889,12 @@ func (e *Engine) Rename(ctx context.Context, ref, name string) error {
 	if err != nil {
 		return err
 	}
+	ct.op.Lock()
+	defer ct.op.Unlock()
 	c := ct.snapshot()
+	if c.State == Removing || c.State == Removed {
+		return &StateError{Name: c.Name, State: c.State, Verb: "rename"}
+	}
 	if _, err := e.reserveName(name, c.ID); err != nil {
 		return err
 	}
@@ -875,6 +965,28 @@ func (e *Engine) Wait(ctx context.Context, ref string, cond WaitCondition) (int,
 	}
 }
 
+// WaitExit waits until the exit at time at (from an attach) is recorded, or the
+// container is removed, and returns the container's record.
+func (e *Engine) WaitExit(ctx context.Context, ref string, at time.Time) (*Container, error) {
+	ct, err := e.lookup(ref)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		ct.mu.Lock()
+		c, changed := ct.rec.Load(), ct.changed
+		ct.mu.Unlock()
+		if c.State == Removed || !c.FinishedAt.Before(at) {
+			return c, nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
 // task returns the running task of the container ref names.
 func (e *Engine) task(ref string) (*Container, rt.Task, error) {
 	ct, err := e.lookup(ref)
@@ -890,11 +1002,12 @@ func (e *Engine) task(ref string) (*Container, rt.Task, error) {
 	return c, ct.task, nil
 }
 
-// Attach connects streams to the running container's process until it exits.
-func (e *Engine) Attach(ctx context.Context, ref string, s rt.Streams) error {
+// Attach connects streams to the running container's process until it exits, and
+// returns its exit status if it did.
+func (e *Engine) Attach(ctx context.Context, ref string, s rt.Streams) (*rt.ExitStatus, error) {
 	_, task, err := e.task(ref)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	return task.Attach(ctx, s)
 }

@@ -93,12 +93,14 @@ func (e *Engine) reattach(ctx context.Context, ct *container) {
 	exited := make(chan struct{})
 	ct.mu.Lock()
 	ct.task, ct.exited = task, exited
-	if c.State == Starting {
+	if c.State == Starting && task.Pid() > 0 {
 		// The daemon died between starting the process and recording it.
 		e.transitionLocked(ct, Running, "", nil, func(c *Container) { c.Pid, c.StartedAt = task.Pid(), time.Now().UTC() })
 	}
 	ct.mu.Unlock()
-	e.log.Info("reattached to container", "container", c.Name, "pid", task.Pid())
+	if task.Pid() > 0 {
+		e.log.Info("reattached to container", "container", c.Name, "pid", task.Pid())
+	}
 	e.monitor(ct, task, exited)
 	if c.State == Stopping {
 		// The stop was cut short with the daemon: finish it.

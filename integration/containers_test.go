@@ -3,8 +3,10 @@
 package integration
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"regexp"
@@ -19,6 +21,7 @@ import (
 
 // container is what the tests read of `dutchman inspect`.
 type container struct {
+	OOMKilled       bool   `json:"oomKilled"`
 	ID              string `json:"id"`
 	Name            string `json:"name"`
 	State           string `json:"state"`
@@ -530,4 +533,120 @@ func TestEvents(t *testing.T) {
 	if !strings.Contains(out, `"action":"pull"`) {
 		t.Errorf("image events lack the pull:\n%s", out)
 	}
+}
+
+func TestAnInterruptedStopCanBeFinished(t *testing.T) {
+	d, bb := busyboxDaemon(t)
+	// A shell as PID 1 without a trap ignores SIGTERM: stop has to wait for SIGKILL.
+	d.MustRun("run", "-d", "--name", "stubborn", bb, "sh", "-c", "while true; do sleep 0.1; done")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, harness.Binary(t), "stop", "-t", "30", "stubborn")
+	cmd.Env = append(os.Environ(), "DUTCHMAN_HOST="+d.Host())
+	cmd.Run() // cut short by the timeout, as Ctrl-C would
+	if c := inspectContainer(t, d, "stubborn"); c.State != "stopping" && c.State != "running" {
+		t.Fatalf("after an interrupted stop: %s", c.State)
+	}
+	start := time.Now()
+	d.MustRun("rm", "-f", "stubborn")
+	if time.Since(start) > 20*time.Second {
+		t.Errorf("rm -f waited for the interrupted stop's grace period")
+	}
+}
+
+func TestForegroundRunsEndWithTheirExit(t *testing.T) {
+	d, bb := busyboxDaemon(t)
+	// With a restart policy the container runs again, but run reports the exit it saw.
+	r := d.Run("run", "--name", "again", "--restart", "always", bb, "sh", "-c", "echo hi; exit 3")
+	if r.Code != 3 || r.Stdout != "hi\n" {
+		t.Errorf("run --restart always: exit %d, stdout %q", r.Code, r.Stdout)
+	}
+	d.MustRun("stop", "again")
+
+	// exec -i returns when the process ends, even with its input still open.
+	d.MustRun("run", "-d", "--name", "box", bb, "sh", "-c", sleeper)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, harness.Binary(t), "exec", "-i", "box", "sh", "-c", "exit 6")
+	cmd.Env = append(os.Environ(), "DUTCHMAN_HOST="+d.Host())
+	pr, pw, _ := os.Pipe()
+	defer pw.Close()
+	cmd.Stdin = pr
+	err := cmd.Run()
+	pr.Close()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 6 {
+		t.Errorf("exec -i with open input: %v; want exit 6 as soon as the process ends", err)
+	}
+
+	// Input typed before a terminal's process starts is not lost.
+	r = d.RunStdin([]byte("hello\n"), "run", "-i", "-t", "--rm", bb, "sh", "-c", "read x; echo got:$x")
+	if !strings.Contains(r.Stdout, "got:hello") {
+		t.Errorf("run -i -t with input ready at once: exit %d, %q %q", r.Code, r.Stdout, r.Stderr)
+	}
+}
+
+func TestASlowReaderGetsEveryByte(t *testing.T) {
+	d, bb := busyboxDaemon(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, harness.Binary(t), "run", "--rm", bb, "head", "-c", "50000000", "/dev/zero")
+	cmd.Env = append(os.Environ(), "DUTCHMAN_HOST="+d.Host())
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second) // a reader that looks away for a while
+	n, _ := io.Copy(io.Discard, out)
+	if err := cmd.Wait(); err != nil || n != 50000000 {
+		t.Errorf("run --rm with a slow reader: %d bytes, %v; want all 50000000 and exit 0", n, err)
+	}
+}
+
+func TestOOMKilled(t *testing.T) {
+	d, bb := busyboxDaemon(t)
+	for _, tty := range []string{"-i", "-t"} {
+		name := "oom" + strings.TrimPrefix(tty, "-")
+		// tail keeps a line without an end in memory: 64 MB of it in an 8 MB container.
+		r := d.Run("run", tty, "--name", name, "--memory", "8m", bb, "sh", "-c", "head -c 64m /dev/zero | tail")
+		c := inspectContainer(t, d, name)
+		if r.Code != 137 || !c.OOMKilled {
+			t.Errorf("run %s over its memory limit: exit %d, %+v; want 137 and oomKilled", tty, r.Code, c)
+		}
+		if out := d.MustRun("events", "--no-follow", "--filter", "container="+name); !strings.Contains(out, " oom ") {
+			t.Errorf("no oom event for %s:\n%s", name, out)
+		}
+	}
+}
+
+func TestAStartByHandResetsTheRestartCount(t *testing.T) {
+	d, bb := busyboxDaemon(t)
+	d.MustRun("run", "-d", "--name", "once", "--restart", "on-failure:1", bb, "sh", "-c", "echo run; exit 2")
+	runs := func() int { return strings.Count(d.MustRun("logs", "once"), "run") }
+	eventually(t, 15*time.Second, func() string {
+		if c := inspectContainer(t, d, "once"); c.State != "stopped" || runs() != 2 {
+			return fmt.Sprintf("on-failure:1: %+v after %d runs", c, runs())
+		}
+		return ""
+	})
+	d.MustRun("start", "once")
+	eventually(t, 15*time.Second, func() string {
+		if c := inspectContainer(t, d, "once"); c.State != "stopped" || runs() != 4 {
+			return fmt.Sprintf("after a start by hand: %+v after %d runs; want the policy's one retry again", c, runs())
+		}
+		return ""
+	})
+}
+
+func TestAStoppedContainerIsNotMounted(t *testing.T) {
+	d, bb := busyboxDaemon(t)
+	d.MustRun("run", "--name", "done", bb, "true")
+	c := inspectContainer(t, d, "done")
+	if m := harness.Mounts(d.DataRoot + "/images/rootfs/" + c.ID); len(m) != 0 {
+		t.Errorf("a stopped container's filesystem is still mounted: %v", m)
+	}
+	d.MustRun("start", "done") // mounts it again
+	d.MustRun("wait", "done")
 }

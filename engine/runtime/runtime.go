@@ -130,9 +130,9 @@ type Task interface {
 	// Stats reports resource use.
 	Stats(ctx context.Context) (*Stats, error)
 	// Attach connects streams to the process: its output as it comes, and, if the
-	// container keeps stdin open, Stdin to its input. It returns when the process exits,
-	// the output streams fail, or ctx ends.
-	Attach(ctx context.Context, s Streams) error
+	// container keeps stdin open, Stdin to its input. It returns when the process exits
+	// (with its exit status), the output streams fail, or ctx ends.
+	Attach(ctx context.Context, s Streams) (*ExitStatus, error)
 	// Resize sets the size of the process's terminal.
 	Resize(ctx context.Context, rows, cols uint16) error
 	// Exec runs another process in the container and returns its exit status.

@@ -215,13 +215,21 @@ func (r *Runtime) Load(ctx context.Context, id, logDir string) (rt.Task, error) 
 	if spec.Root != nil {
 		rootfs = spec.Root.Path
 	}
-	pid, exit, err := shim.NewClient(dir).State(ctx)
+	client := shim.NewClient(dir)
+	pid, exit, err := client.State(ctx)
 	if err != nil {
 		if !errors.Is(err, shim.ErrGone) {
 			return nil, err
 		}
 		st := r.lostExit(ctx, id)
 		return r.newTask(id, rootfs, 0, st), nil
+	}
+	if pid == 0 && exit == nil {
+		// The daemon went between making the shim and starting the container: nothing
+		// runs, and nothing will.
+		client.Shutdown(ctx)
+		return r.newTask(id, rootfs, 0, &rt.ExitStatus{Code: 128, At: nowUTC(),
+			Error: "the daemon stopped before the container's process started"}), nil
 	}
 	return r.newTask(id, rootfs, pid, exit), nil
 }

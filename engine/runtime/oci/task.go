@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -147,7 +146,9 @@ func (t *task) Stats(ctx context.Context) (*rt.Stats, error) {
 		MemoryLimit: limit, Pids: ev.Data.Pids.Current, At: nowUTC()}, nil
 }
 
-func (t *task) Attach(ctx context.Context, s rt.Streams) error { return t.client.Attach(ctx, s) }
+func (t *task) Attach(ctx context.Context, s rt.Streams) (*rt.ExitStatus, error) {
+	return t.client.Attach(ctx, s)
+}
 
 func (t *task) Resize(ctx context.Context, rows, cols uint16) error {
 	return t.client.Resize(ctx, rows, cols)
@@ -190,18 +191,34 @@ func (t *task) Exec(ctx context.Context, cfg *rt.ExecConfig, s rt.Streams, resiz
 	}
 	args = append(args, t.id)
 	cmd := exec.Command(t.r.runc, args...)
+	var stdin io.WriteCloser
 	if !cfg.Tty {
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = s.Stdin, s.Stdout, s.Stderr
+		cmd.Stdout, cmd.Stderr = s.Stdout, s.Stderr
 		if s.Stdout == nil {
 			cmd.Stdout = io.Discard
 		}
 		if s.Stderr == nil {
 			cmd.Stderr = io.Discard
 		}
+		if s.Stdin != nil {
+			// Copied here rather than by os/exec, whose Wait would wait for the input
+			// to end even after the process did.
+			if stdin, err = cmd.StdinPipe(); err != nil {
+				return rt.ExitStatus{}, err
+			}
+		}
 	}
 	if err := cmd.Start(); err != nil {
 		return rt.ExitStatus{}, err
 	}
+	if stdin != nil {
+		go func() {
+			io.Copy(stdin, s.Stdin)
+			stdin.Close()
+		}()
+	}
+	finished := make(chan struct{})
+	defer close(finished)
 	stop := context.AfterFunc(ctx, func() { cmd.Process.Signal(syscall.SIGKILL) })
 	defer stop()
 	var console *os.File
@@ -225,8 +242,13 @@ func (t *task) Exec(ctx context.Context, cfg *rt.ExecConfig, s rt.Streams, resiz
 			}
 		}()
 		go func() {
-			for sz := range resize {
-				unix.IoctlSetWinsize(int(console.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: sz[0], Col: sz[1]})
+			for {
+				select {
+				case sz := <-resize:
+					unix.IoctlSetWinsize(int(console.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: sz[0], Col: sz[1]})
+				case <-finished:
+					return
+				}
 			}
 		}()
 	}
@@ -269,5 +291,3 @@ func execError(logPath string) string {
 	}
 	return msg
 }
-
-var _ = filepath.Join

@@ -227,11 +227,11 @@ func (c *Client) Resize(ctx context.Context, rows, cols uint16) error {
 }
 
 // Attach streams the container's output to s until it exits (or ctx ends), and s.Stdin,
-// if set, to its input.
-func (c *Client) Attach(ctx context.Context, s rt.Streams) error {
+// if set, to its input. It returns the exit status when the container exited.
+func (c *Client) Attach(ctx context.Context, s rt.Streams) (*rt.ExitStatus, error) {
 	conn, r, _, err := c.call(ctx, request{Op: "attach", Stdin: s.Stdin != nil})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer conn.Close()
 	if s.Attached != nil {
@@ -263,29 +263,33 @@ func (c *Client) Attach(ctx context.Context, s rt.Streams) error {
 		kind, data, err := readFrame(r, buf)
 		if err != nil {
 			if ctx.Err() != nil {
-				return ctx.Err()
+				return nil, ctx.Err()
 			}
 			if errors.Is(err, io.EOF) {
-				return nil
+				return nil, nil
 			}
-			return err
+			return nil, err
 		}
 		buf = data
 		switch kind {
 		case frameStdout:
 			if s.Stdout != nil {
 				if _, err := s.Stdout.Write(data); err != nil {
-					return err
+					return nil, err
 				}
 			}
 		case frameStderr:
 			if s.Stderr != nil {
 				if _, err := s.Stderr.Write(data); err != nil {
-					return err
+					return nil, err
 				}
 			}
 		case frameExit:
-			return nil
+			var st rt.ExitStatus
+			if err := json.Unmarshal(data, &st); err != nil {
+				return nil, err
+			}
+			return &st, nil
 		}
 	}
 }

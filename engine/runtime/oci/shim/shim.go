@@ -47,9 +47,11 @@ type shim struct {
 	// The container's ends of its streams, handed to runc at start.
 	theirs []*os.File
 	stdio  [3]*os.File
-	// consoleDone receives the terminal runc sends, for a container with one.
-	consolePath string
-	consoleDone func() (*os.File, error)
+	// consoleDone receives the terminal runc sends, for a container with one;
+	// consoleReady is closed once console is set.
+	consolePath  string
+	consoleDone  func() (*os.File, error)
+	consoleReady chan struct{}
 
 	mu      sync.Mutex
 	pid     int
@@ -66,6 +68,8 @@ type shim struct {
 	orphan bool
 	// stop ends a shim whose container never started.
 	stop chan struct{}
+	// oom watches the container's cgroup for the kernel's OOM killer.
+	oom *oomWatch
 }
 
 // Main runs the shim whose state directory is dir, and returns its exit code. The daemon
@@ -115,7 +119,7 @@ func newShim(dir string, log *slog.Logger) (*shim, error) {
 		return nil, err
 	}
 	s := &shim{dir: dir, log: log, exited: make(chan struct{}), clients: map[*client]struct{}{},
-		running: make(chan (<-chan unix.WaitStatus), 1), stop: make(chan struct{})}
+		running: make(chan (<-chan unix.WaitStatus), 1), stop: make(chan struct{}), consoleReady: make(chan struct{})}
 	os.WriteFile(filepath.Join(dir, ShimPidFile), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600)
 	if err := json.Unmarshal(data, &s.cfg); err != nil {
 		return nil, fmt.Errorf("%s: %w", ConfigFile, err)
@@ -220,6 +224,7 @@ func (s *shim) launch() (int, error) {
 			return 0, fmt.Errorf("receive the container's terminal: %w", cerr)
 		}
 		s.console = console
+		close(s.consoleReady)
 		if s.cfg.ConsoleSize[0] > 0 {
 			s.resize(s.cfg.ConsoleSize[0], s.cfg.ConsoleSize[1])
 		}
@@ -420,19 +425,24 @@ func (s *shim) emit(stream logs.Stream, kind byte, p []byte) {
 	}
 	s.logMu.Unlock()
 	s.mu.Lock()
-	if len(s.clients) > 0 {
-		chunk := append([]byte(nil), p...)
-		for c := range s.clients {
-			select {
-			case c.out <- frame{kind, chunk}:
-			default:
-				// Too slow a reader would hold up the container: it loses its attach
-				// (the logs have everything).
-				s.dropLocked(c)
-			}
-		}
+	clients := make([]*client, 0, len(s.clients))
+	for c := range s.clients {
+		clients = append(clients, c)
 	}
 	s.mu.Unlock()
+	if len(clients) == 0 {
+		return
+	}
+	// An attached reader gets every byte, and a slow one slows the container down, as a
+	// slow terminal would: its output is in the logs already. A reader that has gone is
+	// dropped (done) and no longer holds anything up.
+	chunk := append([]byte(nil), p...)
+	for _, c := range clients {
+		select {
+		case c.out <- frame{kind, chunk}:
+		case <-c.done:
+		}
+	}
 }
 
 // run waits for the container to exit, records how, and tells whoever waits.
@@ -459,7 +469,8 @@ func (s *shim) run() {
 		st.Signal = ws.Signal()
 		st.Code = 128 + int(ws.Signal())
 	}
-	st.OOMKilled = s.oomKilled()
+	st.OOMKilled = s.oom.killed()
+	s.oom.stop()
 	// The output pipes close when the last process holding them ends; do not wait
 	// forever for a process that escaped the container's end.
 	drained := make(chan struct{})
@@ -480,38 +491,20 @@ func (s *shim) run() {
 	s.mu.Lock()
 	s.exit = &st
 	close(s.exited)
-	clients := s.clients
-	s.clients = map[*client]struct{}{}
+	clients := make([]*client, 0, len(s.clients))
+	for c := range s.clients {
+		clients = append(clients, c)
+	}
 	s.mu.Unlock()
 	payload, _ := json.Marshal(st)
-	for c := range clients {
-		c.out <- frame{frameExit, payload}
-		close(c.out)
+	for _, c := range clients {
+		select {
+		case c.out <- frame{frameExit, payload}:
+		case <-c.done:
+		}
 	}
 	// Give waiters a moment to read their answers before the process goes.
 	s.reaper.wait(200 * time.Millisecond)
-}
-
-// oomKilled tells whether the kernel's OOM killer acted in the container's cgroup.
-func (s *shim) oomKilled() bool {
-	if s.cfg.CgroupsPath == "" {
-		return false
-	}
-	for _, p := range []string{
-		filepath.Join("/sys/fs/cgroup/memory", s.cfg.CgroupsPath, "memory.oom_control"), // v1
-		filepath.Join("/sys/fs/cgroup", s.cfg.CgroupsPath, "memory.events"),             // v2
-	} {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(b), "\n") {
-			if f := strings.Fields(line); len(f) == 2 && f[0] == "oom_kill" && f[1] != "0" {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // writeExit records the exit status in dir, atomically.
@@ -606,8 +599,13 @@ func (s *shim) start() response {
 		return response{Error: "the shim is shutting down"}
 	default:
 	}
+	// Watch for the OOM killer from before the process runs: runc removes the
+	// container's cgroup as soon as it ends.
+	s.oom = watchOOM(s.cfg.CgroupsPath)
 	pid, err := s.launch()
 	if err != nil {
+		s.oom.stop()
+		s.oom = nil
 		return response{Error: err.Error()}
 	}
 	s.started, s.pid = true, pid
@@ -649,20 +647,27 @@ type frame struct {
 }
 
 type client struct {
-	out chan frame
+	out  chan frame
+	done chan struct{} // closed when the client is dropped
 }
 
 func (s *shim) dropLocked(c *client) {
 	if _, ok := s.clients[c]; ok {
 		delete(s.clients, c)
-		close(c.out)
+		close(c.done)
 	}
+}
+
+func (s *shim) drop(c *client) {
+	s.mu.Lock()
+	s.dropLocked(c)
+	s.mu.Unlock()
 }
 
 // attach streams the container's output to c and, if asked, c's input to the container,
 // until the container exits or c goes.
 func (s *shim) attach(c *net.UnixConn, r *bufio.Reader, stdin bool) {
-	cl := &client{out: make(chan frame, 256)}
+	cl := &client{out: make(chan frame, 256), done: make(chan struct{})}
 	s.mu.Lock()
 	if s.exit != nil {
 		st := s.exit
@@ -674,10 +679,8 @@ func (s *shim) attach(c *net.UnixConn, r *bufio.Reader, stdin bool) {
 	}
 	s.clients[cl] = struct{}{}
 	s.mu.Unlock()
+	defer s.drop(cl)
 	if err := writeJSONLine(c, response{}); err != nil {
-		s.mu.Lock()
-		s.dropLocked(cl)
-		s.mu.Unlock()
 		return
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -693,29 +696,16 @@ func (s *shim) attach(c *net.UnixConn, r *bufio.Reader, stdin bool) {
 	w := bufio.NewWriterSize(c, 64<<10)
 	for {
 		select {
-		case f, ok := <-cl.out:
-			if !ok {
-				w.Flush()
-				return
-			}
+		case f := <-cl.out:
 			if writeFrame(w, f.kind, f.data) != nil {
-				s.mu.Lock()
-				s.dropLocked(cl)
-				s.mu.Unlock()
 				return
 			}
 			if len(cl.out) == 0 || f.kind == frameExit {
-				if w.Flush() != nil {
-					s.mu.Lock()
-					s.dropLocked(cl)
-					s.mu.Unlock()
+				if w.Flush() != nil || f.kind == frameExit {
 					return
 				}
 			}
 		case <-ctx.Done():
-			s.mu.Lock()
-			s.dropLocked(cl)
-			s.mu.Unlock()
 			return
 		}
 	}
@@ -731,11 +721,19 @@ func (s *shim) readInput(ctx context.Context, r *bufio.Reader, gone func()) {
 			return
 		}
 		buf = data
+		if s.cfg.Tty {
+			// Input typed before the container's terminal exists waits for it.
+			select {
+			case <-s.consoleReady:
+			case <-ctx.Done():
+				return
+			}
+		}
 		switch kind {
 		case frameStdin:
 			s.stdinMu.Lock()
 			target := s.stdin
-			if s.console != nil {
+			if s.cfg.Tty {
 				target = s.console
 			}
 			if target != nil {
@@ -744,12 +742,12 @@ func (s *shim) readInput(ctx context.Context, r *bufio.Reader, gone func()) {
 			s.stdinMu.Unlock()
 		case frameStdinClose:
 			s.stdinMu.Lock()
-			if s.stdin != nil {
-				s.stdin.Close()
-				s.stdin = nil
-			} else if s.console != nil {
+			if s.cfg.Tty {
 				// On a terminal, end of input is the EOF character (Ctrl-D).
 				s.console.Write([]byte{4})
+			} else if s.stdin != nil {
+				s.stdin.Close()
+				s.stdin = nil
 			}
 			s.stdinMu.Unlock()
 		}
