@@ -167,7 +167,11 @@ func (c *Client) ContainerLogs(ctx context.Context, id string, o LogsOptions, st
 }
 
 // copyFrames writes output frames to stdout and stderr until an exit frame or the end.
+// Output is written in large pieces while frames keep coming, at once when they pause.
 func copyFrames(r *bufio.Reader, stdout, stderr io.Writer) (*ExitFrame, error) {
+	out, errOut := bufio.NewWriterSize(stdout, 256<<10), bufio.NewWriterSize(stderr, 64<<10)
+	defer out.Flush()
+	defer errOut.Flush()
 	var buf []byte
 	for {
 		kind, data, err := ReadFrame(r, buf)
@@ -177,13 +181,23 @@ func copyFrames(r *bufio.Reader, stdout, stderr io.Writer) (*ExitFrame, error) {
 		buf = data
 		switch kind {
 		case FrameStdout:
-			if _, err := stdout.Write(data); err != nil {
+			if _, err := out.Write(data); err != nil {
 				return nil, err
 			}
 		case FrameStderr:
-			if _, err := stderr.Write(data); err != nil {
+			if _, err := errOut.Write(data); err != nil {
 				return nil, err
 			}
+		}
+		if r.Buffered() == 0 || kind == FrameExit {
+			if err := out.Flush(); err != nil {
+				return nil, err
+			}
+			if err := errOut.Flush(); err != nil {
+				return nil, err
+			}
+		}
+		switch kind {
 		case FrameExit:
 			var f ExitFrame
 			if err := json.Unmarshal(data, &f); err != nil {

@@ -438,6 +438,9 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, stdin, tty bool
 	if !tty {
 		up.streams.Stderr = &frameWriter{w: up.w, kind: FrameStderr}
 	}
+	// Whoever writes the output flushes when it has no more at hand (Streams.Stdout
+	// is a Flusher); a final flush in any case.
+	defer up.w.flush()
 	if stdin {
 		pr, pw := io.Pipe()
 		up.stdin, up.streams.Stdin = pw, pr

@@ -73,7 +73,9 @@ func ReadFrame(r *bufio.Reader, buf []byte) (byte, []byte, error) {
 	return h[0], buf, err
 }
 
-// frameWriter writes everything written to it as frames of one kind.
+// frameWriter writes everything written to it as frames of one kind. Its frames are
+// buffered until Flush: the writer flushes when it has nothing more at hand, so that a
+// stream of small chunks goes out in few writes and a lone keystroke's echo at once.
 type frameWriter struct {
 	w    *lockedWriter
 	kind byte
@@ -83,13 +85,16 @@ func (f *frameWriter) Write(p []byte) (int, error) {
 	total := len(p)
 	for len(p) > 0 {
 		n := min(len(p), maxFramePayload)
-		if err := f.w.frame(f.kind, p[:n]); err != nil {
+		if err := f.w.buffered(f.kind, p[:n]); err != nil {
 			return 0, err
 		}
 		p = p[n:]
 	}
 	return total, nil
 }
+
+// Flush sends the buffered frames.
+func (f *frameWriter) Flush() error { return f.w.flush() }
 
 // lockedWriter lets several goroutines write whole frames to one connection.
 type lockedWriter struct {
@@ -101,11 +106,25 @@ func newLockedWriter(w io.Writer) *lockedWriter {
 	return &lockedWriter{w: bufio.NewWriterSize(w, 64<<10)}
 }
 
+// frame writes a frame and sends it at once.
 func (l *lockedWriter) frame(kind byte, p []byte) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err := WriteFrame(l.w, kind, p); err != nil {
 		return err
 	}
+	return l.w.Flush()
+}
+
+// buffered writes a frame to be sent at the next flush.
+func (l *lockedWriter) buffered(kind byte, p []byte) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return WriteFrame(l.w, kind, p)
+}
+
+func (l *lockedWriter) flush() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	return l.w.Flush()
 }

@@ -164,6 +164,9 @@ func TestEveryLifecycleVerb(t *testing.T) {
 	if out := d.MustRun("ps"); !regexp.MustCompile(`(?m)^` + id[:12] + `\s.*Up .*life$`).MatchString(out) {
 		t.Errorf("ps:\n%s", out)
 	}
+	if out := d.MustRun("info"); !strings.Contains(out, "Containers: 1 (running 1, paused 0, stopped 0)") || !strings.Contains(out, "Runtimes: oci") {
+		t.Errorf("info:\n%s", out)
+	}
 
 	d.MustRun("pause", "life")
 	if c := inspectContainer(t, d, "life"); c.State != "paused" {

@@ -88,8 +88,14 @@ type Stats struct {
 	At          time.Time `json:"at"`
 }
 
+// Flusher is an output stream that buffers: a runtime flushes it when it has no more
+// output at hand.
+type Flusher interface {
+	Flush() error
+}
+
 // Streams are the standard streams of a process for attach and exec. With a terminal,
-// Stderr is unused: the terminal carries both.
+// Stderr is unused: the terminal carries both. Stdout and Stderr may be Flushers.
 type Streams struct {
 	Stdin  io.Reader
 	Stdout io.Writer

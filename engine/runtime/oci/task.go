@@ -291,3 +291,25 @@ func execError(logPath string) string {
 	}
 	return msg
 }
+
+// flushing makes a writer that flushes after every write, for streams copied by os/exec
+// (which knows nothing of flushing).
+func flushing(w io.Writer) io.Writer {
+	if f, ok := w.(rt.Flusher); ok {
+		return flushWriter{w, f}
+	}
+	return w
+}
+
+type flushWriter struct {
+	w io.Writer
+	f rt.Flusher
+}
+
+func (fw flushWriter) Write(p []byte) (int, error) {
+	n, err := fw.w.Write(p)
+	if err == nil {
+		err = fw.f.Flush()
+	}
+	return n, err
+}

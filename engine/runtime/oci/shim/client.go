@@ -284,6 +284,17 @@ func (c *Client) Attach(ctx context.Context, s rt.Streams) (*rt.ExitStatus, erro
 					return nil, err
 				}
 			}
+		}
+		if r.Buffered() == 0 || kind == frameExit {
+			for _, w := range []io.Writer{s.Stdout, s.Stderr} {
+				if f, ok := w.(rt.Flusher); ok {
+					if err := f.Flush(); err != nil {
+						return nil, err
+					}
+				}
+			}
+		}
+		switch kind {
 		case frameExit:
 			var st rt.ExitStatus
 			if err := json.Unmarshal(data, &st); err != nil {
