@@ -2,10 +2,10 @@ package api
 
 import (
 	"bufio"
-	"encoding/binary"
-	"fmt"
 	"io"
 	"sync"
+
+	"github.com/flyingdutchman/flyingdutchman/engine/runtime/frames"
 )
 
 // Attach, exec and start-with-attach upgrade their HTTP connection (Upgrade:
@@ -14,16 +14,16 @@ import (
 // and that many bytes.
 const (
 	// FrameStdin carries input, client to daemon.
-	FrameStdin byte = 0
+	FrameStdin = frames.Stdin
 	// FrameStdout and FrameStderr carry output, daemon to client.
-	FrameStdout byte = 1
-	FrameStderr byte = 2
+	FrameStdout = frames.Stdout
+	FrameStderr = frames.Stderr
 	// FrameExit ends a stream, daemon to client: an ExitFrame as JSON.
-	FrameExit byte = 3
+	FrameExit = frames.Exit
 	// FrameStdinClose says there is no more input, client to daemon.
-	FrameStdinClose byte = 4
+	FrameStdinClose = frames.StdinClose
 	// FrameResize sets the terminal size, client to daemon: a ResizeFrame as JSON.
-	FrameResize byte = 5
+	FrameResize = frames.Resize
 )
 
 // UpgradeProtocol is the protocol name of an upgraded connection.
@@ -41,37 +41,11 @@ type ResizeFrame struct {
 	Cols uint16 `json:"cols"`
 }
 
-const maxFramePayload = 1 << 20
-
 // WriteFrame writes one frame.
-func WriteFrame(w io.Writer, kind byte, p []byte) error {
-	var h [5]byte
-	h[0] = kind
-	binary.BigEndian.PutUint32(h[1:], uint32(len(p)))
-	if _, err := w.Write(h[:]); err != nil {
-		return err
-	}
-	_, err := w.Write(p)
-	return err
-}
+func WriteFrame(w io.Writer, kind byte, p []byte) error { return frames.Write(w, kind, p) }
 
 // ReadFrame reads one frame into buf (grown as needed) and returns its kind and payload.
-func ReadFrame(r *bufio.Reader, buf []byte) (byte, []byte, error) {
-	var h [5]byte
-	if _, err := io.ReadFull(r, h[:]); err != nil {
-		return 0, nil, err
-	}
-	n := binary.BigEndian.Uint32(h[1:])
-	if n > maxFramePayload {
-		return 0, nil, fmt.Errorf("frame of %d bytes is too big", n)
-	}
-	if cap(buf) < int(n) {
-		buf = make([]byte, n)
-	}
-	buf = buf[:n]
-	_, err := io.ReadFull(r, buf)
-	return h[0], buf, err
-}
+func ReadFrame(r *bufio.Reader, buf []byte) (byte, []byte, error) { return frames.Read(r, buf) }
 
 // frameWriter writes everything written to it as frames of one kind. Its frames are
 // buffered until Flush: the writer flushes when it has nothing more at hand, so that a
@@ -84,7 +58,7 @@ type frameWriter struct {
 func (f *frameWriter) Write(p []byte) (int, error) {
 	total := len(p)
 	for len(p) > 0 {
-		n := min(len(p), maxFramePayload)
+		n := min(len(p), frames.MaxPayload)
 		if err := f.w.buffered(f.kind, p[:n]); err != nil {
 			return 0, err
 		}

@@ -48,6 +48,14 @@ func newContainer(c *Container) *container {
 // snapshot is the container's current record; callers must not change it.
 func (ct *container) snapshot() *Container { return ct.rec.Load() }
 
+// cancelRestartLocked drops a pending restart of the restart policy. The caller holds mu.
+func (ct *container) cancelRestartLocked() {
+	if ct.restartTimer != nil {
+		ct.restartTimer.Stop()
+		ct.restartTimer = nil
+	}
+}
+
 // detach forgets the task without stopping it (the engine is closing).
 func (ct *container) detach() {
 	ct.mu.Lock()
@@ -355,10 +363,7 @@ func (e *Engine) Start(ctx context.Context, ref string, opts StartOptions) error
 		return nil
 	case Restarting:
 		ct.mu.Lock()
-		if ct.restartTimer != nil {
-			ct.restartTimer.Stop()
-			ct.restartTimer = nil
-		}
+		ct.cancelRestartLocked()
 		ct.mu.Unlock()
 	case Created, Stopped:
 	default:
@@ -646,10 +651,7 @@ func (e *Engine) stop(ctx context.Context, ct *container, timeout *time.Duration
 		return nil
 	case Restarting:
 		ct.mu.Lock()
-		if ct.restartTimer != nil {
-			ct.restartTimer.Stop()
-			ct.restartTimer = nil
-		}
+		ct.cancelRestartLocked()
 		err := e.transitionLocked(ct, Stopped, action, nil, func(c *Container) { c.ManuallyStopped = true })
 		ct.mu.Unlock()
 		return err
@@ -848,10 +850,7 @@ func (e *Engine) Remove(ctx context.Context, ref string, opts RemoveOptions) err
 		}
 	}
 	ct.mu.Lock()
-	if ct.restartTimer != nil {
-		ct.restartTimer.Stop()
-		ct.restartTimer = nil
-	}
+	ct.cancelRestartLocked()
 	err = e.transitionLocked(ct, Removing, "", nil, nil)
 	ct.mu.Unlock()
 	if err != nil {

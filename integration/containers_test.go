@@ -349,6 +349,19 @@ func TestRunWithATerminal(t *testing.T) {
 	if code := term.Wait(30 * time.Second); code != 5 {
 		t.Errorf("run -it sh; exit 5: the CLI exited %d", code)
 	}
+	// exec -it: a shell in a running container answers as it goes, not at its end.
+	d.MustRun("run", "-d", "--name", "host", bb, "sh", "-c", sleeper)
+	cmd := exec.Command(harness.Binary(t), "exec", "-it", "host", "sh")
+	cmd.Env = append(os.Environ(), "DUTCHMAN_HOST="+d.Host(), "TERM=xterm")
+	ex := harness.StartTerminal(t, cmd, 30, 100)
+	ex.Expect("/ # ", 30*time.Second)
+	ex.Type("echo in-exec-$((6*7))\r")
+	ex.Expect("in-exec-42", 10*time.Second)
+	ex.Type("exit 3\r")
+	if code := ex.Wait(30 * time.Second); code != 3 {
+		t.Errorf("exec -it sh; exit 3: the CLI exited %d", code)
+	}
+
 	// Ctrl-D on an empty line ends the shell.
 	term = run()
 	term.Expect("/ # ", 30*time.Second)

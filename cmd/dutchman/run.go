@@ -234,44 +234,70 @@ func runError(err error) error {
 	return &exitError{code: code, err: err}
 }
 
-// attachStreams connects this terminal (or these pipes) to a container: starting it
-// (start) or attaching to it running, and returns its exit code.
-func (c *cli) attachStreams(ctx context.Context, cl *api.Client, id string, stdin, tty, start bool) (int, error) {
-	o := api.StreamOptions{Stdout: os.Stdout, Stderr: os.Stderr}
+// terminalStreams connects this process's streams for a container's process: input if
+// stdin; with tty, this terminal in raw mode (when input is one) and its size, now and on
+// every change (after delay: an exec's terminal exists a moment after the stream opens).
+// done restores the terminal.
+func terminalStreams(stdin, tty bool, delay time.Duration) (o api.StreamOptions, done func(), err error) {
+	o = api.StreamOptions{Stdout: os.Stdout, Stderr: os.Stderr}
+	var undo []func()
+	done = func() {
+		for _, f := range undo {
+			f()
+		}
+	}
 	if stdin {
 		o.Stdin = os.Stdin
 	}
-	if tty && stdin && term.IsTerminal(int(os.Stdin.Fd())) {
+	if !tty {
+		return o, done, nil
+	}
+	if stdin && term.IsTerminal(int(os.Stdin.Fd())) {
 		old, err := term.MakeRaw(int(os.Stdin.Fd()))
 		if err != nil {
-			return 0, err
+			return o, done, err
 		}
-		defer term.Restore(int(os.Stdin.Fd()), old)
+		undo = append(undo, func() { term.Restore(int(os.Stdin.Fd()), old) })
 	}
-	if tty {
-		if w, h, err := term.GetSize(int(os.Stdout.Fd())); err == nil {
-			o.Size = &api.ResizeFrame{Rows: uint16(h), Cols: uint16(w)}
-		}
-		resize := make(chan api.ResizeFrame, 4)
-		o.Resize = resize
-		sendSize := func() {
-			if w, h, err := term.GetSize(int(os.Stdout.Fd())); err == nil {
-				select {
-				case resize <- api.ResizeFrame{Rows: uint16(h), Cols: uint16(w)}:
-				default:
-				}
+	size := func() (api.ResizeFrame, bool) {
+		w, h, err := term.GetSize(int(os.Stdout.Fd()))
+		return api.ResizeFrame{Rows: uint16(h), Cols: uint16(w)}, err == nil
+	}
+	if sz, ok := size(); ok {
+		o.Size = &sz
+	}
+	resize := make(chan api.ResizeFrame, 4)
+	o.Resize = resize
+	send := func() {
+		if sz, ok := size(); ok {
+			select {
+			case resize <- sz:
+			default:
 			}
 		}
-		winch := make(chan os.Signal, 1)
-		signal.Notify(winch, syscall.SIGWINCH)
-		defer signal.Stop(winch)
-		go func() {
-			sendSize()
-			for range winch {
-				sendSize()
-			}
-		}()
-	} else {
+	}
+	winch := make(chan os.Signal, 1)
+	signal.Notify(winch, syscall.SIGWINCH)
+	undo = append(undo, func() { signal.Stop(winch) })
+	go func() {
+		time.Sleep(delay)
+		send()
+		for range winch {
+			send()
+		}
+	}()
+	return o, done, nil
+}
+
+// attachStreams connects this terminal (or these pipes) to a container: starting it
+// (start) or attaching to it running, and returns its exit code.
+func (c *cli) attachStreams(ctx context.Context, cl *api.Client, id string, stdin, tty, start bool) (int, error) {
+	o, done, err := terminalStreams(stdin, tty, 0)
+	defer done()
+	if err != nil {
+		return 0, err
+	}
+	if !tty {
 		// Without a terminal, Ctrl-C and termination signals go to the container, as
 		// docker run's signal proxy does.
 		c.proxy(func(sig os.Signal) {
@@ -287,39 +313,10 @@ func (c *cli) attachStreams(ctx context.Context, cl *api.Client, id string, stdi
 
 // execStreams runs a process in a container with this terminal's streams.
 func (c *cli) execStreams(ctx context.Context, cl *api.Client, id string, req api.ExecRequest, stdin bool) (int, error) {
-	o := api.StreamOptions{Stdout: os.Stdout, Stderr: os.Stderr}
-	if stdin {
-		o.Stdin = os.Stdin
-	}
-	if req.Tty && stdin && term.IsTerminal(int(os.Stdin.Fd())) {
-		old, err := term.MakeRaw(int(os.Stdin.Fd()))
-		if err != nil {
-			return 0, err
-		}
-		defer term.Restore(int(os.Stdin.Fd()), old)
-	}
-	if req.Tty {
-		resize := make(chan api.ResizeFrame, 4)
-		o.Resize = resize
-		sendSize := func() {
-			if w, h, err := term.GetSize(int(os.Stdout.Fd())); err == nil {
-				select {
-				case resize <- api.ResizeFrame{Rows: uint16(h), Cols: uint16(w)}:
-				default:
-				}
-			}
-		}
-		winch := make(chan os.Signal, 1)
-		signal.Notify(winch, syscall.SIGWINCH)
-		defer signal.Stop(winch)
-		go func() {
-			// The process's terminal exists a moment after the stream opens.
-			time.Sleep(100 * time.Millisecond)
-			sendSize()
-			for range winch {
-				sendSize()
-			}
-		}()
+	o, done, err := terminalStreams(stdin, req.Tty, 100*time.Millisecond)
+	defer done()
+	if err != nil {
+		return 0, err
 	}
 	return cl.ContainerExec(ctx, id, req, o)
 }

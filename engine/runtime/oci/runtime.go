@@ -15,6 +15,7 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/flyingdutchman/flyingdutchman/engine/logs"
 	rt "github.com/flyingdutchman/flyingdutchman/engine/runtime"
@@ -87,6 +88,13 @@ func New(root string, opts ...Option) (*Runtime, error) {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, err
 		}
+	}
+	// A process exec'd with a terminal is started by runc detached (runc passes a
+	// terminal on only then); as a subreaper this process stays its parent and gets its
+	// exit status. Only such processes are orphaned to it: everything else it starts,
+	// it waits for.
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return nil, fmt.Errorf("become a subreaper: %w", err)
 	}
 	r.refill()
 	return r, nil

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -159,8 +160,10 @@ func (t *task) Close() error {
 	return nil
 }
 
-// Exec runs a process in the container with runc exec, which stays its parent and exits
-// with its status.
+// Exec runs a process in the container. Without a terminal, runc exec stays its parent
+// and exits with its status. With one, runc must detach (it passes a terminal on only
+// then): the process becomes this process's child, a subreaper (see New), and is waited
+// for here.
 func (t *task) Exec(ctx context.Context, cfg *rt.ExecConfig, s rt.Streams, resize <-chan [2]uint16) (rt.ExitStatus, error) {
 	proc, err := ExecProcess(t.rootfs, cfg, nil)
 	if err != nil {
@@ -180,87 +183,16 @@ func (t *task) Exec(ctx context.Context, cfg *rt.ExecConfig, s rt.Streams, resiz
 	logPath := f.Name() + ".log"
 	defer os.Remove(logPath)
 	args := []string{"--root", t.r.runcRoot(), "--log", logPath, "--log-format", "json", "exec", "--process", f.Name()}
-	var receive func() (*os.File, error)
+	// os/exec and the terminal copy know nothing of flushing: flush every write.
+	s.Stdout, s.Stderr = flushing(s.Stdout), flushing(s.Stderr)
+	var st rt.ExitStatus
 	if cfg.Tty {
-		path, recv, err := shim.ConsoleSocket()
-		if err != nil {
-			return rt.ExitStatus{}, err
-		}
-		receive = recv
-		args = append(args, "--tty", "--console-socket", path)
+		st, err = t.execTerminal(ctx, args, f.Name()+".pid", logPath, s, resize)
+	} else {
+		st, err = t.execPipes(ctx, args, s)
 	}
-	args = append(args, t.id)
-	cmd := exec.Command(t.r.runc, args...)
-	var stdin io.WriteCloser
-	if !cfg.Tty {
-		cmd.Stdout, cmd.Stderr = s.Stdout, s.Stderr
-		if s.Stdout == nil {
-			cmd.Stdout = io.Discard
-		}
-		if s.Stderr == nil {
-			cmd.Stderr = io.Discard
-		}
-		if s.Stdin != nil {
-			// Copied here rather than by os/exec, whose Wait would wait for the input
-			// to end even after the process did.
-			if stdin, err = cmd.StdinPipe(); err != nil {
-				return rt.ExitStatus{}, err
-			}
-		}
-	}
-	if err := cmd.Start(); err != nil {
+	if err != nil {
 		return rt.ExitStatus{}, err
-	}
-	if stdin != nil {
-		go func() {
-			io.Copy(stdin, s.Stdin)
-			stdin.Close()
-		}()
-	}
-	finished := make(chan struct{})
-	defer close(finished)
-	stop := context.AfterFunc(ctx, func() { cmd.Process.Signal(syscall.SIGKILL) })
-	defer stop()
-	var console *os.File
-	var copies sync.WaitGroup
-	if receive != nil {
-		console, err = receive()
-		if err != nil {
-			cmd.Process.Kill()
-			cmd.Wait()
-			return rt.ExitStatus{}, fmt.Errorf("exec terminal: %w", err)
-		}
-		defer console.Close()
-		if s.Stdin != nil {
-			go io.Copy(console, s.Stdin)
-		}
-		copies.Add(1)
-		go func() {
-			defer copies.Done()
-			if s.Stdout != nil {
-				io.Copy(s.Stdout, console) // ends with EIO when the process's side closes
-			}
-		}()
-		go func() {
-			for {
-				select {
-				case sz := <-resize:
-					unix.IoctlSetWinsize(int(console.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: sz[0], Col: sz[1]})
-				case <-finished:
-					return
-				}
-			}
-		}()
-	}
-	err = cmd.Wait()
-	copies.Wait()
-	var ee *exec.ExitError
-	if err != nil && !errors.As(err, &ee) {
-		return rt.ExitStatus{}, err
-	}
-	st := rt.ExitStatus{Code: cmd.ProcessState.ExitCode(), At: nowUTC()}
-	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		st.Code, st.Signal = 128+int(ws.Signal()), ws.Signal()
 	}
 	// runc exec fails with 255 when the process could not start at all.
 	if st.Code == 255 {
@@ -273,6 +205,123 @@ func (t *task) Exec(ctx context.Context, cfg *rt.ExecConfig, s rt.Streams, resiz
 		}
 	}
 	return st, nil
+}
+
+func (t *task) execPipes(ctx context.Context, args []string, s rt.Streams) (rt.ExitStatus, error) {
+	cmd := exec.Command(t.r.runc, append(args, t.id)...)
+	cmd.Stdout, cmd.Stderr = s.Stdout, s.Stderr
+	if s.Stdout == nil {
+		cmd.Stdout = io.Discard
+	}
+	if s.Stderr == nil {
+		cmd.Stderr = io.Discard
+	}
+	var stdin io.WriteCloser
+	if s.Stdin != nil {
+		// Copied here rather than by os/exec, whose Wait would wait for the input to end
+		// even after the process did.
+		var err error
+		if stdin, err = cmd.StdinPipe(); err != nil {
+			return rt.ExitStatus{}, err
+		}
+	}
+	if err := cmd.Start(); err != nil {
+		return rt.ExitStatus{}, err
+	}
+	if stdin != nil {
+		go func() {
+			io.Copy(stdin, s.Stdin)
+			stdin.Close()
+		}()
+	}
+	stop := context.AfterFunc(ctx, func() { cmd.Process.Signal(syscall.SIGKILL) })
+	defer stop()
+	err := cmd.Wait()
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		return rt.ExitStatus{}, err
+	}
+	return exitStatus(cmd.ProcessState.Sys().(syscall.WaitStatus)), nil
+}
+
+func (t *task) execTerminal(ctx context.Context, args []string, pidFile, logPath string, s rt.Streams, resize <-chan [2]uint16) (rt.ExitStatus, error) {
+	path, receive, err := shim.ConsoleSocket()
+	if err != nil {
+		return rt.ExitStatus{}, err
+	}
+	defer os.Remove(pidFile)
+	args = append(args, "--detach", "--tty", "--console-socket", path, "--pid-file", pidFile, t.id)
+	out, err := exec.CommandContext(ctx, t.r.runc, args...).CombinedOutput()
+	console, cerr := receive()
+	if err != nil {
+		if console != nil {
+			console.Close()
+		}
+		if msg := execError(logPath); msg != "" {
+			return rt.ExitStatus{Code: 255}, nil // Exec reports the log's error
+		}
+		return rt.ExitStatus{}, fmt.Errorf("runc exec: %s", strings.TrimSpace(string(out)))
+	}
+	if cerr != nil {
+		return rt.ExitStatus{}, fmt.Errorf("exec terminal: %w", cerr)
+	}
+	defer console.Close()
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		return rt.ExitStatus{}, err
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return rt.ExitStatus{}, fmt.Errorf("exec pid: %w", err)
+	}
+	exited := make(chan unix.WaitStatus, 1)
+	go func() {
+		var ws unix.WaitStatus
+		for {
+			_, err := unix.Wait4(pid, &ws, 0, nil)
+			if err != unix.EINTR {
+				break
+			}
+		}
+		exited <- ws
+	}()
+	stop := context.AfterFunc(ctx, func() { unix.Kill(pid, unix.SIGKILL) })
+	defer stop()
+	if s.Stdin != nil {
+		go io.Copy(console, s.Stdin)
+	}
+	copied := make(chan struct{})
+	go func() {
+		defer close(copied)
+		if s.Stdout != nil {
+			io.Copy(s.Stdout, console) // ends with EIO once the process's side closes
+		}
+	}()
+	var ws unix.WaitStatus
+	for waiting := true; waiting; {
+		select {
+		case ws = <-exited:
+			waiting = false
+		case sz := <-resize:
+			unix.IoctlSetWinsize(int(console.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: sz[0], Col: sz[1]})
+		}
+	}
+	select {
+	case <-copied:
+	case <-time.After(time.Second):
+		// A process the exec started keeps the terminal open: its output is not
+		// the exec's any more.
+	}
+	return exitStatus(syscall.WaitStatus(ws)), nil
+}
+
+// exitStatus is how Docker reports a wait status: the exit code, or 128 + the signal.
+func exitStatus(ws syscall.WaitStatus) rt.ExitStatus {
+	st := rt.ExitStatus{Code: ws.ExitStatus(), At: nowUTC()}
+	if ws.Signaled() {
+		st.Code, st.Signal = 128+int(ws.Signal()), ws.Signal()
+	}
+	return st
 }
 
 func execError(logPath string) string {

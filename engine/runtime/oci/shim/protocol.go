@@ -5,14 +5,13 @@ package shim
 import (
 	"bufio"
 	"crypto/rand"
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"io"
 
 	"github.com/flyingdutchman/flyingdutchman/engine/logs"
 	rt "github.com/flyingdutchman/flyingdutchman/engine/runtime"
+	"github.com/flyingdutchman/flyingdutchman/engine/runtime/frames"
 )
 
 // Config is what the daemon tells a shim, in STATEDIR/shim.json.
@@ -68,45 +67,19 @@ type response struct {
 	Exit  *rt.ExitStatus `json:"exit,omitempty"`
 }
 
-// Frame kinds of an attach stream.
+// Frames of an attach stream (engine/runtime/frames).
 const (
-	frameStdin      byte = 0 // client to shim: input
-	frameStdout     byte = 1 // shim to client: output
-	frameStderr     byte = 2
-	frameExit       byte = 3 // shim to client: the process exited (payload: ExitStatus JSON)
-	frameStdinClose byte = 4 // client to shim: no more input
+	frameStdin      = frames.Stdin
+	frameStdout     = frames.Stdout
+	frameStderr     = frames.Stderr
+	frameExit       = frames.Exit
+	frameStdinClose = frames.StdinClose
 )
 
-// maxFrame bounds a frame's payload.
-const maxFrame = 1 << 20
-
-func writeFrame(w io.Writer, kind byte, p []byte) error {
-	var h [5]byte
-	h[0] = kind
-	binary.BigEndian.PutUint32(h[1:], uint32(len(p)))
-	if _, err := w.Write(h[:]); err != nil {
-		return err
-	}
-	_, err := w.Write(p)
-	return err
-}
-
-func readFrame(r *bufio.Reader, buf []byte) (byte, []byte, error) {
-	var h [5]byte
-	if _, err := io.ReadFull(r, h[:]); err != nil {
-		return 0, nil, err
-	}
-	n := binary.BigEndian.Uint32(h[1:])
-	if n > maxFrame {
-		return 0, nil, fmt.Errorf("frame of %d bytes is too big", n)
-	}
-	if cap(buf) < int(n) {
-		buf = make([]byte, n)
-	}
-	buf = buf[:n]
-	_, err := io.ReadFull(r, buf)
-	return h[0], buf, err
-}
+var (
+	writeFrame = frames.Write
+	readFrame  = frames.Read
+)
 
 func writeJSONLine(w io.Writer, v any) error {
 	b, err := json.Marshal(v)
