@@ -339,6 +339,17 @@ func TestRunWithATerminal(t *testing.T) {
 	term.Expect("/dev/pts/0", 10*time.Second)
 	term.Expect("37 91", 10*time.Second)
 	term.Expect("sum=42", 10*time.Second)
+	// Resizing the window resizes the container's terminal.
+	term.Expect("/ # ", 10*time.Second)
+	term.Resize(50, 120)
+	eventually(t, 10*time.Second, func() string {
+		term.Type("stty size\r")
+		time.Sleep(200 * time.Millisecond)
+		if !term.Shows("50 120") {
+			return "the container's terminal did not follow the window to 50x120"
+		}
+		return ""
+	})
 	// Ctrl-C interrupts the foreground command in the container, not the CLI.
 	term.Expect("/ # ", 10*time.Second)
 	term.Type("sleep 100; echo after-sleep\r")

@@ -130,3 +130,25 @@ func (term *Terminal) Wait(within time.Duration) int {
 	}
 	return 0
 }
+
+// Resize changes the terminal's size, as resizing its window does (the program gets
+// SIGWINCH).
+func (term *Terminal) Resize(rows, cols uint16) {
+	term.t.Helper()
+	if err := unix.IoctlSetWinsize(int(term.master.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: rows, Col: cols}); err != nil {
+		term.t.Fatal(err)
+	}
+}
+
+// Shows tells whether the program has printed want since the last Expect, and consumes
+// it if so.
+func (term *Terminal) Shows(want string) bool {
+	term.mu.Lock()
+	defer term.mu.Unlock()
+	i := bytes.Index(term.out.Bytes(), []byte(want))
+	if i < 0 {
+		return false
+	}
+	term.out.Next(i + len(want))
+	return true
+}
