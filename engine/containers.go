@@ -1,10 +1,13 @@
 package engine
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -1084,4 +1087,60 @@ func (e *Engine) Logs(ctx context.Context, ref string, opts logs.ReadOptions, fn
 		return nil // never started: no output yet
 	}
 	return err
+}
+
+// RuntimeSpec is the runtime's description of container ref (for runc, its OCI
+// config.json), indented.
+func (e *Engine) RuntimeSpec(ctx context.Context, ref string) ([]byte, error) {
+	ct, err := e.lookup(ref)
+	if err != nil {
+		return nil, err
+	}
+	c := ct.snapshot()
+	runtime := e.runtimes[c.Runtime]
+	if runtime == nil {
+		return nil, errdefs.Invalid(fmt.Errorf("unknown runtime %q", c.Runtime))
+	}
+	data, err := runtime.Describe(ctx, e.runtimeConfig(c, e.images.RootfsPath(c.ID)))
+	if err != nil {
+		return nil, err
+	}
+	var b bytes.Buffer
+	if err := json.Indent(&b, data, "", "  "); err != nil {
+		return nil, err
+	}
+	b.WriteByte('\n')
+	return b.Bytes(), nil
+}
+
+// LogFile is the file of a container's output the tree shows: "output" (both streams as
+// they came), "stdout" or "stderr". It may not exist before the first start.
+func (e *Engine) LogFile(ref, which string) (string, error) {
+	ct, err := e.lookup(ref)
+	if err != nil {
+		return "", err
+	}
+	switch which {
+	case "output", "stdout", "stderr":
+	default:
+		return "", errdefs.Invalid(fmt.Errorf("no log stream %q", which))
+	}
+	return filepath.Join(e.logDir(ct.snapshot().ID), which), nil
+}
+
+// ReportError records a failure of an operation on a container made outside the engine
+// (a write to the tree): it becomes the container's error and an event.
+func (e *Engine) ReportError(ref string, failure error) {
+	ct, err := e.lookup(ref)
+	if err != nil {
+		return
+	}
+	ct.mu.Lock()
+	next := *ct.rec.Load()
+	next.Error = failure.Error()
+	if e.persist(&next) == nil {
+		ct.rec.Store(&next)
+	}
+	ct.mu.Unlock()
+	e.publishContainer(&next, "error", map[string]string{"error": failure.Error()})
 }

@@ -95,7 +95,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		e.images.Close()
 		return fail(err)
 	}
-	if e.events, err = newEvents(db.DB); err != nil {
+	if e.events, err = newEvents(db.DB, filepath.Join(cfg.DataRoot, "events.jsonl")); err != nil {
 		e.images.Close()
 		return fail(fmt.Errorf("events: %w", err))
 	}
@@ -124,6 +124,7 @@ func (e *Engine) Close() error {
 			c.Close()
 		}
 	}
+	e.events.close()
 	err := e.images.Close()
 	if cerr := e.db.Close(); err == nil {
 		err = cerr

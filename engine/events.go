@@ -3,6 +3,8 @@ package engine
 import (
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
+	"os"
 	"sync"
 	"time"
 
@@ -61,15 +63,26 @@ type events struct {
 	mu   sync.Mutex
 	seq  uint64
 	subs map[*subscription]struct{}
+	// file is events as JSON lines, appended to as they happen: what the tree's events
+	// file shows (a plain growing file for tail -f).
+	file     *os.File
+	fileSize int64
+	path     string
 }
+
+// maxEventsFile is how large the events file grows before it is rotated (to .1).
+const maxEventsFile = 16 << 20
 
 type subscription struct {
 	filter EventFilter
 	ch     chan Event
 }
 
-func newEvents(db *bolt.DB) (*events, error) {
-	ev := &events{db: db, subs: map[*subscription]struct{}{}}
+func newEvents(db *bolt.DB, path string) (*events, error) {
+	ev := &events{db: db, subs: map[*subscription]struct{}{}, path: path}
+	if err := ev.openFile(); err != nil {
+		return nil, err
+	}
 	err := db.Update(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(bucketEvents)
 		if err != nil {
@@ -101,6 +114,7 @@ func (ev *events) publish(e Event) {
 		e.Time = time.Now().UTC()
 	}
 	data, _ := json.Marshal(e)
+	ev.appendFile(data)
 	ev.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketEvents)
 		if err := b.Put(seqKey(e.Seq), data); err != nil {
@@ -126,6 +140,45 @@ func (ev *events) publish(e Event) {
 		}
 	}
 }
+
+func (ev *events) openFile() error {
+	f, err := os.OpenFile(ev.path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("events file: %w", err)
+	}
+	info, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return err
+	}
+	ev.file, ev.fileSize = f, info.Size()
+	return nil
+}
+
+// appendFile adds an event to the events file, rotating it when it is full. The caller
+// holds ev.mu. A failure to write it loses no event: the database has it.
+func (ev *events) appendFile(data []byte) {
+	if ev.fileSize+int64(len(data))+1 > maxEventsFile {
+		ev.file.Close()
+		os.Rename(ev.path, ev.path+".1")
+		if err := ev.openFile(); err != nil {
+			return
+		}
+	}
+	n, _ := ev.file.Write(append(data, '\n'))
+	ev.fileSize += int64(n)
+}
+
+func (ev *events) close() {
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	if ev.file != nil {
+		ev.file.Close()
+	}
+}
+
+// EventsFile is the file events are appended to as JSON lines.
+func (e *Engine) EventsFile() string { return e.events.path }
 
 // Events returns the recorded events f selects and, if follow, a channel of those to
 // come (closed when cancel is called or the subscriber falls too far behind). Events

@@ -14,6 +14,12 @@ func (e *Engine) publishImage(action, id, name string) {
 	e.events.publish(Event{Type: "image", Action: action, ID: id, Name: name})
 }
 
+// ReportImageError records a failed image operation made outside the engine (a write
+// to the tree) as an event.
+func (e *Engine) ReportImageError(ref string, failure error) {
+	e.events.publish(Event{Type: "image", Action: "error", Name: ref, Attributes: map[string]string{"error": failure.Error()}})
+}
+
 // PullImage pulls ref into the image store.
 func (e *Engine) PullImage(ctx context.Context, ref string, opts ...images.PullOption) (*images.Image, error) {
 	im, err := e.images.Pull(ctx, ref, opts...)

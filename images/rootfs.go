@@ -123,6 +123,9 @@ func (s *Store) mountRootfs(rec *imageRecord, fs *Rootfs) error {
 	return mountOverlay(lowers, filepath.Join(dir, "upper"), filepath.Join(dir, "work"), fs.Path, false)
 }
 
+// RootfsPath is where root filesystem id is mounted when it is.
+func (s *Store) RootfsPath(id string) string { return filepath.Join(s.rootfsDir(), id, "merged") }
+
 // Rootfs returns the root filesystem id, mounting it if it is not (after a reboot).
 func (s *Store) Rootfs(ctx context.Context, id string) (*Rootfs, error) {
 	var r rootfsRecord

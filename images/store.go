@@ -2,7 +2,9 @@ package images
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -162,6 +164,19 @@ func Open(ctx context.Context, root string, db *bolt.DB, opts ...Option) (*Store
 	}
 	s.startSyncer(o.syncDelay)
 	return s, nil
+}
+
+// Blob returns a small stored blob (a manifest, a config) by its digest.
+func (s *Store) Blob(digest string) ([]byte, error) {
+	d, err := v1.NewHash(digest)
+	if err != nil {
+		return nil, errdefs.Invalid(fmt.Errorf("invalid digest %q: %w", digest, err))
+	}
+	data, err := s.blobs.read(d)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, errdefs.NotFound(fmt.Errorf("no blob %s", digest))
+	}
+	return data, err
 }
 
 // Driver is how this store makes root filesystems: "overlay" or "copy".

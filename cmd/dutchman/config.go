@@ -21,6 +21,8 @@ type daemonConfig struct {
 	MaxConcurrentDownloads int      `json:"max-concurrent-downloads,omitempty"`
 	StorageDriver          string   `json:"storage-driver,omitempty"`
 	LogLevel               string   `json:"log-level,omitempty"`
+	// FuseDebug logs every request the tree serves (a flag only).
+	FuseDebug bool `json:"-"`
 }
 
 func isRoot() bool { return os.Geteuid() == 0 }

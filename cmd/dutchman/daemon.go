@@ -14,6 +14,7 @@ import (
 
 	"github.com/flyingdutchman/flyingdutchman/api"
 	"github.com/flyingdutchman/flyingdutchman/engine"
+	"github.com/flyingdutchman/flyingdutchman/fs"
 )
 
 func newDaemonCommand() *cobra.Command {
@@ -60,6 +61,7 @@ SIGINT or SIGTERM stop it cleanly.`,
 			if fl.Changed("log-level") {
 				cfg.LogLevel = flags.LogLevel
 			}
+			cfg.FuseDebug = flags.FuseDebug
 			return runDaemon(cmd.Context(), cfg)
 		},
 	}
@@ -72,6 +74,8 @@ SIGINT or SIGTERM stop it cleanly.`,
 	f.IntVar(&flags.MaxConcurrentDownloads, "max-concurrent-downloads", 3, "layers one pull downloads at once")
 	f.StringVar(&flags.StorageDriver, "storage-driver", "", `container root filesystems: "overlay", "copy", or "" to choose`)
 	f.StringVar(&flags.LogLevel, "log-level", "info", "debug, info, warn or error")
+	f.BoolVar(&flags.FuseDebug, "fuse-debug", false, "log every request the tree serves")
+	f.MarkHidden("fuse-debug")
 	return cmd
 }
 
@@ -109,6 +113,20 @@ func runDaemon(ctx context.Context, cfg daemonConfig) error {
 	}
 	defer eng.Close()
 
+	// The tree is mounted before the API answers: a client that reaches the API finds
+	// it there.
+	if *cfg.Mount != "" {
+		tree, err := fs.New(ctx, fs.Options{Mountpoint: *cfg.Mount, Engine: eng, Log: log, Debug: cfg.FuseDebug})
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if err := tree.Unmount(); err != nil {
+				log.Error("unmount the tree", "mount", tree.Dir(), "err", err)
+			}
+		}()
+		log.Info("tree mounted", "mount", tree.Dir())
+	}
 	l, err := api.Listen(cfg.Socket)
 	if err != nil {
 		return fmt.Errorf("api socket: %w", err)
@@ -117,9 +135,6 @@ func runDaemon(ctx context.Context, cfg daemonConfig) error {
 	info, _ := eng.Info(ctx)
 	log.Info("dutchman daemon started", "version", version, "pid", os.Getpid(), "data-root", cfg.DataRoot,
 		"socket", cfg.Socket, "storage-driver", info.StorageDriver, "insecure-registries", strings.Join(cfg.InsecureRegistries, ","))
-	if *cfg.Mount != "" {
-		log.Warn("the tree is not served by this version; only the API is", "mount", *cfg.Mount)
-	}
 
 	err = api.NewServer(eng, version, log).Serve(ctx, l, 10*time.Second)
 	log.Info("dutchman daemon stopped")

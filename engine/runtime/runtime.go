@@ -118,6 +118,10 @@ type Runtime interface {
 	// Delete removes what Create made for id, after the task has exited. Deleting what
 	// is already gone is not an error.
 	Delete(ctx context.Context, id string) error
+	// Describe is the runtime's own description of the container cfg describes, as
+	// JSON (for runc, the OCI config.json): the one it was given if it runs, else the
+	// one it would be given now.
+	Describe(ctx context.Context, cfg *Config) ([]byte, error)
 }
 
 // Task is a created container's main process.

@@ -58,6 +58,8 @@ type Daemon struct {
 	DataRoot string
 	Socket   string
 	LogPath  string
+	// Tree is where the daemon mounts the tree, "" for nowhere (WithTree).
+	Tree     string
 	Env      []string
 	Args     []string
 	cmd      *exec.Cmd
@@ -82,6 +84,11 @@ func WithEnv(env ...string) DaemonOption {
 // WithDataRoot uses dir as the data root (to run a second daemon on the same one).
 func WithDataRoot(dir string) DaemonOption {
 	return func(d *Daemon) { d.DataRoot = dir }
+}
+
+// WithTree has the daemon mount the tree, on a directory of the test's.
+func WithTree() DaemonOption {
+	return func(d *Daemon) { d.Tree = filepath.Join(d.Dir, "tree") }
 }
 
 // NewDaemon prepares a daemon without starting it.
@@ -120,7 +127,7 @@ func (d *Daemon) Start() error {
 			return err
 		}
 	}
-	args := append([]string{"daemon", "--data-root", d.DataRoot, "--socket", d.Socket, "--mount", "",
+	args := append([]string{"daemon", "--data-root", d.DataRoot, "--socket", d.Socket, "--mount", d.Tree,
 		"--config", filepath.Join(d.Dir, "daemon.json"), "--log-level", "debug"}, d.Args...)
 	logf, err := os.OpenFile(d.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -144,6 +151,7 @@ func (d *Daemon) Start() error {
 			return fmt.Errorf("daemon exited at start (%v): %s", d.exitErr, d.Log())
 		default:
 		}
+		// The API answers once the tree is mounted.
 		if c, err := net.Dial("unix", d.Socket); err == nil {
 			c.Close()
 			return nil

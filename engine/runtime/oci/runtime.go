@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -204,6 +205,25 @@ func createError(err error) error {
 		return errdefs.Invalid(err)
 	}
 	return err
+}
+
+// Describe returns the config.json of container cfg.ID: the bundle's while the
+// container exists, else the one Create would write.
+func (r *Runtime) Describe(ctx context.Context, cfg *rt.Config) ([]byte, error) {
+	data, err := os.ReadFile(filepath.Join(r.bundle(cfg.ID), "config.json"))
+	if err == nil {
+		return data, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	bundle := r.bundle(cfg.ID)
+	spec, err := Spec(cfg, SpecOptions{CgroupsPath: cgroupsPath(cfg.ID),
+		HostnameFile: filepath.Join(bundle, "hostname"), HostsFile: filepath.Join(bundle, "hosts")})
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(spec)
 }
 
 // Load reconnects to the shim of container id. If the shim is gone, the task reports

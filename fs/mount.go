@@ -1,0 +1,199 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/flyingdutchman/flyingdutchman/engine"
+)
+
+// Options configure Mount.
+type Options struct {
+	// Mountpoint is the directory to mount the tree on; it is made if missing.
+	Mountpoint string
+	Engine     *engine.Engine
+	Log        *slog.Logger
+	// Debug logs every FUSE request.
+	Debug bool
+}
+
+// Mount is the mounted tree.
+type Mount struct {
+	dir    string
+	server *fuse.Server
+	root   *dirNode
+	log    *slog.Logger
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New mounts the tree on opts.Mountpoint and serves it until Unmount. Before mounting
+// it prepares the plain directory underneath (a README that explains a stopped engine,
+// mode 0555) and clears a stale mount a crashed daemon left.
+func New(ctx context.Context, opts Options) (*Mount, error) {
+	dir, err := filepath.Abs(opts.Mountpoint)
+	if err != nil {
+		return nil, err
+	}
+	log := opts.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	if err := clearStale(dir, log); err != nil {
+		return nil, err
+	}
+	uid, gid, err := prepareDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("mount point %s: %w", dir, err)
+	}
+	t := &tree{eng: opts.Engine, uid: uid, gid: gid, log: log, started: time.Now(), mountpoint: dir}
+	root := t.newRoot()
+	entry, attr := stableTimeout, stableTimeout
+	neg := time.Duration(0)
+	// The daemon forks (shims, runc) at any time: the FUSE device must not leak into a
+	// child, which would keep a dead tree's connection open and hang every process that
+	// touches it. go-fuse opens it without O_CLOEXEC and sets the flag after, so forks
+	// wait meanwhile; as root the mount is direct, with no fork of its own.
+	direct := os.Geteuid() == 0
+	if direct {
+		syscall.ForkLock.RLock()
+	}
+	server, err := gofs.Mount(dir, root, &gofs.Options{
+		MountOptions: fuse.MountOptions{
+			// The daemon runs as root; the tree belongs to the mount point's owner,
+			// and the kernel checks permissions against the modes shown.
+			AllowOther:        true,
+			Options:           []string{"default_permissions"},
+			Name:              "dutchman",
+			FsName:            "dutchman",
+			DirectMount:       true,
+			DirectMountStrict: direct,
+			// Passthrough to files on overlayfs (a container's rootfs) stacks two
+			// filesystems.
+			MaxStackDepth: 2,
+			Debug:         opts.Debug,
+		},
+		EntryTimeout:    &entry,
+		AttrTimeout:     &attr,
+		NegativeTimeout: &neg,
+		UID:             uid,
+		GID:             gid,
+		RootStableAttr:  &gofs.StableAttr{Ino: ino("/")},
+	})
+	if direct {
+		syscall.ForkLock.RUnlock()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("mount the tree on %s: %w", dir, err)
+	}
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	m := &Mount{dir: dir, server: server, root: root, log: log, cancel: cancel}
+	m.wg.Go(func() { m.invalidate(ctx) })
+	return m, nil
+}
+
+// Dir is where the tree is mounted.
+func (m *Mount) Dir() string { return m.dir }
+
+// Unmount unmounts the tree. Files still open in it (a shell's working directory) do
+// not stop it: the mount is then detached and goes when they are closed.
+func (m *Mount) Unmount() error {
+	m.cancel()
+	m.wg.Wait()
+	err := m.server.Unmount()
+	if err != nil {
+		m.log.Warn("tree busy, detaching it", "mount", m.dir, "err", err)
+		err = detach(m.dir)
+	}
+	return err
+}
+
+// prepareDir makes the mount point if it is missing, puts the README of a stopped
+// engine in it and makes it read-only. It returns the owner of the directory, which
+// the tree's files show as theirs.
+func prepareDir(dir string) (uid, gid uint32, err error) {
+	info, err := os.Stat(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		// A new mount point belongs to the owner of its parent (the user's home).
+		parent, perr := os.Stat(filepath.Dir(dir))
+		if perr != nil {
+			return 0, 0, perr
+		}
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			return 0, 0, err
+		}
+		uid, gid = owner(parent)
+		if err := os.Chown(dir, int(uid), int(gid)); err != nil {
+			return 0, 0, err
+		}
+		info, err = os.Stat(dir)
+	}
+	if err != nil {
+		return 0, 0, err
+	}
+	if !info.IsDir() {
+		return 0, 0, fmt.Errorf("not a directory")
+	}
+	uid, gid = owner(info)
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return 0, 0, err
+	}
+	readme := filepath.Join(dir, "README.md")
+	os.Remove(readme)
+	if err := os.WriteFile(readme, []byte(Readme(false)), 0o444); err != nil {
+		return 0, 0, err
+	}
+	if err := os.Chown(readme, int(uid), int(gid)); err != nil {
+		return 0, 0, err
+	}
+	return uid, gid, os.Chmod(dir, 0o555)
+}
+
+func owner(info fs.FileInfo) (uid, gid uint32) {
+	if st, ok := info.Sys().(*syscall.Stat_t); ok {
+		return st.Uid, st.Gid
+	}
+	return 0, 0
+}
+
+// invalidate tells the kernel at once when a container's name comes or goes, so that a
+// cached lookup never shows a removed container or hides a new one.
+func (m *Mount) invalidate(ctx context.Context) {
+	for ctx.Err() == nil {
+		_, ch, cancel := m.root.t.eng.Events(engine.EventFilter{Type: "container", Since: time.Now()}, true)
+		for {
+			var ev engine.Event
+			var ok bool
+			select {
+			case ev, ok = <-ch:
+			case <-ctx.Done():
+			}
+			if !ok {
+				break
+			}
+			switch ev.Action {
+			case "create", "destroy", "rename":
+				dir := m.root.EmbeddedInode().GetChild("containers")
+				if dir == nil {
+					continue
+				}
+				dir.NotifyEntry(ev.Name)
+				if old := ev.Attributes["oldName"]; old != "" {
+					dir.NotifyEntry(old)
+				}
+			}
+		}
+		cancel()
+	}
+}

@@ -1,0 +1,75 @@
+package fs
+
+import (
+	"context"
+	"hash/fnv"
+	"log/slog"
+	"syscall"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/flyingdutchman/flyingdutchman/engine"
+)
+
+// tree is what every node of the mount shares.
+type tree struct {
+	eng *engine.Engine
+	// uid and gid own the tree's files: the user who owns the mount point.
+	uid, gid uint32
+	log      *slog.Logger
+	started  time.Time
+	// imageErr is images/error.
+	imageErr lastError
+	// mountpoint is where the tree is mounted.
+	mountpoint string
+}
+
+// ino is the inode number of the tree path p: stable for the life of the object at p,
+// with the top bit set so that it never meets the numbers passthrough directories take
+// from their backing files.
+func ino(p string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(p))
+	return h.Sum64() | 1<<63
+}
+
+// Cache lifetimes. Names and attributes of what does not change behind the kernel's back
+// are cached; those of files whose content the engine changes (state, logs) are not, so
+// that every stat is the truth.
+//
+// go-fuse replaces a zero timeout with the mount's default, so "no cache" is the
+// shortest timeout there is: one nanosecond, expired by the time the kernel looks.
+const (
+	stableTimeout = time.Second
+	noTimeout     = time.Nanosecond
+)
+
+// attr fills out with the tree's owner and the given mode, size and time.
+func (t *tree) attr(out *fuse.Attr, mode uint32, size uint64, mtime time.Time) {
+	out.Mode = mode
+	out.Size = size
+	out.Uid, out.Gid = t.uid, t.gid
+	if mtime.IsZero() {
+		mtime = t.started
+	}
+	out.SetTimes(&mtime, &mtime, &mtime)
+	out.Nlink = 1
+	if mode&syscall.S_IFMT == syscall.S_IFDIR {
+		out.Nlink = 2
+	}
+	out.Blksize = 4096
+	out.Blocks = (size + 511) / 512
+}
+
+// child makes (or finds) the inode of node at tree path p.
+func child(ctx context.Context, parent *gofs.Inode, node gofs.InodeEmbedder, p string, mode uint32) *gofs.Inode {
+	return parent.NewInode(ctx, node, gofs.StableAttr{Mode: mode, Ino: ino(p)})
+}
+
+// entryOut sets the timeouts of a lookup answer.
+func entryOut(out *fuse.EntryOut, timeout time.Duration) {
+	out.SetEntryTimeout(timeout)
+	out.SetAttrTimeout(timeout)
+}

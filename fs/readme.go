@@ -1,0 +1,60 @@
+package fs
+
+// Readme is the tree's README.md. The one written into the plain directory under the
+// mount point (shown while the engine is down) says so first.
+func Readme(running bool) string {
+	head := "# FlyingDutchman\n\nThis folder is the FlyingDutchman container engine, served as files.\n"
+	if !running {
+		head = "# FlyingDutchman (not running)\n\n" +
+			"The FlyingDutchman engine is not running, so this folder shows only this file.\n" +
+			"Start it with `dutchman daemon` (as root), then look again: containers and\n" +
+			"images appear here as files.\n"
+	}
+	return head + readmeBody
+}
+
+const readmeBody = `
+Everything here is plain files: read them with cat, watch them with tail -f, and
+control the engine by writing one verb per line into a ctl file:
+
+    echo start > containers/web/ctl
+    cat containers/web/state
+    tail -f containers/web/logs
+    echo docker.io/library/alpine:3.20 > images/pull
+
+A write to a ctl file returns when the work is done; if it fails, the write fails
+with an errno (EINVAL: bad verb or argument, EBUSY: not in this state, ENOENT: gone)
+and the message is in the nearest error file and in events. Reading a ctl file
+lists the verbs it takes now.
+
+## Layout
+
+    README.md           this help
+    info                version, runtimes, data directory, counts (key: value lines)
+    events              every engine event, one JSON object per line (tail -f it)
+    containers/
+      NAME/             one directory per container
+        ctl             start | stop [SECONDS] | restart [SECONDS] | kill [SIGNAL] |
+                        pause | unpause | rm [-f]
+        state           created starting running stopping stopped restarting paused
+                        removing
+        status.json     the inspect view: image, pid, exit code, times, error
+        error           the last error, empty if none
+        config.json     the OCI runtime spec handed to runc
+        logs            stdout and stderr as they came, growing
+        stdout, stderr  each stream alone
+    images/
+      pull              write a reference per line to pull it; read: pulls under way
+      error             the last failed write under images/
+      REPOSITORY/TAG/   one per tagged image; Docker Hub's registry name is left out:
+                        docker.io/library/alpine:3.20 is alpine/3.20/
+        ref, digest, id, size, platform, created
+        manifest.json, config.json, history
+        ctl             rm [-f] | tag NEWREF | push [REF]
+      by-digest/sha256-HEX/   every image by its manifest digest
+
+Watching: inotify sees only changes made through this folder, not those the engine
+makes itself; follow events (tail -f events) to see everything that happens.
+
+More: docs/tree.md in the FlyingDutchman repository, and dutchman --help.
+`

@@ -1,0 +1,421 @@
+//go:build linux
+
+package integration
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/flyingdutchman/flyingdutchman/integration/harness"
+)
+
+// treeOwner is who owns the mount point in these tests: an ordinary user, so that the
+// tree showing the owner (not root, the daemon's user) is something a test can see.
+const treeOwner = 1000
+
+// treeDaemon starts a daemon that mounts the tree, with busybox pulled. It checks that
+// the daemon unmounts the tree when it stops.
+func treeDaemon(t *testing.T) (*harness.Daemon, string) {
+	t.Helper()
+	_, ims := harness.SharedImages(t)
+	d := harness.NewDaemon(t, harness.WithTree())
+	if err := os.Mkdir(d.Tree, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(d.Tree, treeOwner, treeOwner); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := d.Stop(); err != nil {
+			t.Errorf("daemon: %v", err)
+		}
+		if m := harness.Mounts(d.Tree); len(m) > 0 {
+			t.Errorf("the tree is still mounted after the daemon stopped: %v", m)
+		}
+	})
+	d.MustRun("pull", "-q", ims.Busybox)
+	return d, ims.Busybox
+}
+
+// sh runs a bash script in the tree, as a person would at a prompt, with a limit.
+func sh(t *testing.T, d *harness.Daemon, script string) harness.Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "bash", "-c", script)
+	cmd.Dir = d.Tree
+	cmd.Env = append(os.Environ(), "DUTCHMAN_HOST="+d.Host(), "LC_ALL=C")
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	if ctx.Err() != nil {
+		t.Fatalf("%s: still running after a minute (a hung tree?)\nstdout: %s\nstderr: %s", script, out.String(), errb.String())
+	}
+	code := 0
+	if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("%s: %v", script, err)
+	}
+	return harness.Result{Stdout: out.String(), Stderr: errb.String(), Code: code}
+}
+
+// mustSh runs script and fails the test unless it succeeds; it returns the output.
+func mustSh(t *testing.T, d *harness.Daemon, script string) string {
+	t.Helper()
+	r := sh(t, d, script)
+	if r.Code != 0 {
+		t.Fatalf("%s: exit %d\nstdout: %s\nstderr: %s", script, r.Code, r.Stdout, r.Stderr)
+	}
+	return r.Stdout
+}
+
+// failSh runs script, which must fail saying words on stderr.
+func failSh(t *testing.T, d *harness.Daemon, script, words string) {
+	t.Helper()
+	r := sh(t, d, script)
+	if r.Code == 0 || !strings.Contains(r.Stderr, words) {
+		t.Errorf("%s: exit %d, stderr %q; want a failure saying %q", script, r.Code, r.Stderr, words)
+	}
+}
+
+func TestTreeRootBelongsToTheUser(t *testing.T) {
+	d, bb := treeDaemon(t)
+	d.MustRun("create", "--name", "web", bb, "true")
+
+	out := mustSh(t, d, "ls -a")
+	for _, name := range []string{".", "..", "README.md", "info", "events", "containers", "images"} {
+		if !strings.Contains("\n"+out, "\n"+name+"\n") {
+			t.Errorf("ls -a of the tree lacks %s:\n%s", name, out)
+		}
+	}
+	// Every file shows the mount point's owner, not the daemon's root.
+	own := mustSh(t, d, "find . -exec stat -c '%u:%g %n' {} +")
+	for _, l := range strings.Split(strings.TrimSpace(own), "\n") {
+		if !strings.HasPrefix(l, fmt.Sprintf("%d:%d ", treeOwner, treeOwner)) {
+			t.Errorf("owner of %s; want %d:%d", l, treeOwner, treeOwner)
+		}
+	}
+	if !strings.Contains(mustSh(t, d, "cat README.md"), "echo start > containers/web/ctl") {
+		t.Errorf("README.md does not explain the verbs")
+	}
+	info := mustSh(t, d, "cat info")
+	for _, want := range []string{"containers: 1\n", "images: 1\n", "runtimes: oci\n", "data_root: " + d.DataRoot + "\n"} {
+		if !strings.Contains(info, want) {
+			t.Errorf("info lacks %q:\n%s", want, info)
+		}
+	}
+	// Inode numbers are stable while the object lives, and new for a new object.
+	ino := func() string { return mustSh(t, d, "stat -c %i containers/web containers/web/state") }
+	first := ino()
+	mustSh(t, d, "ls -lR containers >/dev/null")
+	if again := ino(); again != first {
+		t.Errorf("inode numbers changed: %q then %q", first, again)
+	}
+	d.MustRun("rm", "web")
+	d.MustRun("create", "--name", "web", bb, "true")
+	if again := ino(); again == first {
+		t.Errorf("a new container under the same name has the old inode numbers %q", again)
+	}
+	failSh(t, d, "echo x > info", "Permission denied")
+	failSh(t, d, "touch containers/newfile", "")
+
+	// Down, the plain directory explains itself.
+	if err := d.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(d.Tree, "README.md"))
+	if err != nil || !strings.Contains(string(b), "not running") {
+		t.Errorf("README.md of the stopped tree: %q, %v", b, err)
+	}
+	if st, err := os.Stat(d.Tree); err != nil || st.Mode().Perm() != 0o555 {
+		t.Errorf("mode of the stopped tree's directory: %v, %v; want 0555", st.Mode(), err)
+	}
+}
+
+func TestTreeContainerVerbs(t *testing.T) {
+	d, bb := treeDaemon(t)
+	d.MustRun("create", "--name", "web", bb, "sh", "-c", sleeper)
+	if got := mustSh(t, d, "cat containers/web/state"); got != "created\n" {
+		t.Errorf("state of a created container: %q", got)
+	}
+	if got := mustSh(t, d, "cat containers/web/ctl"); got != "start\nrm\n" {
+		t.Errorf("ctl of a created container offers %q", got)
+	}
+	// The write returns once the container runs: the next read sees it.
+	if got := mustSh(t, d, "echo start > containers/web/ctl && cat containers/web/state"); got != "running\n" {
+		t.Errorf("state right after echo start: %q", got)
+	}
+	if got := mustSh(t, d, "cat containers/web/ctl"); !strings.Contains(got, "stop [SECONDS]\n") || strings.Contains(got, "start\n") {
+		t.Errorf("ctl of a running container offers %q", got)
+	}
+	var st struct {
+		State     string  `json:"state"`
+		Pid       int     `json:"pid"`
+		StartedAt *string `json:"started_at"`
+		ExitCode  int     `json:"exit_code"`
+		Image     struct {
+			Digest string `json:"digest"`
+		} `json:"image"`
+	}
+	if err := json.Unmarshal([]byte(mustSh(t, d, "cat containers/web/status.json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.State != "running" || st.Pid == 0 || st.StartedAt == nil || !strings.HasPrefix(st.Image.Digest, "sha256:") {
+		t.Errorf("status.json of a running container: %+v", st)
+	}
+	if cfg := mustSh(t, d, "cat containers/web/config.json"); !strings.Contains(cfg, `"ociVersion"`) || !strings.Contains(cfg, "trap") {
+		t.Errorf("config.json is not the container's OCI spec:\n%s", cfg)
+	}
+
+	// Bad verbs and arguments: EINVAL, and the message where people look.
+	failSh(t, d, "echo bogus > containers/web/ctl", "Invalid argument")
+	if got := mustSh(t, d, "cat containers/web/error"); !strings.Contains(got, `unknown verb "bogus"`) {
+		t.Errorf("error after a bad verb: %q", got)
+	}
+	if !strings.Contains(mustSh(t, d, "cat events"), `unknown verb \"bogus\"`) {
+		t.Errorf("events lack the bad verb's error")
+	}
+	failSh(t, d, "echo kill NOSUCHSIG > containers/web/ctl", "Invalid argument")
+	failSh(t, d, "echo stop soon > containers/web/ctl", "Invalid argument")
+	// A verb the state forbids: EBUSY.
+	failSh(t, d, "echo unpause > containers/web/ctl", "Device or resource busy")
+	// Read-only files refuse writes.
+	failSh(t, d, "echo stopped > containers/web/state", "Permission denied")
+
+	mustSh(t, d, "echo kill USR1 > containers/web/ctl")
+	eventually(t, 10*time.Second, func() string {
+		if out := mustSh(t, d, "grep -c 'got USR1' containers/web/logs || true"); out != "1\n" {
+			return "logs lack the trap's answer to USR1: " + out
+		}
+		return ""
+	})
+	if got := mustSh(t, d, "echo pause > containers/web/ctl; cat containers/web/state; echo unpause > containers/web/ctl; cat containers/web/state"); got != "paused\nrunning\n" {
+		t.Errorf("pause, unpause: %q", got)
+	}
+	// printf without a newline: the verb runs when the file is closed.
+	if got := mustSh(t, d, "printf 'stop 5' > containers/web/ctl; cat containers/web/state"); got != "stopped\n" {
+		t.Errorf("state after stop: %q", got)
+	}
+	if err := json.Unmarshal([]byte(mustSh(t, d, "cat containers/web/status.json")), &st); err != nil || st.ExitCode != 0 || st.State != "stopped" {
+		t.Errorf("status.json after stop: %+v %v", st, err)
+	}
+	if got := mustSh(t, d, "cat containers/web/stdout"); got != "ready\ngot USR1\ngot TERM\n" {
+		t.Errorf("stdout: %q", got)
+	}
+	// Several verbs in one write run in order.
+	if got := mustSh(t, d, "printf 'start\\nstop 1\\n' > containers/web/ctl; cat containers/web/state"); got != "stopped\n" {
+		t.Errorf("start then stop in one write: %q", got)
+	}
+	// rm: the directory goes at once, with no stale cache.
+	if got := mustSh(t, d, "echo rm > containers/web/ctl; ls containers; test -e containers/web && echo still there; true"); got != "" {
+		t.Errorf("after rm: %q", got)
+	}
+}
+
+func TestTreeStreamsGrowLikeFiles(t *testing.T) {
+	d, bb := treeDaemon(t)
+	d.MustRun("run", "-d", "--name", "ticker", bb, "sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done")
+
+	// tail -f sees lines written after it started.
+	out := mustSh(t, d, "timeout 20 tail -n 0 -f containers/ticker/logs | head -n 3")
+	if n := strings.Count(out, "tick "); n != 3 {
+		t.Errorf("tail -f of logs printed %q", out)
+	}
+	// The size a stat shows is the size a read finds.
+	d.MustRun("run", "--name", "burst", bb, "sh", "-c", "seq 1 20000; seq 1 100 >&2")
+	size := mustSh(t, d, "stat -c %s containers/burst/stdout; wc -c < containers/burst/stdout; stat -c %s containers/burst/logs; wc -c < containers/burst/logs")
+	f := strings.Fields(size)
+	if len(f) != 4 || f[0] != f[1] || f[2] != f[3] || f[0] == "0" {
+		t.Errorf("stat size and bytes read differ: %q", size)
+	}
+	if got := mustSh(t, d, "tail -n 1 containers/burst/stdout; tail -n 1 containers/burst/stderr; grep -c . containers/burst/logs"); got != "20000\n100\n20100\n" {
+		t.Errorf("streams of burst: %q", got)
+	}
+	// events is a growing file too.
+	ev := sh(t, d, `timeout 20 tail -n 0 -f events | grep -m 1 -o '"name":"late"' & sleep 1; `+harness.Binary(t)+` create --name late `+bb+` true >/dev/null; wait`)
+	if !strings.Contains(ev.Stdout, `"name":"late"`) {
+		t.Errorf("tail -f events missed a new container: %q %q", ev.Stdout, ev.Stderr)
+	}
+}
+
+func TestTreeImages(t *testing.T) {
+	reg, ims := harness.SharedImages(t)
+	d, _ := treeDaemon(t)
+	host := strings.SplitN(ims.Layered, "/", 2)[0]
+
+	mustSh(t, d, "echo "+ims.Layered+" > images/pull")
+	dir := "images/" + host + "/" + strings.Replace(strings.SplitN(ims.Layered, "/", 2)[1], ":", "/", 1)
+	got := mustSh(t, d, "cat "+dir+"/ref "+dir+"/digest "+dir+"/platform")
+	if want := ims.Layered + "\n" + ims.LayeredDigest.String() + "\nlinux/amd64\n"; got != want {
+		t.Errorf("%s: ref, digest, platform %q; want %q", dir, got, want)
+	}
+	manifest := mustSh(t, d, "cat "+dir+"/manifest.json")
+	if sum := fmt.Sprintf("sha256:%x", sha256.Sum256([]byte(manifest))); sum != ims.LayeredDigest.String() {
+		t.Errorf("manifest.json hashes to %s; want %s", sum, ims.LayeredDigest)
+	}
+	if !strings.Contains(mustSh(t, d, "cat "+dir+"/config.json"), `"rootfs"`) {
+		t.Errorf("config.json is not the image's config")
+	}
+	if got := mustSh(t, d, "cat images/by-digest/sha256-"+ims.LayeredDigest.Hex+"/digest"); got != ims.LayeredDigest.String()+"\n" {
+		t.Errorf("by-digest: %q", got)
+	}
+	if got := mustSh(t, d, "cat images/pull"); got != "" {
+		t.Errorf("images/pull with no pull under way: %q", got)
+	}
+
+	// Bad input: EINVAL, an unknown image: ENOENT, the message in images/error.
+	failSh(t, d, "echo NOT/valid > images/pull", "Invalid argument")
+	if got := mustSh(t, d, "cat images/error"); !strings.Contains(got, `invalid reference "NOT/valid"`) {
+		t.Errorf("images/error: %q", got)
+	}
+	failSh(t, d, "echo "+reg.Ref("test/nothere:v1")+" > images/pull", "No such file or directory")
+	failSh(t, d, "echo frobnicate > "+dir+"/ctl", "Invalid argument")
+
+	// tag and rm through the image's ctl.
+	tagged := host + "/test/retagged/v2"
+	mustSh(t, d, "echo tag "+host+"/test/retagged:v2 > "+dir+"/ctl")
+	if got := mustSh(t, d, "cat images/"+tagged+"/digest"); got != ims.LayeredDigest.String()+"\n" {
+		t.Errorf("the new tag's digest: %q", got)
+	}
+	mustSh(t, d, "echo rm > images/"+tagged+"/ctl")
+	if r := sh(t, d, "ls images/"+tagged); r.Code == 0 {
+		t.Errorf("the removed tag is still listed: %q", r.Stdout)
+	}
+	if got := mustSh(t, d, "cat "+dir+"/digest"); got != ims.LayeredDigest.String()+"\n" {
+		t.Errorf("the first tag after removing the second: %q", got)
+	}
+}
+
+func TestTreeWriteHonoursInterrupts(t *testing.T) {
+	d, bb := treeDaemon(t)
+	// A shell as PID 1 without a trap ignores SIGTERM: stop waits for its grace period.
+	d.MustRun("run", "-d", "--name", "stubborn", bb, "sh", "-c", "while true; do sleep 0.1; done")
+	start := time.Now()
+	r := sh(t, d, "timeout -s INT 1 bash -c 'echo stop 30 > containers/stubborn/ctl'")
+	if took := time.Since(start); r.Code == 0 || took > 15*time.Second {
+		t.Errorf("an interrupted stop: exit %d after %s; want an early failure", r.Code, took)
+	}
+	if got := mustSh(t, d, "cat containers/stubborn/state"); got != "stopping\n" {
+		t.Errorf("state after the interrupted stop: %q; want the stop still under way", got)
+	}
+	if got := mustSh(t, d, "echo kill > containers/stubborn/ctl; cat containers/stubborn/state"); got != "stopped\n" {
+		t.Errorf("after kill: %q", got)
+	}
+}
+
+func TestTreeParallelWriters(t *testing.T) {
+	d, bb := treeDaemon(t)
+	const n = 6
+	for i := range n {
+		d.MustRun("create", "--name", fmt.Sprintf("p%d", i), bb, "sh", "-c", sleeper)
+	}
+	script := "for i in $(seq 0 " + fmt.Sprint(n-1) + "); do echo start > containers/p$i/ctl & done; " +
+		"for j in $(seq 20); do ls -l containers/*/ >/dev/null; done; wait; cat containers/*/state"
+	if got := mustSh(t, d, script); got != strings.Repeat("running\n", n) {
+		t.Errorf("after %d parallel starts: %q", n, got)
+	}
+	script = "for i in $(seq 0 " + fmt.Sprint(n-1) + "); do echo 'rm -f' > containers/p$i/ctl & done; wait; ls containers"
+	if got := mustSh(t, d, script); got != "" {
+		t.Errorf("after %d parallel removals: %q", n, got)
+	}
+}
+
+// TestTreeNeverHangsUnderChurn walks the whole tree, reading every file, while
+// containers come and go. Nothing may hang, and nothing may fail but a file that went
+// away between listing and reading.
+func TestTreeNeverHangsUnderChurn(t *testing.T) {
+	d, bb := treeDaemon(t)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			name := fmt.Sprintf("churn%d", i%3)
+			d.Run("rm", "-f", name)
+			d.Run("create", "--name", name, bb, "sh", "-c", sleeper)
+			sh(t, d, "echo start > containers/"+name+"/ctl; echo 'stop 2' > containers/"+name+"/ctl")
+		}
+	})
+	deadline := time.Now().Add(8 * time.Second)
+	walks := 0
+	for time.Now().Before(deadline) {
+		walks++
+		err := filepath.WalkDir(d.Tree, func(p string, e fs.DirEntry, err error) error {
+			if err != nil {
+				if errors.Is(err, fs.ErrNotExist) {
+					return nil
+				}
+				return err
+			}
+			if _, err := os.Lstat(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+			if e.Type().IsRegular() {
+				done := make(chan error, 1)
+				go func() { _, err := os.ReadFile(p); done <- err }()
+				select {
+				case err := <-done:
+					if err != nil && !errors.Is(err, fs.ErrNotExist) {
+						return fmt.Errorf("read %s: %w", p, err)
+					}
+				case <-time.After(20 * time.Second):
+					return fmt.Errorf("read %s: no answer in 20s: the tree hangs", p)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Errorf("walk %d: %v", walks, err)
+			break
+		}
+	}
+	close(stop)
+	wg.Wait()
+	t.Logf("%d walks of the whole tree", walks)
+}
+
+func TestTreeStaleMountIsClearedAtStart(t *testing.T) {
+	d, _ := treeDaemon(t)
+	d.Kill()
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(d.Tree, &st); !errors.Is(err, syscall.ENOTCONN) {
+		t.Fatalf("stat of the tree of a killed daemon: %v; want ENOTCONN", err)
+	}
+	if err := d.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustSh(t, d, "ls"); got != "README.md\ncontainers\nevents\nimages\ninfo\n" {
+		t.Errorf("ls of the tree after a restart over a stale mount: %q", got)
+	}
+	if strings.Count(mustSh(t, d, "grep -c ' "+d.Tree+" ' /proc/mounts"), "1") != 1 {
+		t.Errorf("the tree is mounted more than once")
+	}
+	// A second daemon cannot mount over a live tree.
+	other := harness.NewDaemon(t)
+	other.Tree = d.Tree
+	if err := other.Start(); err == nil || !strings.Contains(err.Error(), "already a mounted FUSE filesystem") {
+		other.Stop()
+		t.Errorf("a second daemon on a mounted tree: %v", err)
+	}
+}
