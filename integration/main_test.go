@@ -10,4 +10,6 @@ import (
 	"github.com/flyingdutchman/flyingdutchman/integration/harness"
 )
 
-func TestMain(m *testing.M) { harness.Main(m, "docker-registry", "skopeo", "script", "vim", "rsync", "setfattr", "getfattr") }
+func TestMain(m *testing.M) {
+	harness.Main(m, "docker-registry", "skopeo", "script", "vim", "rsync", "setfattr", "getfattr")
+}

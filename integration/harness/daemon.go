@@ -59,13 +59,13 @@ type Daemon struct {
 	Socket   string
 	LogPath  string
 	// Tree is where the daemon mounts the tree, "" for nowhere (WithTree).
-	Tree     string
-	Env      []string
-	Args     []string
-	cmd      *exec.Cmd
-	waited   chan struct{}
-	exitErr  error
-	t        testing.TB
+	Tree    string
+	Env     []string
+	Args    []string
+	cmd     *exec.Cmd
+	waited  chan struct{}
+	exitErr error
+	t       testing.TB
 }
 
 // DaemonOption configures StartDaemon.
