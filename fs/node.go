@@ -1,13 +1,11 @@
 package fs
 
 import (
-	"context"
 	"hash/fnv"
 	"log/slog"
 	"syscall"
 	"time"
 
-	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 
 	"github.com/flyingdutchman/flyingdutchman/engine"
@@ -61,15 +59,4 @@ func (t *tree) attr(out *fuse.Attr, mode uint32, size uint64, mtime time.Time) {
 	}
 	out.Blksize = 4096
 	out.Blocks = (size + 511) / 512
-}
-
-// child makes (or finds) the inode of node at tree path p.
-func child(ctx context.Context, parent *gofs.Inode, node gofs.InodeEmbedder, p string, mode uint32) *gofs.Inode {
-	return parent.NewInode(ctx, node, gofs.StableAttr{Mode: mode, Ino: ino(p)})
-}
-
-// entryOut sets the timeouts of a lookup answer.
-func entryOut(out *fuse.EntryOut, timeout time.Duration) {
-	out.SetEntryTimeout(timeout)
-	out.SetAttrTimeout(timeout)
 }
