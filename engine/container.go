@@ -136,6 +136,9 @@ func ParseRestartPolicy(s string) (RestartPolicy, error) {
 // minMemory is the smallest memory limit, as Docker's: less cannot start a process.
 const minMemory = 6 << 20
 
+// ValidateSpec checks what can be checked of a spec before its image is known.
+func ValidateSpec(s *Spec) error { return s.validate() }
+
 // validate checks what can be checked of a spec before its image is known.
 func (s *Spec) validate() error {
 	if s.Image == "" {

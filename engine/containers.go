@@ -1129,18 +1129,33 @@ func (e *Engine) LogFile(ref, which string) (string, error) {
 }
 
 // ReportError records a failure of an operation on a container made outside the engine
-// (a write to the tree): it becomes the container's error and an event.
+// (a write to the tree): it becomes the container's error and an event. For a name with
+// no container (a spec that never applied), only the event says it. A nil failure
+// clears the container's error (the operation succeeded since).
 func (e *Engine) ReportError(ref string, failure error) {
 	ct, err := e.lookup(ref)
 	if err != nil {
+		if failure != nil {
+			e.events.publish(Event{Type: "container", Action: "error", Name: ref, Attributes: map[string]string{"error": failure.Error()}})
+		}
 		return
+	}
+	msg := ""
+	if failure != nil {
+		msg = failure.Error()
 	}
 	ct.mu.Lock()
 	next := *ct.rec.Load()
-	next.Error = failure.Error()
-	if e.persist(&next) == nil {
+	changed := next.Error != msg
+	next.Error = msg
+	if changed && e.persist(&next) == nil {
 		ct.rec.Store(&next)
 	}
 	ct.mu.Unlock()
-	e.publishContainer(&next, "error", map[string]string{"error": failure.Error()})
+	if failure != nil {
+		e.publishContainer(&next, "error", map[string]string{"error": msg})
+	}
 }
+
+// DataRoot is the directory the engine keeps its state in.
+func (e *Engine) DataRoot() string { return e.cfg.DataRoot }

@@ -56,6 +56,9 @@ type Engine struct {
 	containers map[string]*container
 	names      map[string]string // name -> ID
 
+	// applying serialises Apply per container name.
+	applying keyedMutex
+
 	// monitors counts the goroutines waiting for tasks to exit.
 	monitors sync.WaitGroup
 	// ctx ends when the engine closes; restarts scheduled by policies stop with it.

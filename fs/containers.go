@@ -12,14 +12,16 @@ import (
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 
+	"github.com/flyingdutchman/flyingdutchman/compose"
 	"github.com/flyingdutchman/flyingdutchman/engine"
 	"github.com/flyingdutchman/flyingdutchman/errdefs"
 )
 
-// containersDir is containers/: one directory per container, named as the container.
-func (t *tree) containersDir() *dirNode {
-	return &dirNode{t: t, perm: 0o555,
-		entries: func(ctx context.Context) ([]entry, error) {
+// containersDir is containers/: one directory per container, named as the container,
+// and the spec files (NAME.yaml) with whatever scratch files editors leave beside them.
+func (t *tree) containersDir() *backedDir {
+	return t.newBackedDir(t.backing, true,
+		func(ctx context.Context) ([]entry, error) {
 			cs := t.eng.List()
 			out := make([]entry, 0, len(cs))
 			for _, c := range cs {
@@ -27,15 +29,14 @@ func (t *tree) containersDir() *dirNode {
 			}
 			return out, nil
 		},
-		find: func(ctx context.Context, name string) (entry, bool, error) {
+		func(ctx context.Context, name string) (entry, bool, error) {
 			c, err := t.eng.Get(name)
 			if err != nil || c.Name != name {
 				// Only names: an ID or a prefix of one is not a directory here.
 				return entry{}, false, nil
 			}
 			return t.containerEntry(c), true, nil
-		},
-	}
+		})
 }
 
 // containerEntry is the directory of container c. Its inode is that of the container's
@@ -67,7 +68,9 @@ func (t *tree) containerDir(id string) *dirNode {
 			if err != nil {
 				return nil, err
 			}
-			return jsonFile(statusOf(c))
+			s := statusOf(c)
+			s.Stale = t.specs.isStale(c.Name)
+			return jsonFile(s)
 		}),
 		t.value("error", key+"error", func(context.Context) ([]byte, error) {
 			c, err := get()
@@ -76,6 +79,13 @@ func (t *tree) containerDir(id string) *dirNode {
 			}
 			return line(c.Error), nil
 		}),
+		t.value("spec.yaml", key+"spec.yaml", func(context.Context) ([]byte, error) {
+			c, err := get()
+			if err != nil {
+				return nil, err
+			}
+			return compose.RenderService(c.Spec), nil
+		}),
 		t.value("config.json", key+"config.json", func(ctx context.Context) ([]byte, error) {
 			return t.eng.RuntimeSpec(ctx, id)
 		}),
@@ -83,7 +93,7 @@ func (t *tree) containerDir(id string) *dirNode {
 		t.stream("stdout", key+"stdout", logFile("stdout")),
 		t.stream("stderr", key+"stderr", logFile("stderr")),
 	}
-	return &dirNode{t: t, perm: 0o555, entries: func(context.Context) ([]entry, error) {
+	return &dirNode{virtualNode: virtualNode{t: t}, perm: 0o555, entries: func(context.Context) ([]entry, error) {
 		if _, err := get(); err != nil {
 			return nil, err
 		}
@@ -167,7 +177,7 @@ const killWait = 10 * time.Second
 const allContainerVerbs = "start, stop [SECONDS], restart [SECONDS], kill [SIGNAL], pause, unpause, rm [-f]"
 
 func (t *tree) containerCtl(id string) *ctlFile {
-	return &ctlFile{t: t,
+	return &ctlFile{virtualNode: virtualNode{t: t},
 		verbs: func(ctx context.Context) string {
 			c, err := t.eng.Get(id)
 			if err != nil {

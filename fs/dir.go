@@ -25,8 +25,7 @@ type entry struct {
 // dirNode is a directory whose entries the engine's memory gives: it reads them on every
 // listing and lookup and never caches them itself.
 type dirNode struct {
-	gofs.Inode
-	t    *tree
+	virtualNode
 	perm uint32
 	// entries lists the directory.
 	entries func(ctx context.Context) ([]entry, error)
@@ -38,7 +37,16 @@ var (
 	_ gofs.NodeGetattrer = (*dirNode)(nil)
 	_ gofs.NodeLookuper  = (*dirNode)(nil)
 	_ gofs.NodeReaddirer = (*dirNode)(nil)
+	_ gofs.NodeUnlinker  = (*dirNode)(nil)
+	_ gofs.NodeRmdirer   = (*dirNode)(nil)
 )
+
+// Unlink refuses: the engine's files go with what they show. (Without it, go-fuse
+// reports success and removes nothing.)
+func (d *dirNode) Unlink(ctx context.Context, name string) syscall.Errno { return syscall.EPERM }
+
+// Rmdir refuses, as Unlink does.
+func (d *dirNode) Rmdir(ctx context.Context, name string) syscall.Errno { return syscall.EPERM }
 
 func (d *dirNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	d.t.attr(&out.Attr, syscall.S_IFDIR|d.perm, 4096, time.Time{})
@@ -93,30 +101,19 @@ func (d *dirNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 	if err != nil {
 		return nil, toErrno(err)
 	}
-	self := d.StableAttr().Ino
-	parent := self
-	if _, p := d.Parent(); p != nil {
-		parent = p.StableAttr().Ino
-	}
-	list := make([]fuse.DirEntry, 0, len(es)+2)
-	list = append(list, fuse.DirEntry{Name: ".", Mode: syscall.S_IFDIR, Ino: self},
-		fuse.DirEntry{Name: "..", Mode: syscall.S_IFDIR, Ino: parent})
-	for _, e := range es {
-		list = append(list, fuse.DirEntry{Name: e.name, Mode: e.mode, Ino: ino(e.key)})
-	}
-	return gofs.NewListDirStream(list), 0
+	return gofs.NewListDirStream(listing(&d.Inode, es, 0)), 0
 }
 
 // value makes the entry of a valueFile.
 func (t *tree) value(name, key string, render func(ctx context.Context) ([]byte, error)) entry {
 	return entry{name: name, mode: syscall.S_IFREG | 0o444, key: key, timeout: stableTimeout,
-		node: func() gofs.InodeEmbedder { return &valueFile{t: t, render: render} }}
+		node: func() gofs.InodeEmbedder { return &valueFile{virtualNode: virtualNode{t: t}, render: render} }}
 }
 
 // stream makes the entry of a streamFile.
 func (t *tree) stream(name, key string, path func() (string, error)) entry {
 	return entry{name: name, mode: syscall.S_IFREG | 0o444, key: key, timeout: stableTimeout,
-		node: func() gofs.InodeEmbedder { return &streamFile{t: t, path: path} }}
+		node: func() gofs.InodeEmbedder { return &streamFile{virtualNode: virtualNode{t: t}, path: path} }}
 }
 
 // dir makes the entry of a dirNode.
@@ -131,4 +128,20 @@ func line(s string) []byte {
 		return nil
 	}
 	return []byte(s + "\n")
+}
+
+// listing lists directory dir: "." and "..", then es, with room for extra more.
+func listing(dir *gofs.Inode, es []entry, extra int) []fuse.DirEntry {
+	self := dir.StableAttr().Ino
+	parent := self
+	if _, p := dir.Parent(); p != nil {
+		parent = p.StableAttr().Ino
+	}
+	list := make([]fuse.DirEntry, 0, len(es)+2+extra)
+	list = append(list, fuse.DirEntry{Name: ".", Mode: syscall.S_IFDIR, Ino: self},
+		fuse.DirEntry{Name: "..", Mode: syscall.S_IFDIR, Ino: parent})
+	for _, e := range es {
+		list = append(list, fuse.DirEntry{Name: e.name, Mode: e.mode, Ino: ino(e.key)})
+	}
+	return list
 }

@@ -19,8 +19,7 @@ import (
 // opened: one value (a word, a number, a JSON object). Reads use direct I/O, so the
 // kernel never serves an old rendering; the size a stat shows is the current one.
 type valueFile struct {
-	gofs.Inode
-	t      *tree
+	virtualNode
 	render func(ctx context.Context) ([]byte, error)
 }
 
@@ -81,8 +80,7 @@ func (h *bytesHandle) read(dest []byte, off int64) fuse.ReadResult {
 // and every stat reports its true size, so that cat, grep, less and tail -f work. A
 // backing file that does not exist yet reads as empty.
 type streamFile struct {
-	gofs.Inode
-	t    *tree
+	virtualNode
 	path func() (string, error)
 }
 
@@ -169,8 +167,7 @@ func (h *streamHandle) Release(ctx context.Context) syscall.Errno {
 // ctlFile takes verbs, one per line, and runs them before the write returns. Reading it
 // says which verbs it takes now.
 type ctlFile struct {
-	gofs.Inode
-	t *tree
+	virtualNode
 	// verbs lists the verbs valid now, one per line.
 	verbs func(ctx context.Context) string
 	// run runs one verb.

@@ -102,7 +102,7 @@ func (t *tree) imagesDir() *dirNode {
 // the next components of the paths below it; a component that ends a path is a tag (an
 // image directory), and a tag wins over a repository path of the same name.
 func (t *tree) imagePathDir(prefix []string) *dirNode {
-	return &dirNode{t: t, perm: 0o555, entries: func(ctx context.Context) ([]entry, error) {
+	return &dirNode{virtualNode: virtualNode{t: t}, perm: 0o555, entries: func(ctx context.Context) ([]entry, error) {
 		ns, paths, err := t.imagesUnder(ctx, prefix)
 		if err != nil {
 			return nil, err
@@ -135,7 +135,7 @@ func (t *tree) imagePathDir(prefix []string) *dirNode {
 
 // byDigestDir is images/by-digest/: every image by its manifest digest, sha256-HEX.
 func (t *tree) byDigestDir() *dirNode {
-	return &dirNode{t: t, perm: 0o555, entries: func(ctx context.Context) ([]entry, error) {
+	return &dirNode{virtualNode: virtualNode{t: t}, perm: 0o555, entries: func(ctx context.Context) ([]entry, error) {
 		ims, err := t.eng.Images().List(ctx)
 		if err != nil {
 			return nil, err
@@ -223,7 +223,7 @@ func (t *tree) imageDir(name, digest string) *dirNode {
 		{name: "ctl", mode: syscall.S_IFREG | 0o644, key: key + "ctl", timeout: stableTimeout,
 			node: func() gofs.InodeEmbedder { return t.imageCtl(ref) }},
 	}
-	return &dirNode{t: t, perm: 0o555, entries: func(ctx context.Context) ([]entry, error) {
+	return &dirNode{virtualNode: virtualNode{t: t}, perm: 0o555, entries: func(ctx context.Context) ([]entry, error) {
 		if _, err := get(ctx); err != nil {
 			return nil, err
 		}
@@ -250,7 +250,7 @@ func renderHistory(im *images.Image) []byte {
 
 // imageCtl is an image's ctl: rm [-f] | tag NEWREF | push [REF].
 func (t *tree) imageCtl(ref string) *ctlFile {
-	return &ctlFile{t: t,
+	return &ctlFile{virtualNode: virtualNode{t: t},
 		verbs: func(ctx context.Context) string { return "rm [-f]\ntag NEWREF\npush [REF]\n" },
 		run: func(ctx context.Context, verb string, args []string) error {
 			switch verb {
@@ -292,7 +292,7 @@ func (t *tree) imageCtl(ref string) *ctlFile {
 // pullFile is images/pull: each line written is a reference to pull, pulled before the
 // write returns; reading it shows the pulls under way.
 func (t *tree) pullFile() *ctlFile {
-	return &ctlFile{t: t,
+	return &ctlFile{virtualNode: virtualNode{t: t},
 		verbs: func(ctx context.Context) string { return renderPulls(t.eng.Images().Pulls()) },
 		run: func(ctx context.Context, ref string, args []string) error {
 			if len(args) > 0 {

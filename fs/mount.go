@@ -32,7 +32,7 @@ type Options struct {
 type Mount struct {
 	dir    string
 	server *fuse.Server
-	root   *dirNode
+	root   *backedDir
 	log    *slog.Logger
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -57,8 +57,19 @@ func New(ctx context.Context, opts Options) (*Mount, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mount point %s: %w", dir, err)
 	}
+	// The files people write in the tree (specs, scratch files) live under the data
+	// root, mirroring the tree's directories.
+	backing := filepath.Join(opts.Engine.DataRoot(), "tree")
+	if err := os.MkdirAll(filepath.Join(backing, "containers"), 0o755); err != nil {
+		return nil, err
+	}
+	var bst syscall.Stat_t
+	if err := syscall.Stat(backing, &bst); err != nil {
+		return nil, err
+	}
 	t := &tree{eng: opts.Engine, uid: uid, gid: gid, log: log, started: time.Now(), mountpoint: dir}
-	root := t.newRoot()
+	t.specs = newSpecs(t, filepath.Join(backing, "containers"))
+	root := t.newRoot(backing, uint64(bst.Dev))
 	entry, attr := stableTimeout, stableTimeout
 	neg := time.Duration(0)
 	// The daemon forks (shims, runc) at any time: the FUSE device must not leak into a
@@ -99,7 +110,8 @@ func New(ctx context.Context, opts Options) (*Mount, error) {
 	}
 	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	m := &Mount{dir: dir, server: server, root: root, log: log, cancel: cancel}
-	m.wg.Go(func() { m.invalidate(ctx) })
+	m.wg.Go(func() { m.follow(ctx) })
+	t.specs.reconcile(ctx)
 	return m, nil
 }
 
@@ -111,6 +123,7 @@ func (m *Mount) Dir() string { return m.dir }
 func (m *Mount) Unmount() error {
 	m.cancel()
 	m.wg.Wait()
+	m.root.t.specs.close()
 	err := m.server.Unmount()
 	if err != nil {
 		m.log.Warn("tree busy, detaching it", "mount", m.dir, "err", err)
@@ -167,9 +180,10 @@ func owner(info fs.FileInfo) (uid, gid uint32) {
 	return 0, 0
 }
 
-// invalidate tells the kernel at once when a container's name comes or goes, so that a
-// cached lookup never shows a removed container or hides a new one.
-func (m *Mount) invalidate(ctx context.Context) {
+// follow keeps the tree in step with what the other doors do: it tells the kernel at
+// once when a container's name comes or goes, so that a cached lookup never shows a
+// removed container or hides a new one, and keeps the containers' spec files.
+func (m *Mount) follow(ctx context.Context) {
 	for ctx.Err() == nil {
 		_, ch, cancel := m.root.t.eng.Events(engine.EventFilter{Type: "container", Since: time.Now()}, true)
 		for {
@@ -182,16 +196,20 @@ func (m *Mount) invalidate(ctx context.Context) {
 			if !ok {
 				break
 			}
+			t := m.root.t
 			switch ev.Action {
-			case "create", "destroy", "rename":
-				dir := m.root.EmbeddedInode().GetChild("containers")
-				if dir == nil {
-					continue
+			case "create":
+				t.invalidate(ev.Name)
+				if c, err := t.eng.Get(ev.ID); err == nil {
+					t.specs.created(c)
 				}
-				dir.NotifyEntry(ev.Name)
-				if old := ev.Attributes["oldName"]; old != "" {
-					dir.NotifyEntry(old)
-				}
+			case "destroy":
+				t.invalidate(ev.Name)
+				t.specs.destroyed(ev.Name)
+			case "rename":
+				old := ev.Attributes["oldName"]
+				t.invalidate(ev.Name, old)
+				t.specs.renamed(old, ev.Name)
 			}
 		}
 		cancel()

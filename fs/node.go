@@ -6,6 +6,7 @@ import (
 	"syscall"
 	"time"
 
+	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 
 	"github.com/flyingdutchman/flyingdutchman/engine"
@@ -18,6 +19,13 @@ type tree struct {
 	uid, gid uint32
 	log      *slog.Logger
 	started  time.Time
+	// root is the tree's root; backing is the loopback root of every backed directory.
+	root    *backedDir
+	backing *gofs.LoopbackRoot
+	// specs keeps containers/*.yaml and the containers in step.
+	specs *specs
+	// xattrs are the extended attributes of the tree's own files.
+	xattrs xattrs
 	// imageErr is images/error.
 	imageErr lastError
 	// mountpoint is where the tree is mounted.

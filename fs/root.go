@@ -5,19 +5,53 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"syscall"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
 )
 
-// newRoot makes the root of the tree. Each top-level directory is one line of the table,
-// so volumes, compose and the rest plug in beside containers and images.
-func (t *tree) newRoot() *dirNode {
+// newRoot makes the root of the tree, backed by the directory backing (where the scratch
+// files people leave at the top live: .Trash-1000/, .DS_Store). Each top-level directory
+// is one line of the table, so volumes, compose and the rest plug in beside containers
+// and images.
+func (t *tree) newRoot(backing string, dev uint64) *backedDir {
+	t.backing = &gofs.LoopbackRoot{Path: backing, Dev: dev}
 	entries := []entry{
 		t.value("README.md", "README.md", func(context.Context) ([]byte, error) { return []byte(Readme(true)), nil }),
 		t.value("info", "info", t.renderInfo),
 		t.stream("events", "events", func() (string, error) { return t.eng.EventsFile(), nil }),
-		t.dir("containers", "containers", stableTimeout, func() *dirNode { return t.containersDir() }),
+		{name: "containers", mode: syscall.S_IFDIR | 0o755, key: "containers", timeout: stableTimeout,
+			node: func() gofs.InodeEmbedder { return t.containersDir() }},
 		t.dir("images", "images", stableTimeout, func() *dirNode { return t.imagesDir() }),
 	}
-	return &dirNode{t: t, perm: 0o555, entries: func(context.Context) ([]entry, error) { return entries, nil }}
+	root := t.newBackedDir(t.backing, false, func(context.Context) ([]entry, error) { return entries, nil }, fixedFind(entries))
+	t.backing.RootNode = root
+	t.root = root
+	return root
+}
+
+// fixedFind looks a name up in a fixed list of entries.
+func fixedFind(entries []entry) func(ctx context.Context, name string) (entry, bool, error) {
+	return func(ctx context.Context, name string) (entry, bool, error) {
+		for _, e := range entries {
+			if e.name == name {
+				return e, true, nil
+			}
+		}
+		return entry{}, false, nil
+	}
+}
+
+// invalidate tells the kernel that names of containers/ changed behind its back (the
+// daemon wrote a spec file, a container went).
+func (t *tree) invalidate(names ...string) {
+	dir := t.root.EmbeddedInode().GetChild("containers")
+	if dir == nil {
+		return
+	}
+	for _, n := range names {
+		dir.NotifyEntry(n)
+	}
 }
 
 // renderInfo is the info file: "key: value" lines, as /proc/meminfo.

@@ -134,7 +134,7 @@ func TestTreeRootBelongsToTheUser(t *testing.T) {
 		t.Errorf("a new container under the same name has the old inode numbers %q", again)
 	}
 	failSh(t, d, "echo x > info", "Permission denied")
-	failSh(t, d, "touch containers/newfile", "")
+	failSh(t, d, "touch images/newfile", "")
 
 	// Down, the plain directory explains itself.
 	if err := d.Stop(); err != nil {
@@ -418,4 +418,174 @@ func TestTreeStaleMountIsClearedAtStart(t *testing.T) {
 		other.Stop()
 		t.Errorf("a second daemon on a mounted tree: %v", err)
 	}
+}
+
+// spec is a spec file body running sleeper with a word to tell versions apart.
+func spec(bb, word string) string {
+	return fmt.Sprintf("image: %s\ncommand: [sh, -c, \"echo %s; %s\"]\nstop_grace_period: 5s\n", bb, word, strings.ReplaceAll(sleeper, `"`, `\"`))
+}
+
+// containerID reads the ID of container name from its status.json.
+func containerID(t *testing.T, d *harness.Daemon, name string) string {
+	t.Helper()
+	var st struct {
+		ID    string `json:"id"`
+		Stale bool   `json:"stale"`
+	}
+	if err := json.Unmarshal([]byte(mustSh(t, d, "cat containers/"+name+"/status.json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.ID
+}
+
+func TestTreeSpecFiles(t *testing.T) {
+	d, bb := treeDaemon(t)
+	if err := os.WriteFile(filepath.Join(d.Dir, "v1.yaml"), []byte(spec(bb, "v1")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Saving a spec creates the container, not started.
+	if got := mustSh(t, d, "cp ../v1.yaml containers/web.yaml && cat containers/web/state"); got != "created\n" {
+		t.Fatalf("state after saving a spec: %q", got)
+	}
+	if got := mustSh(t, d, "cat containers/web/spec.yaml"); !strings.Contains(got, "image: "+bb) || !strings.Contains(got, "stop_grace_period: 5s") {
+		t.Errorf("spec.yaml: %q", got)
+	}
+	mustSh(t, d, "echo start > containers/web/ctl")
+	first := containerID(t, d, "web")
+
+	// A changed spec recreates the container, and a running one comes back running.
+	if got := mustSh(t, d, "sed -i 's/echo v1/echo v2/' containers/web.yaml && cat containers/web/state containers/web/stdout"); got != "running\nv2\nready\n" && got != "running\nv2\n" {
+		t.Errorf("after sed -i: %q", got)
+	}
+	second := containerID(t, d, "web")
+	if second == first {
+		t.Errorf("a changed spec did not recreate the container")
+	}
+	// Saving the same spec again changes nothing.
+	mustSh(t, d, "touch containers/web.yaml && cat containers/web.yaml > /tmp/same.$$ && cp /tmp/same.$$ containers/web.yaml && rm /tmp/same.$$")
+	if id := containerID(t, d, "web"); id != second {
+		t.Errorf("an unchanged save recreated the container")
+	}
+
+	// An invalid spec changes nothing that runs and says why, with the line.
+	r := sh(t, d, "printf 'image: "+bb+"\\nfrobnicate: 1\\n' > /tmp/bad.$$; cp /tmp/bad.$$ containers/web.yaml; s=$?; rm /tmp/bad.$$; exit $s")
+	if r.Code == 0 || !strings.Contains(r.Stderr, "Invalid argument") {
+		t.Errorf("cp of an invalid spec: exit %d, %q; want the close to fail with EINVAL", r.Code, r.Stderr)
+	}
+	if got := mustSh(t, d, "cat containers/web/error"); !strings.Contains(got, "web.yaml: line 2: unknown key frobnicate") {
+		t.Errorf("error after an invalid spec: %q", got)
+	}
+	if got := mustSh(t, d, "cat containers/web/state; grep -c frobnicate containers/web.yaml; grep -c '\"stale\": true' containers/web/status.json"); got != "running\n1\n1\n" {
+		t.Errorf("after an invalid spec (state, the file kept, stale): %q", got)
+	}
+	if id := containerID(t, d, "web"); id != second {
+		t.Errorf("an invalid spec recreated the container")
+	}
+	if !strings.Contains(mustSh(t, d, "cat events"), "unknown key frobnicate") {
+		t.Errorf("events lack the invalid spec's error")
+	}
+
+	// vim, with its default settings (rename the old file away, write a new one) and
+	// with backupcopy=yes (write in place), and an editor's atomic save.
+	if err := os.WriteFile(filepath.Join(d.Dir, "v3.yaml"), []byte(spec(bb, "v3")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustSh(t, d, "vim -u NONE -N -es -c '%d' -c 'r ../v3.yaml' -c 'wq' containers/web.yaml")
+	if got := mustSh(t, d, "cat containers/web/state containers/web/error; head -n 1 containers/web/stdout"); got != "running\nv3\n" {
+		t.Errorf("after vim's save: %q", got)
+	}
+	if strings.Contains(mustSh(t, d, "cat containers/web/status.json"), `"stale": true`) {
+		t.Errorf("still stale after a good save")
+	}
+	mustSh(t, d, "vim -u NONE -N -es -c 'set backupcopy=yes' -c '%s/echo v3/echo v4/' -c 'wq' containers/web.yaml")
+	if got := mustSh(t, d, "head -n 1 containers/web/stdout"); got != "v4\n" {
+		t.Errorf("after vim's save with backupcopy=yes: %q", got)
+	}
+	mustSh(t, d, "sed 's/echo v4/echo v5/' containers/web.yaml > containers/.web.yaml.tmp && mv containers/.web.yaml.tmp containers/web.yaml")
+	if got := mustSh(t, d, "head -n 1 containers/web/stdout"); got != "v5\n" {
+		t.Errorf("after an atomic rename save: %q", got)
+	}
+	// No editor's leftovers became containers, and no scratch file is a spec.
+	mustSh(t, d, "cd containers && touch .web.yaml.swp web.yaml~ 4913 .DS_Store ._web.yaml notes.txt && mkdir .Trash-1000")
+	if got := mustSh(t, d, "ls -A containers"); got != ".DS_Store\n.Trash-1000\n._web.yaml\n.web.yaml.swp\n4913\nnotes.txt\nweb\nweb.yaml\nweb.yaml~\n" {
+		t.Errorf("containers/ with scratch files: %q", got)
+	}
+	if got := d.MustRun("ps", "-a", "-q"); strings.Count(got, "\n") != 1 {
+		t.Errorf("containers after scratch files: %q", got)
+	}
+	// Names: a spec for an invalid container name, a file over a container's directory.
+	failSh(t, d, "touch 'containers/bad name.yaml'", "Invalid argument")
+	failSh(t, d, "touch containers/web", "")
+	failSh(t, d, "rm -f containers/web/state", "Operation not permitted")
+
+	// Renamed away and back within the grace period: nothing happens.
+	id := containerID(t, d, "web")
+	mustSh(t, d, "mv containers/web.yaml containers/web.yaml.bak && mv containers/web.yaml.bak containers/web.yaml")
+	time.Sleep(3 * time.Second)
+	if got := containerID(t, d, "web"); got != id {
+		t.Errorf("a spec renamed away and back recreated its container")
+	}
+	// Moved to the trash: the container goes after the grace period; restored, it
+	// comes back.
+	mustSh(t, d, "mv containers/web.yaml containers/.Trash-1000/")
+	gone := func() string {
+		if r := sh(t, d, "ls containers/web"); r.Code == 0 {
+			return "the container of a deleted spec is still there"
+		}
+		return ""
+	}
+	eventually(t, 20*time.Second, gone)
+	if got := mustSh(t, d, "mv containers/.Trash-1000/web.yaml containers/ && cat containers/web/state"); got != "created\n" {
+		t.Errorf("a spec restored from the trash: state %q", got)
+	}
+	// Deleted: the container goes after the grace period.
+	mustSh(t, d, "rm containers/web.yaml")
+	eventually(t, 20*time.Second, gone)
+	if got := d.MustRun("ps", "-a", "-q"); got != "" {
+		t.Errorf("containers after the spec went: %q", got)
+	}
+}
+
+func TestTreeSpecFilesOfOtherDoors(t *testing.T) {
+	d, bb := treeDaemon(t)
+	d.MustRun("create", "--name", "cli", "-e", "A=1", "--restart", "on-failure:2", bb, "echo", "$HOME")
+	got := mustSh(t, d, "cat containers/cli.yaml")
+	for _, want := range []string{"image: " + bb, "command: [echo, $$HOME]", "- A=1", "restart: on-failure:2"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("the spec file of a container the CLI made lacks %q:\n%s", want, got)
+		}
+	}
+	// Saving it unchanged changes nothing; it reads back to the same container.
+	id := containerID(t, d, "cli")
+	mustSh(t, d, "cp containers/cli.yaml /tmp/cli.$$ && cp /tmp/cli.$$ containers/cli.yaml && rm /tmp/cli.$$")
+	if containerID(t, d, "cli") != id {
+		t.Errorf("saving a CLI container's own spec recreated it")
+	}
+	d.MustRun("rename", "cli", "renamed")
+	eventually(t, 10*time.Second, func() string {
+		if got := mustSh(t, d, "ls containers"); got != "renamed\nrenamed.yaml\n" {
+			return "after a rename: " + got
+		}
+		return ""
+	})
+	d.MustRun("rm", "renamed")
+	eventually(t, 10*time.Second, func() string {
+		if got := mustSh(t, d, "ls containers"); got != "" {
+			return "after rm: " + got
+		}
+		return ""
+	})
+}
+
+func TestTreeXattrs(t *testing.T) {
+	d, bb := treeDaemon(t)
+	d.MustRun("create", "--name", "web", bb, "true")
+	for _, f := range []string{"containers/web/ctl", "containers/web.yaml", "images/pull", "containers"} {
+		got := mustSh(t, d, "setfattr -n user.note -v hello "+f+" && getfattr --only-values -n user.note "+f+
+			" && setfattr -x user.note "+f+" && getfattr -d "+f)
+		if got != "hello" {
+			t.Errorf("xattrs of %s: %q", f, got)
+		}
+	}
+	failSh(t, d, "setfattr -n trusted.x -v 1 containers/web/ctl", "Operation not supported")
 }

@@ -1,0 +1,110 @@
+package compose
+
+import (
+	"bytes"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/flyingdutchman/flyingdutchman/engine"
+)
+
+// RenderService writes spec as the body of a compose service: the spec file of a
+// container made by another door (the CLI, the API), and the normalised spec.yaml.
+// LoadService reads it back to the same spec.
+func RenderService(spec engine.Spec) []byte {
+	m := &yaml.Node{Kind: yaml.MappingNode}
+	add := func(key string, value *yaml.Node) {
+		m.Content = append(m.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: key}, value)
+	}
+	scalar := func(v string) *yaml.Node {
+		// LoadService interpolates ${VAR}: a literal dollar is written $$.
+		v = strings.ReplaceAll(v, "$", "$$")
+		n := &yaml.Node{Kind: yaml.ScalarNode, Value: v}
+		// Quote what YAML would read as something other than a string.
+		var back any
+		if yaml.Unmarshal([]byte(v), &back) != nil || back != v {
+			n.Style = yaml.DoubleQuotedStyle
+		}
+		return n
+	}
+	plain := func(v string) *yaml.Node { return &yaml.Node{Kind: yaml.ScalarNode, Value: v} }
+	list := func(vs []string) *yaml.Node {
+		n := &yaml.Node{Kind: yaml.SequenceNode, Style: yaml.FlowStyle}
+		for _, v := range vs {
+			n.Content = append(n.Content, scalar(v))
+		}
+		return n
+	}
+	add("image", scalar(spec.Image))
+	if spec.Command != nil {
+		add("command", list(spec.Command))
+	}
+	if spec.Entrypoint != nil {
+		add("entrypoint", list(spec.Entrypoint))
+	}
+	if len(spec.Env) > 0 {
+		env := &yaml.Node{Kind: yaml.SequenceNode}
+		for _, e := range spec.Env {
+			env.Content = append(env.Content, scalar(e))
+		}
+		add("environment", env)
+	}
+	if spec.WorkingDir != "" {
+		add("working_dir", scalar(spec.WorkingDir))
+	}
+	if spec.User != "" {
+		add("user", scalar(spec.User))
+	}
+	if spec.Restart != "" {
+		add("restart", scalar(spec.Restart))
+	}
+	if len(spec.Labels) > 0 {
+		labels := &yaml.Node{Kind: yaml.MappingNode}
+		for _, k := range sortedKeys(spec.Labels) {
+			labels.Content = append(labels.Content, scalar(k), scalar(spec.Labels[k]))
+		}
+		add("labels", labels)
+	}
+	if spec.Hostname != "" {
+		add("hostname", scalar(spec.Hostname))
+	}
+	if spec.Memory != 0 {
+		add("mem_limit", plain(formatInt(spec.Memory)))
+	}
+	if spec.CPUs != 0 {
+		add("cpus", plain(strings.TrimRight(strings.TrimRight(formatFloat(spec.CPUs), "0"), ".")))
+	}
+	if spec.Runtime != "" {
+		add("runtime", scalar(spec.Runtime))
+	}
+	if spec.StopSignal != "" {
+		add("stop_signal", scalar(spec.StopSignal))
+	}
+	if spec.StopGracePeriod != nil {
+		add("stop_grace_period", plain(time.Duration(*spec.StopGracePeriod).String()))
+	}
+	if spec.Tty {
+		add("tty", plain("true"))
+	}
+	if spec.OpenStdin {
+		add("stdin_open", plain("true"))
+	}
+	if spec.AutoRemove {
+		add(autoRemoveKey, plain("true"))
+	}
+	var b bytes.Buffer
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(m); err != nil {
+		// A tree of strings always encodes.
+		panic(err)
+	}
+	return b.Bytes()
+}
+
+func formatInt(n int64) string { return strconv.FormatInt(n, 10) }
+
+func formatFloat(f float64) string { return strconv.FormatFloat(f, 'f', 2, 64) }

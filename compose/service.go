@@ -1,0 +1,228 @@
+package compose
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/compose-spec/compose-go/v2/loader"
+	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/sirupsen/logrus"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/flyingdutchman/flyingdutchman/engine"
+	"github.com/flyingdutchman/flyingdutchman/errdefs"
+)
+
+// ServiceKeys are the keys of a compose service a container's spec file may hold, in the
+// order a rendered spec shows them.
+var ServiceKeys = []string{
+	"image", "command", "entrypoint", "environment", "env_file", "working_dir", "user",
+	"restart", "labels", "hostname", "mem_limit", "cpus", "runtime", "stop_signal",
+	"stop_grace_period", "tty", "stdin_open",
+}
+
+var quietLoader sync.Once
+
+// autoRemoveKey is the extension key for what `dutchman run --rm` asks: compose has none.
+const autoRemoveKey = "x-auto-remove"
+
+// LoadService reads a container's spec file: data, named filename, is the body of one
+// compose service (a mapping of image, command, environment, ...). Relative paths in it
+// (env_file) are relative to the file's directory; variables (${VAR}) are interpolated
+// from env. An error says which line is wrong.
+func LoadService(ctx context.Context, filename string, data []byte, env map[string]string) (engine.Spec, error) {
+	quietLoader.Do(func() {
+		// The loader warns on its own logger (of unset variables, as Compose does);
+		// nothing here reads that logger, and its lines would only clutter the
+		// daemon's stderr.
+		logrus.SetOutput(io.Discard)
+	})
+	base := filepath.Base(filename)
+	fail := func(line int, format string, args ...any) error {
+		msg := fmt.Sprintf(format, args...)
+		if line > 0 {
+			return errdefs.Invalid(fmt.Errorf("%s: line %d: %s", base, line, msg))
+		}
+		return errdefs.Invalid(fmt.Errorf("%s: %s", base, msg))
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return engine.Spec{}, fail(0, "%s", strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	if len(doc.Content) == 0 {
+		return engine.Spec{}, fail(0, "the file is empty: a spec needs at least an image (image: busybox)")
+	}
+	top := doc.Content[0]
+	if top.Kind != yaml.MappingNode {
+		return engine.Spec{}, fail(top.Line, "a spec is a mapping of keys (image: ..., command: ...), not a %s", kindName(top.Kind))
+	}
+	keyLine := map[string]int{}
+	for i := 0; i+1 < len(top.Content); i += 2 {
+		keyLine[top.Content[i].Value] = top.Content[i].Line
+	}
+	var body map[string]any
+	if err := top.Decode(&body); err != nil {
+		return engine.Spec{}, fail(0, "%s", strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	autoRemove := false
+	if v, ok := body[autoRemoveKey]; ok {
+		b, isBool := v.(bool)
+		if !isBool {
+			return engine.Spec{}, fail(keyLine[autoRemoveKey], "%s: want true or false", autoRemoveKey)
+		}
+		autoRemove = b
+	}
+	if _, ok := body["image"]; !ok {
+		return engine.Spec{}, fail(0, "no image: a spec needs one (image: busybox)")
+	}
+	if _, ok := body["build"]; ok {
+		return engine.Spec{}, fail(keyLine["build"], "build: a container's spec runs an image; build it in builds/ first")
+	}
+	if _, ok := body["container_name"]; ok {
+		return engine.Spec{}, fail(keyLine["container_name"], "container_name: the container's name is the file's name")
+	}
+
+	name := strings.TrimSuffix(base, filepath.Ext(base))
+	envMap := types.Mapping{}
+	for k, v := range env {
+		envMap[k] = v
+	}
+	details := types.ConfigDetails{
+		WorkingDir:  filepath.Dir(filename),
+		ConfigFiles: []types.ConfigFile{{Filename: filename, Config: map[string]any{"services": map[string]any{name: body}}}},
+		Environment: envMap,
+	}
+	project, err := loader.LoadWithContext(ctx, details, func(o *loader.Options) {
+		o.SetProjectName("dutchman", true)
+	})
+	if err != nil {
+		key := blame(err.Error(), name, keyLine)
+		return engine.Spec{}, fail(keyLine[key], "%s", explain(err, name))
+	}
+	s, ok := project.Services[name]
+	if !ok {
+		return engine.Spec{}, fail(0, "no service in the file")
+	}
+	// What compose knows but FlyingDutchman does not do yet is refused, not ignored.
+	var unsupported []string
+	for k := range body {
+		if !slices.Contains(ServiceKeys, k) && !strings.HasPrefix(k, "x-") {
+			unsupported = append(unsupported, k)
+		}
+	}
+	if len(unsupported) > 0 {
+		sort.Slice(unsupported, func(i, j int) bool { return keyLine[unsupported[i]] < keyLine[unsupported[j]] })
+		k := unsupported[0]
+		return engine.Spec{}, fail(keyLine[k], "%s: not supported by FlyingDutchman yet (the keys it takes: %s)", k, strings.Join(ServiceKeys, ", "))
+	}
+
+	spec := engine.Spec{
+		Image: s.Image, WorkingDir: s.WorkingDir, User: s.User, Restart: s.Restart,
+		Hostname: s.Hostname, Memory: int64(s.MemLimit), CPUs: float64(s.CPUS), Runtime: s.Runtime,
+		StopSignal: s.StopSignal, Tty: s.Tty, OpenStdin: s.StdinOpen, AutoRemove: autoRemove,
+	}
+	if _, ok := body["command"]; ok {
+		spec.Command = append([]string{}, s.Command...)
+	}
+	if _, ok := body["entrypoint"]; ok {
+		spec.Entrypoint = append([]string{}, s.Entrypoint...)
+	}
+	for _, k := range sortedKeys(s.Environment) {
+		if v := s.Environment[k]; v != nil {
+			spec.Env = append(spec.Env, k+"="+*v)
+		}
+	}
+	if len(s.Labels) > 0 {
+		spec.Labels = map[string]string{}
+		for k, v := range s.Labels {
+			// compose-go adds its own labels to a project's services; a spec has none.
+			if !strings.HasPrefix(k, "com.docker.compose.") {
+				spec.Labels[k] = v
+			}
+		}
+		if len(spec.Labels) == 0 {
+			spec.Labels = nil
+		}
+	}
+	if s.StopGracePeriod != nil {
+		d := engine.Duration(time.Duration(*s.StopGracePeriod))
+		spec.StopGracePeriod = &d
+	}
+	if err := engine.ValidateSpec(&spec); err != nil {
+		return engine.Spec{}, fail(keyLine[blameSpec(err)], "%s", err.Error())
+	}
+	return spec, nil
+}
+
+func kindName(k yaml.Kind) string {
+	switch k {
+	case yaml.SequenceNode:
+		return "list"
+	case yaml.ScalarNode:
+		return "single value"
+	}
+	return "document"
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// blame finds the key of the service an error of the compose loader is about.
+func blame(msg, service string, keyLine map[string]int) string {
+	re := regexp.MustCompile(`services(?:\.` + regexp.QuoteMeta(service) + `|\[` + regexp.QuoteMeta(service) + `\])\.([a-z_]+)`)
+	if m := re.FindStringSubmatch(msg); m != nil {
+		return m[1]
+	}
+	// Messages that name no path (an env file, an address) name the key's value.
+	for _, k := range ServiceKeys {
+		if strings.Contains(msg, strings.ReplaceAll(k, "_", " ")) && keyLine[k] > 0 {
+			return k
+		}
+	}
+	return ""
+}
+
+// explain makes a compose loader's message read as one about a spec file.
+func explain(err error, service string) string {
+	msg := err.Error()
+	msg = strings.ReplaceAll(msg, "decoding failed due to the following error(s):\n\n", "")
+	msg = regexp.MustCompile(`validating [^:]+: `).ReplaceAllString(msg, "")
+	msg = strings.ReplaceAll(msg, "services."+service+".", "")
+	msg = strings.ReplaceAll(msg, "'services["+service+"].", "'")
+	msg = strings.ReplaceAll(msg, "services."+service+" ", "")
+	// The schema's word for a value of the wrong type.
+	msg = strings.ReplaceAll(msg, " must be a null", " must be a string or a list")
+	if strings.HasSuffix(msg, " false schema") {
+		msg = "unknown key " + strings.TrimSuffix(msg, " false schema")
+	}
+	return strings.TrimSpace(msg)
+}
+
+// blameSpec finds the key an engine's spec validation error is about.
+func blameSpec(err error) string {
+	msg := err.Error()
+	for _, kw := range []struct{ word, key string }{
+		{"restart policy", "restart"}, {"memory", "mem_limit"}, {"cpus", "cpus"},
+		{"signal", "stop_signal"}, {"working directory", "working_dir"}, {"grace period", "stop_grace_period"},
+		{"environment", "environment"}, {"runtime", "runtime"}, {"--rm", "restart"},
+	} {
+		if strings.Contains(msg, kw.word) {
+			return kw.key
+		}
+	}
+	return ""
+}

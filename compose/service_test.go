@@ -1,0 +1,130 @@
+package compose
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flyingdutchman/flyingdutchman/engine"
+	"github.com/flyingdutchman/flyingdutchman/errdefs"
+)
+
+func load(t *testing.T, body string) (engine.Spec, error) {
+	t.Helper()
+	dir := t.TempDir()
+	return LoadService(context.Background(), filepath.Join(dir, "web.yaml"), []byte(body), nil)
+}
+
+func TestLoadServiceTakesComposeKeys(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "web.env"), []byte("FROM_FILE=yes\n"), 0o644)
+	body := `
+image: busybox
+command: sh -c 'echo "$$GREETING"'
+entrypoint: ["/bin/env", "--"]
+environment:
+  GREETING: hello world
+  EMPTY: ""
+  UNSET:
+env_file: web.env
+working_dir: /srv
+user: "1000:1000"
+restart: on-failure:3
+labels: {team: core}
+hostname: box
+mem_limit: 64m
+cpus: 0.5
+stop_signal: SIGINT
+stop_grace_period: 1m30s
+tty: true
+stdin_open: true
+x-note: extensions are allowed
+`
+	spec, err := LoadService(context.Background(), filepath.Join(dir, "web.yaml"), []byte(body), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	grace := engine.Duration(90 * time.Second)
+	want := engine.Spec{
+		Image: "busybox", Command: []string{"sh", "-c", `echo "$GREETING"`}, Entrypoint: []string{"/bin/env", "--"},
+		Env:        []string{"EMPTY=", "FROM_FILE=yes", "GREETING=hello world"},
+		WorkingDir: "/srv", User: "1000:1000", Restart: "on-failure:3", Labels: map[string]string{"team": "core"},
+		Hostname: "box", Memory: 64 << 20, CPUs: 0.5, StopSignal: "SIGINT", StopGracePeriod: &grace, Tty: true, OpenStdin: true,
+	}
+	if g, w := js(spec), js(want); g != w {
+		t.Errorf("spec:\n got %s\nwant %s", g, w)
+	}
+	// What RenderService writes, LoadService reads back the same.
+	again, err := LoadService(context.Background(), filepath.Join(dir, "web.yaml"), RenderService(spec), nil)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, RenderService(spec))
+	}
+	if g, w := js(again), js(spec); g != w {
+		t.Errorf("round trip:\n got %s\nwant %s\n%s", g, w, RenderService(spec))
+	}
+}
+
+func js(v any) string { b, _ := json.Marshal(v); return string(b) }
+
+func TestRenderServiceRoundTrips(t *testing.T) {
+	for _, spec := range []engine.Spec{
+		{Image: "busybox"},
+		{Image: "busybox", Command: []string{}, Entrypoint: []string{}},
+		{Image: "127.0.0.1:5000/a/b:v1", Command: []string{"echo", "yes", "1", "true", "a: b", "", "null"}, AutoRemove: true},
+		{Image: "busybox", Env: []string{"A=1", "B=x y", "C=null"}, Labels: map[string]string{"on": "true"}, CPUs: 1.25},
+	} {
+		data := RenderService(spec)
+		back, err := load(t, string(data))
+		if err != nil {
+			t.Errorf("%s: %v", data, err)
+			continue
+		}
+		if g, w := js(back), js(spec); g != w {
+			t.Errorf("round trip of\n%s\n got %s\nwant %s", data, g, w)
+		}
+	}
+}
+
+func TestLoadServiceErrorsNameTheLine(t *testing.T) {
+	cases := []struct{ body, words string }{
+		{"image: busybox\n  bad: indent\n", "line 2"},
+		{"image: busybox\nfoo: bar\n", `line 2: unknown key`},
+		{"image: busybox\ncommand: \"true\"\nmem_limit: lots\n", `line 3`},
+		{"image: busybox\ncommand: true\n", `line 2: command must be a string or a list`},
+		{"image: busybox\n\nrestart: sometimes\n", `line 3: invalid restart policy "sometimes"`},
+		{"image: busybox\nports: [\"80:80\"]\n", `line 2: ports: not supported by FlyingDutchman yet`},
+		{"command: [true]\n", "no image"},
+		{"", "empty"},
+		{"- image: busybox\n", "line 1: a spec is a mapping"},
+		{"image: busybox\nenv_file: nothere.env\n", "line 2"},
+		{"image: busybox\nstop_signal: SIGNOPE\n", `line 2: invalid signal "SIGNOPE"`},
+		{"image: busybox\ncontainer_name: other\n", "line 2: container_name: the container's name is the file's name"},
+		{"image: busybox\nworking_dir: relative\n", "line 2"},
+		{"image: busybox\nx-auto-remove: maybe\n", "line 2"},
+	}
+	for _, c := range cases {
+		_, err := load(t, c.body)
+		if err == nil || !strings.Contains(err.Error(), c.words) || !errors.Is(err, errdefs.ErrInvalidArgument) {
+			t.Errorf("%q: %v; want an invalid-argument error saying %q", c.body, err, c.words)
+		}
+		if err != nil && !strings.HasPrefix(err.Error(), "web.yaml: ") {
+			t.Errorf("%q: %v does not name the file", c.body, err)
+		}
+	}
+}
+
+func TestLoadServiceInterpolates(t *testing.T) {
+	spec, err := LoadService(context.Background(), filepath.Join(t.TempDir(), "web.yaml"),
+		[]byte("image: ${IMAGE}\ncommand: [echo, '${MISSING:-default}', '$$HOME']\n"), map[string]string{"IMAGE": "busybox"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if spec.Image != "busybox" || js(spec.Command) != `["echo","default","$HOME"]` {
+		t.Errorf("interpolated: %+v", spec)
+	}
+}
