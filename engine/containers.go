@@ -1159,3 +1159,22 @@ func (e *Engine) ReportError(ref string, failure error) {
 
 // DataRoot is the directory the engine keeps its state in.
 func (e *Engine) DataRoot() string { return e.cfg.DataRoot }
+
+// Rootfs returns where container ref's root filesystem is, mounting it if it is not (a
+// stopped container's is not): the tree shows it as containers/NAME/rootfs/. It stays
+// mounted until the container next starts, stops or goes.
+func (e *Engine) Rootfs(ctx context.Context, ref string) (string, error) {
+	ct, err := e.lookup(ref)
+	if err != nil {
+		return "", err
+	}
+	c := ct.snapshot()
+	if c.State == Removing || c.State == Removed {
+		return "", errdefs.NotFound(fmt.Errorf("no such container: %s", ref))
+	}
+	fs, err := e.images.Rootfs(ctx, c.ID)
+	if err != nil {
+		return "", err
+	}
+	return fs.Path, nil
+}

@@ -92,6 +92,15 @@ func (t *tree) containerDir(id string) *dirNode {
 		t.stream("logs", key+"logs", logFile("output")),
 		t.stream("stdout", key+"stdout", logFile("stdout")),
 		t.stream("stderr", key+"stderr", logFile("stderr")),
+		t.sampled("stats", key+"stats", func(ctx context.Context) ([]byte, error) { return t.containerStats(ctx, id) }),
+		t.sampled("top", key+"top", func(ctx context.Context) ([]byte, error) { return t.containerTop(ctx, id) }),
+		{name: "rootfs", mode: syscall.S_IFDIR | 0o755, key: key + "rootfs", timeout: stableTimeout,
+			node: func() gofs.InodeEmbedder {
+				return t.newPassDir(t.eng.Images().RootfsPath(id), key+"rootfs", false, t.mounted.get(id), func(ctx context.Context) error {
+					_, err := t.eng.Rootfs(ctx, id)
+					return err
+				})
+			}},
 	}
 	return &dirNode{virtualNode: virtualNode{t: t}, perm: 0o555, entries: func(context.Context) ([]entry, error) {
 		if _, err := get(); err != nil {
@@ -275,4 +284,56 @@ func (t *tree) containerVerb(ctx context.Context, id, verb string, args []string
 		return t.eng.Remove(ctx, id, engine.RemoveOptions{Force: force})
 	}
 	return errdefs.Invalid(fmt.Errorf("container %s: unknown verb %q: the verbs are %s", c.Name, verb, allContainerVerbs))
+}
+
+// containerStats is a container's stats file: its resource use now, zeros when it does
+// not run.
+func (t *tree) containerStats(ctx context.Context, id string) ([]byte, error) {
+	c, err := t.eng.Get(id)
+	if err != nil {
+		return nil, err
+	}
+	type stats struct {
+		Running     bool    `json:"running"`
+		CPUSeconds  float64 `json:"cpu_seconds"`
+		MemoryBytes uint64  `json:"memory_bytes"`
+		MemoryLimit uint64  `json:"memory_limit"`
+		Pids        uint64  `json:"pids"`
+	}
+	var out stats
+	if c.State == engine.Running || c.State == engine.Paused {
+		st, err := t.eng.Stats(ctx, id)
+		if err != nil && !errors.As(err, new(*engine.StateError)) {
+			return nil, err
+		}
+		if st != nil {
+			out = stats{Running: true, CPUSeconds: float64(st.CPUNanos) / 1e9, MemoryBytes: st.MemoryBytes,
+				MemoryLimit: st.MemoryLimit, Pids: st.Pids}
+		}
+	}
+	return jsonFile(out)
+}
+
+// containerTop is a container's top file: its processes, as ps shows them; only the
+// heading when it does not run.
+func (t *tree) containerTop(ctx context.Context, id string) ([]byte, error) {
+	c, err := t.eng.Get(id)
+	if err != nil {
+		return nil, err
+	}
+	var ps []engine.Process
+	if c.State == engine.Running || c.State == engine.Paused {
+		ps, err = t.eng.Top(ctx, id)
+		if err != nil && !errors.As(err, new(*engine.StateError)) {
+			return nil, err
+		}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%7s %7s %5s %1s %8s %s\n", "PID", "PPID", "UID", "S", "TIME", "COMMAND")
+	for _, p := range ps {
+		secs := p.CPUTicks / 100 // USER_HZ
+		fmt.Fprintf(&b, "%7d %7d %5d %1s %02d:%02d:%02d %s\n", p.PID, p.PPID, p.UID, p.State,
+			secs/3600, secs/60%60, secs%60, p.Command)
+	}
+	return []byte(b.String()), nil
 }

@@ -110,6 +110,15 @@ func (t *tree) value(name, key string, render func(ctx context.Context) ([]byte,
 		node: func() gofs.InodeEmbedder { return &valueFile{virtualNode: virtualNode{t: t}, render: render} }}
 }
 
+// sampled makes the entry of a valueFile that is costly to render (it asks the runtime):
+// like the files of /proc, it shows size 0 and renders only when opened.
+func (t *tree) sampled(name, key string, render func(ctx context.Context) ([]byte, error)) entry {
+	return entry{name: name, mode: syscall.S_IFREG | 0o444, key: key, timeout: stableTimeout,
+		node: func() gofs.InodeEmbedder {
+			return &valueFile{virtualNode: virtualNode{t: t}, render: render, sampled: true}
+		}}
+}
+
 // stream makes the entry of a streamFile.
 func (t *tree) stream(name, key string, path func() (string, error)) entry {
 	return entry{name: name, mode: syscall.S_IFREG | 0o444, key: key, timeout: stableTimeout,

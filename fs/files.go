@@ -21,6 +21,8 @@ import (
 type valueFile struct {
 	virtualNode
 	render func(ctx context.Context) ([]byte, error)
+	// sampled files show size 0 until opened (see tree.sampled).
+	sampled bool
 }
 
 var (
@@ -33,6 +35,8 @@ func (f *valueFile) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.A
 	size := 0
 	if h, ok := fh.(*bytesHandle); ok {
 		size = len(h.data)
+	} else if f.sampled {
+		size = 0
 	} else if b, err := f.render(ctx); err == nil {
 		size = len(b)
 	} else {

@@ -203,7 +203,10 @@ func (m *Mount) follow(ctx context.Context) {
 				if c, err := t.eng.Get(ev.ID); err == nil {
 					t.specs.created(c)
 				}
+			case "die":
+				t.mounted.reset(ev.ID)
 			case "destroy":
+				t.mounted.forget(ev.ID)
 				t.invalidate(ev.Name)
 				t.specs.destroyed(ev.Name)
 			case "rename":

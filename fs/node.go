@@ -26,6 +26,8 @@ type tree struct {
 	specs *specs
 	// xattrs are the extended attributes of the tree's own files.
 	xattrs xattrs
+	// mounted tells, by container ID, whether the tree mounted the container's rootfs/.
+	mounted readiness
 	// imageErr is images/error.
 	imageErr lastError
 	// mountpoint is where the tree is mounted.

@@ -111,6 +111,7 @@ func (s *Store) flush() error {
 func (s *Store) Close() error {
 	close(s.syncer.stop)
 	s.syncer.wg.Wait()
+	s.dropViews(nil)
 	return s.flush()
 }
 

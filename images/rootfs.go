@@ -143,6 +143,8 @@ func (s *Store) Rootfs(ctx context.Context, id string) (*Rootfs, error) {
 		return nil, err
 	}
 	fs := s.rootfsView(&r)
+	s.mountMu.Lock()
+	defer s.mountMu.Unlock()
 	if err := s.mountRootfs(&rec, fs); err != nil {
 		return nil, fmt.Errorf("mount root filesystem %s: %w", id, err)
 	}
@@ -153,6 +155,8 @@ func (s *Store) Rootfs(ctx context.Context, id string) (*Rootfs, error) {
 // mounted is left as it is.
 func (s *Store) Unmount(ctx context.Context, id string) error {
 	path := filepath.Join(s.rootfsDir(), id, "merged")
+	s.mountMu.Lock()
+	defer s.mountMu.Unlock()
 	if mounted, err := isMountPoint(path); err != nil || !mounted {
 		return err
 	}

@@ -27,9 +27,15 @@ func (s *snapshots) has(chain v1.Hash) bool {
 	return err == nil
 }
 
-// temp makes an empty directory to unpack a layer into.
+// temp makes an empty directory to unpack a layer into. Its mode is what a root
+// directory has when the layer does not say (0755, as in Docker); the store's own
+// directory keeps others out.
 func (s *snapshots) temp() (string, error) {
-	return os.MkdirTemp(s.ingest, "snapshot-")
+	dir, err := os.MkdirTemp(s.ingest, "snapshot-")
+	if err != nil {
+		return "", err
+	}
+	return dir, os.Chmod(dir, 0o755)
 }
 
 // commit moves a fully unpacked and verified directory into place as chain's snapshot.

@@ -48,6 +48,9 @@ type Store struct {
 	// flushed (durable.go). Both under mu.
 	gen     uint64
 	pending map[v1.Hash]uint64
+	// viewMu serialises the mounting of views (view.go); mountMu that of containers'
+	// root filesystems.
+	viewMu, mountMu sync.Mutex
 }
 
 type flight struct {
@@ -146,7 +149,9 @@ func Open(ctx context.Context, root string, db *bolt.DB, opts ...Option) (*Store
 	if err := os.Chmod(root, 0o700); err != nil {
 		return nil, err
 	}
-	for _, d := range []string{s.blobs.dir, s.snaps.dir, s.blobs.ingest, s.rootfsDir()} {
+	// Views are mounted only while the daemon runs: a crashed run's go.
+	s.dropViews(nil)
+	for _, d := range []string{s.blobs.dir, s.snaps.dir, s.blobs.ingest, s.rootfsDir(), s.viewsDir()} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, err
 		}
@@ -528,8 +533,10 @@ func (s *Store) Prune(ctx context.Context) (*Deleted, error) {
 func (s *Store) collect(ctx context.Context) {
 	liveBlobs := map[v1.Hash]bool{}
 	liveSnaps := map[v1.Hash]bool{}
+	liveImages := map[v1.Hash]bool{}
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		if err := forEach(bucket(tx, bucketManifests), func(_ string, r *imageRecord) error {
+			liveImages[r.Digest] = true
 			liveBlobs[r.Digest], liveBlobs[r.Config] = true, true
 			for _, l := range r.Layers {
 				liveBlobs[l.Digest], liveSnaps[l.ChainID] = true, true
@@ -557,6 +564,7 @@ func (s *Store) collect(ctx context.Context) {
 		s.log.Error("image garbage collection", "err", err)
 		return
 	}
+	s.dropViews(liveImages)
 	if all, err := s.blobs.list(); err == nil {
 		for _, d := range all {
 			if !liveBlobs[d] && s.held[d] == 0 {

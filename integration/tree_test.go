@@ -589,3 +589,145 @@ func TestTreeXattrs(t *testing.T) {
 	}
 	failSh(t, d, "setfattr -n trusted.x -v 1 containers/web/ctl", "Operation not supported")
 }
+
+func TestTreeContainerRootfs(t *testing.T) {
+	d, bb := treeDaemon(t)
+	d.MustRun("run", "-d", "--name", "web", bb, "sh", "-c", sleeper)
+	r := "containers/web/rootfs"
+
+	// Both ways: what the host writes, the container reads, and the reverse.
+	mustSh(t, d, "echo from-host > "+r+"/tmp/host.txt")
+	if got := d.MustRun("exec", "web", "cat", "/tmp/host.txt"); got != "from-host\n" {
+		t.Errorf("the container reads %q from a file the host wrote in rootfs/", got)
+	}
+	d.MustRun("exec", "web", "sh", "-c", "echo from-container > /tmp/ctr.txt")
+	if got := mustSh(t, d, "cat "+r+"/tmp/ctr.txt"); got != "from-container\n" {
+		t.Errorf("rootfs/ shows %q for a file the container wrote", got)
+	}
+
+	// cp -a in keeps owners, modes, links and times; rsync, tar, find and du read out.
+	mustSh(t, d, `mkdir -p ../src/sub && echo a > ../src/a && echo b > ../src/sub/b && ln -s a ../src/link &&
+		ln ../src/a ../src/hard && chown 1234:5678 ../src/a && chmod 640 ../src/a && touch -d 2001-02-03 ../src/sub/b &&
+		mkdir `+r+`/srv && cp -a ../src `+r+`/srv/src`)
+	if got := d.MustRun("exec", "web", "stat", "-c", "%u:%g %a %h", "/srv/src/a"); got != "1234:5678 640 2\n" {
+		t.Errorf("cp -a into rootfs/: owner, mode, links in the container %q", got)
+	}
+	if got := d.MustRun("exec", "web", "readlink", "/srv/src/link"); got != "a\n" {
+		t.Errorf("a symlink copied in reads %q", got)
+	}
+	mustSh(t, d, "rsync -aH "+r+"/srv/src/ ../out/ && diff -r --no-dereference ../src ../out")
+	if got := mustSh(t, d, "stat -c '%u:%g %a %h' ../out/a; stat -c %y ../out/sub/b | cut -c1-10"); got != "1234:5678 640 2\n2001-02-03\n" {
+		t.Errorf("rsync -aH out of rootfs/: %q", got)
+	}
+	if got := mustSh(t, d, "tar -C "+r+"/srv -cf - src | tar -tvf - | grep -E ' src/(a|hard)'"); !strings.Contains(got, "1234/5678") {
+		t.Errorf("tar of rootfs/ lost the owner: %q", got)
+	}
+	if got := mustSh(t, d, "find "+r+"/srv/src -type f | sort"); got != r+"/srv/src/a\n"+r+"/srv/src/hard\n"+r+"/srv/src/sub/b\n" {
+		t.Errorf("find in rootfs/: %q", got)
+	}
+	if got := mustSh(t, d, "du -s --apparent-size -B1 "+r+"/bin/busybox | cut -f1; stat -c %s "+r+"/bin/busybox"); strings.Count(got, strings.SplitN(got, "\n", 2)[0]) != 2 {
+		t.Errorf("du and stat disagree on busybox's size: %q", got)
+	}
+	// Inode numbers are stable.
+	if a, b := mustSh(t, d, "stat -c %i "+r+"/srv/src/a"), mustSh(t, d, "ls -i "+r+"/srv/src/hard | cut -d' ' -f1"); a != b {
+		t.Errorf("hard links in rootfs/ have inodes %q and %q", a, b)
+	}
+
+	// stats and top: sampled on open.
+	if got := mustSh(t, d, "cat containers/web/stats"); !strings.Contains(got, `"running": true`) || !strings.Contains(got, `"pids": `) {
+		t.Errorf("stats of a running container: %q", got)
+	}
+	var st struct {
+		Pid int `json:"pid"`
+	}
+	json.Unmarshal([]byte(mustSh(t, d, "cat containers/web/status.json")), &st)
+	if got := mustSh(t, d, "cat containers/web/top"); !strings.HasPrefix(got, "    PID") || !strings.Contains(got, fmt.Sprintf(" %d ", st.Pid)) {
+		t.Errorf("top lacks the container's pid %d:\n%s", st.Pid, got)
+	}
+
+	// Stopped, the rootfs is still there to read and change; started, the container
+	// sees the change.
+	d.MustRun("stop", "-t", "1", "web")
+	if got := mustSh(t, d, "cat "+r+"/tmp/host.txt && echo again > "+r+"/tmp/stopped.txt && cat containers/web/stats containers/web/top"); !strings.HasPrefix(got, "from-host\n") || !strings.Contains(got, `"running": false`) || strings.Count(got, "\n") != 1+8 {
+		t.Errorf("rootfs/, stats and top of a stopped container: %q", got)
+	}
+	d.MustRun("start", "web")
+	if got := d.MustRun("exec", "web", "cat", "/tmp/stopped.txt"); got != "again\n" {
+		t.Errorf("a file written while the container was stopped reads %q", got)
+	}
+	d.MustRun("rm", "-f", "web")
+	if r := sh(t, d, "ls "+r); r.Code == 0 {
+		t.Errorf("rootfs/ of a removed container is still there")
+	}
+}
+
+func TestTreeImageLayersAndRootfs(t *testing.T) {
+	_, ims := harness.SharedImages(t)
+	d, _ := treeDaemon(t)
+	d.MustRun("pull", "-q", ims.Layered)
+	d.MustRun("pull", "-q", ims.Shared)
+	host, rest, _ := strings.Cut(ims.Layered, "/")
+	dir := "images/" + host + "/" + strings.Replace(rest, ":", "/", 1)
+
+	// layers/: one directory per layer, bottom first, each its own content.
+	ls := mustSh(t, d, "ls "+dir+"/layers")
+	if n := strings.Count(ls, "\n"); n != 3 || !strings.HasPrefix(ls, "00-sha256-"+ims.BusyboxLayer.Hex+"\n01-sha256-") {
+		t.Fatalf("layers/: %q", ls)
+	}
+	layers := strings.Fields(ls)
+	if got := mustSh(t, d, "cat "+dir+"/layers/"+layers[1]+"/data/a.txt "+dir+"/layers/"+layers[2]+"/data/a.txt"); got != "version 1\nversion 2\n" {
+		t.Errorf("a file in two layers: %q", got)
+	}
+	// The whiteout of layer 3, as overlayfs keeps it.
+	if got := mustSh(t, d, "stat -c '%F %t:%T' "+dir+"/layers/"+layers[2]+"/etc/motd"); got != "character special file 0:0\n" {
+		t.Errorf("a whiteout in layers/: %q", got)
+	}
+
+	// rootfs/: the merged file system a container starts from.
+	root := dir + "/rootfs"
+	if got := mustSh(t, d, "cat "+root+"/data/a.txt; ls "+root+"/data/opq; ls "+root+"/data/dir; test -e "+root+"/etc/motd || echo no motd"); got != "version 2\nnew.txt\nno motd\n" {
+		t.Errorf("rootfs/ of the layered image: %q", got)
+	}
+	if got := mustSh(t, d, "stat -c '%u:%g %a' "+root+"/data/owned; getfattr --only-values -n user.origin "+root+"/data/a.txt 2>/dev/null; readlink "+root+"/data/abs"); got != "1000:1001 600\n/etc/passwd\n" {
+		t.Errorf("owners, xattrs and links in rootfs/: %q", got)
+	}
+	if got := mustSh(t, d, "stat -c %a "+root); got != "755\n" {
+		t.Errorf("rootfs/ has mode %q", got)
+	}
+	mustSh(t, d, "cp -a "+root+"/data ../copy && diff -r --no-dereference "+root+"/data/opq ../copy/opq")
+	if got := mustSh(t, d, "tar -C "+root+" -cf - bin/busybox | tar -xOf - | cmp - /bin/busybox && echo same"); got != "same\n" {
+		t.Errorf("tar of rootfs/bin/busybox: %q", got)
+	}
+
+	// Read-only, whoever asks; nothing changes.
+	for _, cmd := range []string{
+		"touch " + root + "/new", "echo x >> " + root + "/data/a.txt", "rm " + root + "/bin/busybox",
+		"mkdir " + root + "/d", "chmod 777 " + root + "/data/a.txt", "mv " + root + "/data/a.txt " + root + "/data/b.txt",
+		"setfattr -n user.x -v 1 " + root + "/data/a.txt", "touch " + dir + "/layers/" + layers[0] + "/new",
+		"rm " + dir + "/layers/" + layers[0] + "/bin/busybox",
+	} {
+		failSh(t, d, cmd, "Read-only file system")
+	}
+	if got := mustSh(t, d, "cat "+root+"/data/a.txt"); got != "version 2\n" {
+		t.Errorf("after refused writes, a.txt reads %q", got)
+	}
+
+	// The shared layer is one directory in both images; a one-layer image's rootfs is its
+	// layer.
+	host2, rest2, _ := strings.Cut(ims.Shared, "/")
+	dir2 := "images/" + host2 + "/" + strings.Replace(rest2, ":", "/", 1)
+	if a, b := mustSh(t, d, "stat -c %i "+dir+"/layers/"+layers[0]+"/bin/busybox"), mustSh(t, d, "stat -c %i "+dir2+"/layers/00-*/bin/busybox"); a != b {
+		t.Errorf("a shared layer has inodes %q and %q in two images", a, b)
+	}
+	if got := mustSh(t, d, "cat "+dir2+"/rootfs/etc/shared"); got != "shared\n" {
+		t.Errorf("rootfs/ of the shared image: %q", got)
+	}
+
+	// Removed, its views go: no mount of the image is left.
+	d.MustRun("rmi", ims.Layered)
+	for _, m := range harness.Mounts(d.DataRoot) {
+		if strings.Contains(m, ims.LayeredDigest.Hex) {
+			t.Errorf("the view of a removed image is still mounted: %s", m)
+		}
+	}
+}

@@ -139,6 +139,8 @@ type Task interface {
 	Wait() <-chan ExitStatus
 	// Stats reports resource use.
 	Stats(ctx context.Context) (*Stats, error)
+	// Pids lists the container's processes, as host pids.
+	Pids(ctx context.Context) ([]int, error)
 	// Attach connects streams to the process: its output as it comes, and, if the
 	// container keeps stdin open, Stdin to its input. It returns when the process exits
 	// (with its exit status), the output streams fail, or ctx ends.

@@ -147,6 +147,19 @@ func (t *task) Stats(ctx context.Context) (*rt.Stats, error) {
 		MemoryLimit: limit, Pids: ev.Data.Pids.Current, At: nowUTC()}, nil
 }
 
+// Pids lists the container's processes through runc ps.
+func (t *task) Pids(ctx context.Context) ([]int, error) {
+	out, err := t.r.runcCmd(ctx, "ps", "--format", "json", t.id)
+	if err != nil {
+		return nil, fmt.Errorf("runc ps: %s", strings.TrimSpace(out))
+	}
+	var pids []int
+	if err := json.Unmarshal([]byte(out), &pids); err != nil {
+		return nil, fmt.Errorf("runc ps: %w", err)
+	}
+	return pids, nil
+}
+
 func (t *task) Attach(ctx context.Context, s rt.Streams) (*rt.ExitStatus, error) {
 	return t.client.Attach(ctx, s)
 }
