@@ -1101,7 +1101,13 @@ func (e *Engine) RuntimeSpec(ctx context.Context, ref string) ([]byte, error) {
 	if runtime == nil {
 		return nil, errdefs.Invalid(fmt.Errorf("unknown runtime %q", c.Runtime))
 	}
-	data, err := runtime.Describe(ctx, e.runtimeConfig(c, e.images.RootfsPath(c.ID)))
+	// A container never started has no spec yet: it is made as a start would make it,
+	// which reads users and groups in the root filesystem.
+	fs, err := e.images.Rootfs(ctx, c.ID)
+	if err != nil {
+		return nil, err
+	}
+	data, err := runtime.Describe(ctx, e.runtimeConfig(c, fs.Path))
 	if err != nil {
 		return nil, err
 	}

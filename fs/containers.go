@@ -79,21 +79,21 @@ func (t *tree) containerDir(id string) *dirNode {
 			}
 			return line(c.Error), nil
 		}),
-		t.value("spec.yaml", key+"spec.yaml", func(context.Context) ([]byte, error) {
+		t.valueOf(valueFixed, "spec.yaml", key+"spec.yaml", func(context.Context) ([]byte, error) {
 			c, err := get()
 			if err != nil {
 				return nil, err
 			}
 			return compose.RenderService(c.Spec), nil
 		}),
-		t.value("config.json", key+"config.json", func(ctx context.Context) ([]byte, error) {
+		t.valueOf(valueCached, "config.json", key+"config.json", func(ctx context.Context) ([]byte, error) {
 			return t.eng.RuntimeSpec(ctx, id)
 		}),
 		t.stream("logs", key+"logs", logFile("output")),
 		t.stream("stdout", key+"stdout", logFile("stdout")),
 		t.stream("stderr", key+"stderr", logFile("stderr")),
-		t.sampled("stats", key+"stats", func(ctx context.Context) ([]byte, error) { return t.containerStats(ctx, id) }),
-		t.sampled("top", key+"top", func(ctx context.Context) ([]byte, error) { return t.containerTop(ctx, id) }),
+		t.valueOf(valueSampled, "stats", key+"stats", func(ctx context.Context) ([]byte, error) { return t.containerStats(ctx, id) }),
+		t.valueOf(valueSampled, "top", key+"top", func(ctx context.Context) ([]byte, error) { return t.containerTop(ctx, id) }),
 		{name: "rootfs", mode: syscall.S_IFDIR | 0o755, key: key + "rootfs", timeout: stableTimeout,
 			node: func() gofs.InodeEmbedder {
 				return t.newPassDir(t.eng.Images().RootfsPath(id), key+"rootfs", false, t.mounted.get(id), func(ctx context.Context) error {
@@ -101,6 +101,10 @@ func (t *tree) containerDir(id string) *dirNode {
 					return err
 				})
 			}},
+	}
+	// The names are those of the container's ID for as long as it lives.
+	for i := range entries {
+		entries[i].timeout = fixedTimeout
 	}
 	return &dirNode{virtualNode: virtualNode{t: t}, perm: 0o555, entries: func(context.Context) ([]entry, error) {
 		if _, err := get(); err != nil {

@@ -106,16 +106,16 @@ func (d *dirNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 
 // value makes the entry of a valueFile.
 func (t *tree) value(name, key string, render func(ctx context.Context) ([]byte, error)) entry {
-	return entry{name: name, mode: syscall.S_IFREG | 0o444, key: key, timeout: stableTimeout,
-		node: func() gofs.InodeEmbedder { return &valueFile{virtualNode: virtualNode{t: t}, render: render} }}
+	return t.valueOf(valueLive, name, key, render)
 }
 
-// sampled makes the entry of a valueFile that is costly to render (it asks the runtime):
-// like the files of /proc, it shows size 0 and renders only when opened.
-func (t *tree) sampled(name, key string, render func(ctx context.Context) ([]byte, error)) entry {
+// valueOf makes the entry of a valueFile of the given kind.
+func (t *tree) valueOf(kind valueKind, name, key string, render func(ctx context.Context) ([]byte, error)) entry {
 	return entry{name: name, mode: syscall.S_IFREG | 0o444, key: key, timeout: stableTimeout,
 		node: func() gofs.InodeEmbedder {
-			return &valueFile{virtualNode: virtualNode{t: t}, render: render, sampled: true}
+			f := &valueFile{virtualNode: virtualNode{t: t}, render: render, kind: kind}
+			f.size.Store(-1)
+			return f
 		}}
 }
 

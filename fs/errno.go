@@ -2,6 +2,7 @@ package fs
 
 import (
 	"errors"
+	"log/slog"
 	"syscall"
 
 	"github.com/flyingdutchman/flyingdutchman/errdefs"
@@ -24,7 +25,7 @@ var errnoTable = []struct {
 }
 
 // toErrno turns an engine error into an errno: the kind the engine gave it, else the
-// errno it wraps, else EIO.
+// errno it wraps, else EIO, which says too little: the error is logged.
 func toErrno(err error) syscall.Errno {
 	if err == nil {
 		return 0
@@ -38,5 +39,6 @@ func toErrno(err error) syscall.Errno {
 	if errors.As(err, &errno) {
 		return errno
 	}
+	slog.Warn("tree: input/output error", "err", err)
 	return syscall.EIO
 }

@@ -7,6 +7,8 @@ import (
 	"io/fs"
 	"os"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -21,9 +23,31 @@ import (
 type valueFile struct {
 	virtualNode
 	render func(ctx context.Context) ([]byte, error)
-	// sampled files show size 0 until opened (see tree.sampled).
-	sampled bool
+	kind   valueKind
+	// size is the length of the last rendering, for valueCached; -1 before the first.
+	size atomic.Int64
+	// fixed is the content of a valueFixed file, once rendered.
+	mu    sync.Mutex
+	fixed []byte
 }
+
+// valueKind says how a valueFile's stat learns its size.
+type valueKind int
+
+const (
+	// valueLive renders on every stat: the size is always the truth (state, status.json).
+	valueLive valueKind = iota
+	// valueCached shows the size of the last rendering (0 before the first open), and
+	// renders afresh on open: for what costs more to render and seldom changes
+	// (config.json, which may mount the container's rootfs to resolve its user).
+	valueCached
+	// valueSampled shows size 0, as the files of /proc do, and renders only on open: for
+	// what asks the runtime (stats, top).
+	valueSampled
+	// valueFixed renders once: what cannot change while the file lives (spec.yaml, the
+	// spec of a container, which a new spec replaces with a new container).
+	valueFixed
+)
 
 var (
 	_ gofs.NodeGetattrer = (*valueFile)(nil)
@@ -32,18 +56,30 @@ var (
 )
 
 func (f *valueFile) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	size := 0
-	if h, ok := fh.(*bytesHandle); ok {
+	size, timeout := 0, noTimeout
+	switch h, ok := fh.(*bytesHandle); {
+	case ok:
 		size = len(h.data)
-	} else if f.sampled {
-		size = 0
-	} else if b, err := f.render(ctx); err == nil {
+	case f.kind == valueSampled:
+		timeout = fixedTimeout
+	case f.kind == valueFixed:
+		b, err := f.fixedContent(ctx)
+		if err != nil {
+			return toErrno(err)
+		}
+		size, timeout = len(b), fixedTimeout
+	case f.kind == valueCached:
+		size, timeout = max(int(f.size.Load()), 0), stableTimeout
+	default:
+		b, err := f.render(ctx)
+		if err != nil {
+			return toErrno(err)
+		}
 		size = len(b)
-	} else {
-		return toErrno(err)
+		f.size.Store(int64(size))
 	}
 	f.t.attr(&out.Attr, syscall.S_IFREG|0o444, uint64(size), time.Now())
-	out.SetTimeout(noTimeout)
+	out.SetTimeout(timeout)
 	return 0
 }
 
@@ -51,11 +87,33 @@ func (f *valueFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, ui
 	if flags&(syscall.O_WRONLY|syscall.O_RDWR) != 0 {
 		return nil, 0, syscall.EACCES
 	}
+	if f.kind == valueFixed {
+		b, err := f.fixedContent(ctx)
+		if err != nil {
+			return nil, 0, toErrno(err)
+		}
+		return &bytesHandle{data: b}, fuse.FOPEN_KEEP_CACHE, 0
+	}
 	b, err := f.render(ctx)
 	if err != nil {
 		return nil, 0, toErrno(err)
 	}
+	f.size.Store(int64(len(b)))
 	return &bytesHandle{data: b}, fuse.FOPEN_DIRECT_IO, 0
+}
+
+// fixedContent renders a valueFixed file the first time, and returns that rendering.
+func (f *valueFile) fixedContent(ctx context.Context) ([]byte, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fixed == nil {
+		b, err := f.render(ctx)
+		if err != nil {
+			return nil, err
+		}
+		f.fixed = b
+	}
+	return f.fixed, nil
 }
 
 func (f *valueFile) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {

@@ -236,6 +236,10 @@ func (t *tree) imageDir(name, digest string) *dirNode {
 				})
 			}},
 	}
+	// The names are fixed for the image (a tag moved elsewhere is another directory).
+	for i := range entries {
+		entries[i].timeout = fixedTimeout
+	}
 	return &dirNode{virtualNode: virtualNode{t: t}, perm: 0o555, entries: func(ctx context.Context) ([]entry, error) {
 		if _, err := get(ctx); err != nil {
 			return nil, err

@@ -49,8 +49,13 @@ func ino(p string) uint64 {
 //
 // go-fuse replaces a zero timeout with the mount's default, so "no cache" is the
 // shortest timeout there is: one nanosecond, expired by the time the kernel looks.
+//
+// fixedTimeout is for names that cannot change while the inode lives: the files of a
+// container's directory, named by the container's ID (a container made again under the
+// same name is another directory, which the engine's events invalidate).
 const (
 	stableTimeout = time.Second
+	fixedTimeout  = time.Hour
 	noTimeout     = time.Nanosecond
 )
 

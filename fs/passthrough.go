@@ -102,7 +102,7 @@ func (n *passNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.At
 	if n.prepare != nil && n.ready != nil && !n.ready.Load() {
 		n.t.attr(&out.Attr, syscall.S_IFDIR|0o755, 4096, time.Time{})
 		out.Uid, out.Gid = 0, 0
-		out.SetTimeout(noTimeout)
+		out.SetTimeout(stableTimeout)
 		return 0
 	}
 	if errno := n.ensure(ctx); errno != 0 {

@@ -33,16 +33,27 @@ lists the verbs it takes now.
     info                version, runtimes, data directory, counts (key: value lines)
     events              every engine event, one JSON object per line (tail -f it)
     containers/
+      NAME.yaml         the spec of container NAME: one Docker Compose service
+                        (image, command, environment, restart, ...). Saving it
+                        creates or recreates the container; an invalid one changes
+                        nothing, fails the save (EINVAL) and says why in NAME/error;
+                        deleting it removes the container after 2 seconds. Other
+                        files here (editors' swap and backup files) are kept as they
+                        are.
       NAME/             one directory per container
         ctl             start | stop [SECONDS] | restart [SECONDS] | kill [SIGNAL] |
                         pause | unpause | rm [-f]
         state           created starting running stopping stopped restarting paused
                         removing
-        status.json     the inspect view: image, pid, exit code, times, error
+        status.json     the inspect view: image, pid, exit code, times, error, stale
         error           the last error, empty if none
+        spec.yaml       the spec the container was made from
         config.json     the OCI runtime spec handed to runc
         logs            stdout and stderr as they came, growing
         stdout, stderr  each stream alone
+        stats           cpu, memory and pids now (JSON)
+        top             the container's processes
+        rootfs/         the container's own filesystem, read-write
     images/
       pull              write a reference per line to pull it; read: pulls under way
       error             the last failed write under images/
@@ -51,6 +62,8 @@ lists the verbs it takes now.
         ref, digest, id, size, platform, created
         manifest.json, config.json, history
         ctl             rm [-f] | tag NEWREF | push [REF]
+        layers/NN-sha256-HEX/   each layer's own files, read-only
+        rootfs/         the merged filesystem a container starts from, read-only
       by-digest/sha256-HEX/   every image by its manifest digest
 
 Watching: inotify sees only changes made through this folder, not those the engine

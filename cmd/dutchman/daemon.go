@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -89,6 +90,18 @@ func runDaemon(ctx context.Context, cfg daemonConfig) error {
 	if cfg.Mount == nil {
 		m := defaultMount()
 		cfg.Mount = &m
+	}
+	// Paths are kept absolute: runc and the shim run elsewhere than the daemon, and the
+	// runtime spec refuses a relative root.
+	for _, p := range []*string{&cfg.DataRoot, &cfg.Socket, cfg.Mount} {
+		if *p == "" {
+			continue
+		}
+		abs, err := filepath.Abs(*p)
+		if err != nil {
+			return err
+		}
+		*p = abs
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(orDefault(cfg.LogLevel, "info"))); err != nil {
