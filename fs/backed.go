@@ -193,7 +193,7 @@ func (d *backedDir) Link(ctx context.Context, target gofs.InodeEmbedder, name st
 	}
 	ch, errno := d.LoopbackNode.Link(ctx, target, name, out)
 	if errno == 0 && d.specs && isSpecName(name) {
-		d.t.specs.saved(ctx, name)
+		errno = d.t.specs.saved(ctx, name)
 	}
 	return ch, errno
 }
@@ -260,11 +260,19 @@ func (t *tree) renameBacked(ctx context.Context, from gofs.InodeEmbedder, name s
 	if !ok || !ok2 {
 		return syscall.EXDEV
 	}
+	spec := to != nil && to.specs && isSpecName(newName)
+	if spec && flags&unixRenameExchange == 0 {
+		// An invalid spec does not take the place of the one in use: the rename is
+		// refused, and the file stays where it was.
+		if errno := t.specs.check(ctx, filepath.Join(fromDir, name), newName); errno != 0 {
+			return errno
+		}
+	}
 	if err := renameFlags(filepath.Join(fromDir, name), filepath.Join(toDir, newName), flags); err != nil {
 		return gofs.ToErrno(err)
 	}
-	if to != nil && to.specs && isSpecName(newName) {
-		t.specs.saved(ctx, newName)
+	if spec {
+		return t.specs.saved(ctx, newName)
 	}
 	return 0
 }

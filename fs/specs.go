@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -85,11 +86,12 @@ func (s *specs) saved(ctx context.Context, file string) syscall.Errno {
 	name := specContainer(file)
 	s.cancelRemoval(name)
 	path := filepath.Join(s.dir, file)
-	data, err := os.ReadFile(path)
+	data, err := readSpec(path, filepath.Base(path))
 	if errors.Is(err, fs.ErrNotExist) {
 		return 0 // saved and gone again already
 	}
 	if err != nil {
+		s.failed(name, err)
 		return toErrno(err)
 	}
 	spec, err := compose.LoadService(ctx, path, data, nil)
@@ -122,6 +124,20 @@ func (s *specs) saved(ctx context.Context, file string) syscall.Errno {
 	case <-ctx.Done():
 		return syscall.EINTR
 	}
+}
+
+// check validates the file at path before it becomes spec file: an invalid one is
+// recorded as a failed save.
+func (s *specs) check(ctx context.Context, path, file string) syscall.Errno {
+	data, err := readSpec(path, file)
+	if err == nil {
+		_, err = compose.LoadService(ctx, filepath.Join(s.dir, file), data, nil)
+	}
+	if err != nil {
+		s.failed(specContainer(file), err)
+		return toErrno(err)
+	}
+	return 0
 }
 
 // failed records a failed save.
@@ -238,7 +254,7 @@ func (s *specs) created(c *engine.Container) {
 	want := compose.RenderService(c.Spec)
 	if file := s.file(c.Name); file != "" {
 		path := filepath.Join(s.dir, file)
-		data, err := os.ReadFile(path)
+		data, err := readSpec(path, filepath.Base(path))
 		if err != nil {
 			return
 		}
@@ -324,7 +340,7 @@ func (s *specs) reconcile(ctx context.Context) {
 			continue
 		}
 		path := filepath.Join(s.dir, file)
-		data, err := os.ReadFile(path)
+		data, err := readSpec(path, filepath.Base(path))
 		if err != nil {
 			continue
 		}
@@ -345,6 +361,28 @@ func (s *specs) close() {
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
+}
+
+// readSpec reads a spec file, refusing a symbolic link: the daemon reads as root, and a
+// spec is the tree owner's own file, never one elsewhere. Specs are small; a file over
+// 1 MiB is refused.
+func readSpec(path, name string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, errdefs.Invalid(fmt.Errorf("%s: a spec file cannot be a symbolic link", name))
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, 1<<20+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > 1<<20 {
+		return nil, errdefs.Invalid(fmt.Errorf("%s: a spec file is at most 1 MiB", name))
+	}
+	return data, nil
 }
 
 // sameSpec tells whether two specs ask for the same container.

@@ -27,6 +27,19 @@ func TestSecondDaemonOnOneDataRootIsRefused(t *testing.T) {
 	first.MustRun("images")
 }
 
+// TestDaemonTakesRelativePaths runs a container on a daemon given its data root and
+// socket as relative paths: runc and the shim, which run elsewhere, get absolute ones.
+func TestDaemonTakesRelativePaths(t *testing.T) {
+	_, ims := harness.SharedImages(t)
+	d := harness.StartDaemon(t, harness.WithArgs("--data-root", "root", "--socket", "dutchman.sock"))
+	if got := d.MustRun("run", "--rm", ims.Busybox, "echo", "ran"); got != "ran\n" {
+		t.Errorf("run on a daemon with a relative data root: %q", got)
+	}
+	if !strings.Contains(d.Log(), "data-root="+d.DataRoot) {
+		t.Errorf("the daemon did not make its data root absolute (%s):\n%s", d.DataRoot, d.Log())
+	}
+}
+
 func TestDaemonStopsCleanlyAndStartsAgain(t *testing.T) {
 	_, ims := harness.SharedImages(t)
 	d := harness.NewDaemon(t)

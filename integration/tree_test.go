@@ -28,10 +28,10 @@ const treeOwner = 1000
 
 // treeDaemon starts a daemon that mounts the tree, with busybox pulled. It checks that
 // the daemon unmounts the tree when it stops.
-func treeDaemon(t *testing.T) (*harness.Daemon, string) {
+func treeDaemon(t *testing.T, opts ...harness.DaemonOption) (*harness.Daemon, string) {
 	t.Helper()
 	_, ims := harness.SharedImages(t)
-	d := harness.NewDaemon(t, harness.WithTree())
+	d := harness.NewDaemon(t, append([]harness.DaemonOption{harness.WithTree()}, opts...)...)
 	if err := os.Mkdir(d.Tree, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -505,6 +505,11 @@ func TestTreeSpecFiles(t *testing.T) {
 	if got := mustSh(t, d, "head -n 1 containers/web/stdout"); got != "v5\n" {
 		t.Errorf("after an atomic rename save: %q", got)
 	}
+	// An invalid atomic save is refused at the rename: the spec in use stays.
+	failSh(t, d, "printf 'image: "+bb+"\\nfrobnicate: 1\\n' > containers/.web.yaml.tmp && mv containers/.web.yaml.tmp containers/web.yaml", "")
+	if got := mustSh(t, d, "grep -c 'echo v5' containers/web.yaml; cat containers/web/state; rm containers/.web.yaml.tmp"); got != "1\nrunning\n" {
+		t.Errorf("after an invalid atomic save (the old spec, running): %q", got)
+	}
 	// No editor's leftovers became containers, and no scratch file is a spec.
 	mustSh(t, d, "cd containers && touch .web.yaml.swp web.yaml~ 4913 .DS_Store ._web.yaml notes.txt && mkdir .Trash-1000")
 	if got := mustSh(t, d, "ls -A containers"); got != ".DS_Store\n.Trash-1000\n._web.yaml\n.web.yaml.swp\n4913\nnotes.txt\nweb\nweb.yaml\nweb.yaml~\n" {
@@ -512,6 +517,12 @@ func TestTreeSpecFiles(t *testing.T) {
 	}
 	if got := d.MustRun("ps", "-a", "-q"); strings.Count(got, "\n") != 1 {
 		t.Errorf("containers after scratch files: %q", got)
+	}
+	// A symbolic link is no spec: the daemon reads specs as root. The rename is refused
+	// (EINVAL, which mv words as "a subdirectory of itself") and the link stays.
+	failSh(t, d, "ln -s /etc/shadow containers/.link && mv containers/.link containers/shadow.yaml", "")
+	if got := mustSh(t, d, "grep -c 'shadow.yaml: a spec file cannot be a symbolic link' events >/dev/null && echo reported; rm containers/.link; ls -A containers | grep -c shadow || true"); got != "reported\n0\n" {
+		t.Errorf("a symlink saved as a spec: %q", got)
 	}
 	// Names: a spec for an invalid container name, a file over a container's directory.
 	failSh(t, d, "touch 'containers/bad name.yaml'", "Invalid argument")
@@ -729,5 +740,73 @@ func TestTreeImageLayersAndRootfs(t *testing.T) {
 		if strings.Contains(m, ims.LayeredDigest.Hex) {
 			t.Errorf("the view of a removed image is still mounted: %s", m)
 		}
+	}
+}
+
+// TestTreeSpecsUnderGitAndRsync keeps the specs in a git repository in containers/ and
+// syncs more in with rsync, as people who keep their configuration in git do.
+func TestTreeSpecsUnderGitAndRsync(t *testing.T) {
+	d, bb := treeDaemon(t)
+	if err := os.WriteFile(filepath.Join(d.Dir, "v1.yaml"), []byte(spec(bb, "v1")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The tree is the user's (uid 1000); the tests run git as root.
+	git := "git -c safe.directory='*' -c user.name=t -c user.email=t@example.com "
+	// The containers' own directories are not the repository's business.
+	mustSh(t, d, "cd containers && "+git+"init -q && echo '/*/' > .gitignore && cp ../../v1.yaml web.yaml && "+
+		git+"add .gitignore web.yaml && "+git+"commit -qm v1")
+	first := containerID(t, d, "web")
+	mustSh(t, d, "sed -i 's/echo v1/echo v2/' containers/web.yaml")
+	if containerID(t, d, "web") == first {
+		t.Fatalf("sed -i did not recreate the container")
+	}
+	// git checkout writes the committed version back: it applies.
+	if got := mustSh(t, d, "cd containers && "+git+"checkout -q web.yaml && "+git+"status --porcelain && cat web/spec.yaml | grep -c 'echo v1'"); got != "1\n" {
+		t.Errorf("after git checkout of the spec: %q", got)
+	}
+	// rsync -a writes a temporary file and renames it over: a new container.
+	mustSh(t, d, "mkdir ../specs && sed 's/echo v1/echo api/' ../v1.yaml > ../specs/api.yaml && rsync -a ../specs/ containers/")
+	if got := mustSh(t, d, "cat containers/api/state; grep -c 'echo api' containers/api/spec.yaml"); got != "created\n1\n" {
+		t.Errorf("a spec synced in with rsync: %q", got)
+	}
+	if got := d.MustRun("ps", "-a", "-q"); strings.Count(got, "\n") != 2 {
+		t.Errorf("containers after git and rsync: %q; want web and api", got)
+	}
+	if got := mustSh(t, d, "cd containers && "+git+"status --porcelain"); got != "?? api.yaml\n" {
+		t.Errorf("git status in containers/: %q", got)
+	}
+}
+
+// TestTreeFullDisk saves specs on a full disk: the save fails with ENOSPC, nothing is
+// made, reads go on, and the same save works once there is room.
+func TestTreeFullDisk(t *testing.T) {
+	root := filepath.Join(harness.Dir(t), "small")
+	if err := os.Mkdir(root, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("tmpfs", root, "tmpfs", 0, "size=48m"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Unmount(root, syscall.MNT_DETACH) })
+	d, bb := treeDaemon(t, harness.WithDataRoot(filepath.Join(root, "data")))
+	if err := os.WriteFile(filepath.Join(d.Dir, "v1.yaml"), []byte(spec(bb, "v1")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d.MustRun("create", "--name", "old", bb, "true")
+	filler := filepath.Join(root, "filler")
+	sh(t, d, "dd if=/dev/zero of="+filler+" bs=1M 2>/dev/null")
+
+	failSh(t, d, "cp ../v1.yaml containers/web.yaml", "No space left on device")
+	if r := sh(t, d, "ls containers/web"); r.Code == 0 {
+		t.Errorf("a spec saved on a full disk made a container")
+	}
+	if got := mustSh(t, d, "cat containers/old/state; ls images"); !strings.HasPrefix(got, "created\n") {
+		t.Errorf("reads on a full disk: %q", got)
+	}
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustSh(t, d, "cp ../v1.yaml containers/web.yaml && cat containers/web/state"); got != "created\n" {
+		t.Errorf("the same save with room: state %q", got)
 	}
 }

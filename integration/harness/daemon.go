@@ -135,6 +135,7 @@ func (d *Daemon) Start() error {
 	}
 	defer logf.Close()
 	cmd := exec.Command(Binary(d.t), args...)
+	cmd.Dir = d.Dir // relative paths in Args are the test directory's
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = append(os.Environ(), d.Env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
