@@ -191,11 +191,10 @@ func (d *backedDir) Link(ctx context.Context, target gofs.InodeEmbedder, name st
 	if errno := d.taken(ctx, name); errno != 0 {
 		return nil, errno
 	}
-	ch, errno := d.LoopbackNode.Link(ctx, target, name, out)
-	if errno == 0 && d.specs && isSpecName(name) {
-		errno = d.t.specs.saved(ctx, name)
+	if d.specs && isSpecName(name) {
+		return nil, syscall.EPERM // a spec is a file of its own
 	}
-	return ch, errno
+	return d.LoopbackNode.Link(ctx, target, name, out)
 }
 
 func (d *backedDir) Unlink(ctx context.Context, name string) syscall.Errno {
@@ -231,7 +230,7 @@ func (d *backedDir) Rename(ctx context.Context, name string, newParent gofs.Inod
 	if d.specs && isSpecName(name) {
 		to, _ := newParent.(*backedDir)
 		if flags&unixRenameExchange != 0 {
-			d.t.specs.saved(ctx, name)
+			d.t.specs.saveLater(name)
 		} else if to != d || specContainer(newName) != specContainer(name) || !isSpecName(newName) {
 			d.t.specs.removed(name)
 		}
@@ -261,7 +260,11 @@ func (t *tree) renameBacked(ctx context.Context, from gofs.InodeEmbedder, name s
 		return syscall.EXDEV
 	}
 	spec := to != nil && to.specs && isSpecName(newName)
-	if spec && flags&unixRenameExchange == 0 {
+	if spec {
+		// A swap would put a file in place unchecked.
+		if flags&unixRenameExchange != 0 {
+			return syscall.EINVAL
+		}
 		// An invalid spec does not take the place of the one in use: the rename is
 		// refused, and the file stays where it was.
 		if errno := t.specs.check(ctx, filepath.Join(fromDir, name), newName); errno != 0 {
@@ -272,7 +275,9 @@ func (t *tree) renameBacked(ctx context.Context, from gofs.InodeEmbedder, name s
 		return gofs.ToErrno(err)
 	}
 	if spec {
-		return t.specs.saved(ctx, newName)
+		// Applied in the background: the kernel holds the directory while a rename
+		// runs, and applying may pull an image. What fails is in error and events.
+		t.specs.saveLater(newName)
 	}
 	return 0
 }
@@ -308,6 +313,17 @@ type backedFile struct {
 
 func (f *backedFile) WrapChild(ctx context.Context, ops gofs.InodeEmbedder) gofs.InodeEmbedder {
 	return f.t.wrapBacked(ops)
+}
+
+// Setattr refuses to change the mode or size of a symbolic link: go-fuse's loopback does
+// it by path, which follows the link (as root) to wherever it points.
+func (f *backedFile) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	_, hasMode := in.GetMode()
+	_, hasSize := in.GetSize()
+	if f.StableAttr().Mode&syscall.S_IFMT == syscall.S_IFLNK && (hasMode || hasSize) {
+		return syscall.EPERM
+	}
+	return f.LoopbackNode.Setattr(ctx, fh, in, out)
 }
 
 // Open of a spec for writing applies it when the file is closed.

@@ -223,14 +223,14 @@ func (t *tree) imageDir(name, digest string) *dirNode {
 		{name: "ctl", mode: syscall.S_IFREG | 0o644, key: key + "ctl", timeout: stableTimeout,
 			node: func() gofs.InodeEmbedder { return t.imageCtl(ref) }},
 		{name: "layers", mode: syscall.S_IFDIR | 0o555, key: key + "layers", timeout: stableTimeout,
-			node: func() gofs.InodeEmbedder { return t.layersDir(get) }},
-		{name: "rootfs", mode: syscall.S_IFDIR | 0o755, key: "view@" + digest, timeout: stableTimeout,
+			node: func() gofs.InodeEmbedder { return t.layersDir(key+"layers/", get) }},
+		{name: "rootfs", mode: syscall.S_IFDIR | 0o755, key: key + "rootfs", timeout: stableTimeout,
 			node: func() gofs.InodeEmbedder {
 				var path string
 				if im, err := get(context.Background()); err == nil {
 					path = t.eng.Images().ViewPath(im)
 				}
-				return t.newPassDir(path, "view@"+digest, true, nil, func(ctx context.Context) error {
+				return t.newPassDir(path, key+"rootfs", true, nil, func(ctx context.Context) error {
 					_, err := t.eng.Images().View(ctx, digest)
 					return err
 				})
@@ -249,8 +249,10 @@ func (t *tree) imageDir(name, digest string) *dirNode {
 }
 
 // layersDir is an image's layers/: NN-sha256-HEX/ per layer, bottom first, each the
-// layer's unpacked content, read-only. A layer two images share is one directory.
-func (t *tree) layersDir(get func(ctx context.Context) (*images.Image, error)) *dirNode {
+// layer's unpacked content, read-only. Every directory has one parent, as the kernel
+// wants: a layer two images share shows in each under inode numbers of its own (see
+// newPassDir).
+func (t *tree) layersDir(prefix string, get func(ctx context.Context) (*images.Image, error)) *dirNode {
 	return &dirNode{virtualNode: virtualNode{t: t}, perm: 0o555, entries: func(ctx context.Context) ([]entry, error) {
 		im, err := get(ctx)
 		if err != nil {
@@ -259,8 +261,9 @@ func (t *tree) layersDir(get func(ctx context.Context) (*images.Image, error)) *
 		out := make([]entry, 0, len(im.Layers))
 		for i, l := range im.Layers {
 			chain := l.ChainID
-			key := "layer@" + chain
-			out = append(out, entry{name: fmt.Sprintf("%02d-%s", i, strings.Replace(l.Digest, ":", "-", 1)),
+			name := fmt.Sprintf("%02d-%s", i, strings.Replace(l.Digest, ":", "-", 1))
+			key := prefix + name
+			out = append(out, entry{name: name,
 				mode: syscall.S_IFDIR | 0o755, key: key, timeout: stableTimeout,
 				node: func() gofs.InodeEmbedder {
 					path, _ := t.eng.Images().LayerPath(chain)

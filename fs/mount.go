@@ -80,7 +80,7 @@ func New(ctx context.Context, opts Options) (*Mount, error) {
 	if direct {
 		syscall.ForkLock.RLock()
 	}
-	server, err := gofs.Mount(dir, root, &gofs.Options{
+	options := &gofs.Options{
 		MountOptions: fuse.MountOptions{
 			// The daemon runs as root; the tree belongs to the mount point's owner,
 			// and the kernel checks permissions against the modes shown.
@@ -95,13 +95,20 @@ func New(ctx context.Context, opts Options) (*Mount, error) {
 			MaxStackDepth: 2,
 			Debug:         opts.Debug,
 		},
+		NullPermissions: true,
 		EntryTimeout:    &entry,
 		AttrTimeout:     &attr,
 		NegativeTimeout: &neg,
-		UID:             uid,
-		GID:             gid,
-		RootStableAttr:  &gofs.StableAttr{Ino: ino("/")},
-	})
+		// No UID/GID here: go-fuse would show every root-owned file as the owner's,
+		// those of a container's rootfs too. The tree's own files say their owner.
+		// NullPermissions: a mode of 0 in a rootfs is shown as it is.
+		RootStableAttr: &gofs.StableAttr{Ino: ino("/")},
+	}
+	server, err := fuse.NewServer(noIoctl{gofs.NewNodeFS(root, options)}, dir, &options.MountOptions)
+	if err == nil {
+		go server.Serve()
+		err = server.WaitMount()
+	}
 	if direct {
 		syscall.ForkLock.RUnlock()
 	}
@@ -113,6 +120,15 @@ func New(ctx context.Context, opts Options) (*Mount, error) {
 	m.wg.Go(func() { m.follow(ctx) })
 	t.specs.reconcile(ctx)
 	return m, nil
+}
+
+// noIoctl refuses every ioctl. go-fuse's loopback would run any ioctl the kernel
+// forwards on the daemon's own descriptor, as root: on a file of a container's rootfs,
+// EXT4_IOC_SHUTDOWN would take down the filesystem of the data root.
+type noIoctl struct{ fuse.RawFileSystem }
+
+func (noIoctl) Ioctl(cancel <-chan struct{}, in *fuse.IoctlIn, inbuf []byte, out *fuse.IoctlOut, outbuf []byte) fuse.Status {
+	return fuse.Status(syscall.ENOTTY)
 }
 
 // Dir is where the tree is mounted.
@@ -184,8 +200,11 @@ func owner(info fs.FileInfo) (uid, gid uint32) {
 // once when a container's name comes or goes, so that a cached lookup never shows a
 // removed container or hides a new one, and keeps the containers' spec files.
 func (m *Mount) follow(ctx context.Context) {
+	// A subscriber that falls behind is dropped; it takes up again after the last event
+	// it saw, so that none is lost.
+	filter := engine.EventFilter{Type: "container", Since: time.Now()}
 	for ctx.Err() == nil {
-		_, ch, cancel := m.root.t.eng.Events(engine.EventFilter{Type: "container", Since: time.Now()}, true)
+		_, ch, cancel := m.root.t.eng.Events(filter, true)
 		for {
 			var ev engine.Event
 			var ok bool
@@ -196,6 +215,7 @@ func (m *Mount) follow(ctx context.Context) {
 			if !ok {
 				break
 			}
+			filter = engine.EventFilter{Type: "container", After: ev.Seq}
 			t := m.root.t
 			switch ev.Action {
 			case "create":

@@ -25,6 +25,9 @@ func (t *tree) newRoot(backing string, dev uint64) *backedDir {
 		t.dir("images", "images", stableTimeout, func() *dirNode { return t.imagesDir() }),
 	}
 	root := t.newBackedDir(t.backing, false, func(context.Context) ([]entry, error) { return entries, nil }, fixedFind(entries))
+	// The tree holds the containers' environments and logs: it is its owner's alone,
+	// as a home directory is.
+	root.perm = 0o700
 	t.backing.RootNode = root
 	t.root = root
 	return root

@@ -126,6 +126,17 @@ func (s *specs) saved(ctx context.Context, file string) syscall.Errno {
 	}
 }
 
+// saveLater applies spec file name in the background (after a rename, which must not
+// wait).
+func (s *specs) saveLater(file string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	s.wg.Go(func() { s.saved(context.Background(), file) })
+}
+
 // check validates the file at path before it becomes spec file: an invalid one is
 // recorded as a failed save.
 func (s *specs) check(ctx context.Context, path, file string) syscall.Errno {
@@ -174,8 +185,8 @@ func (s *specs) removed(file string) {
 	if s.closed {
 		return
 	}
-	if t := s.removals[name]; t != nil {
-		t.Stop()
+	if t := s.removals[name]; t != nil && t.Stop() {
+		s.wg.Done()
 	}
 	s.wg.Add(1)
 	s.removals[name] = time.AfterFunc(removalGrace, func() {
@@ -321,7 +332,7 @@ func (s *specs) write(file string, data []byte) error {
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+	if err := os.Chmod(tmp.Name(), 0o600); err != nil {
 		return err
 	}
 	if err := os.Chown(tmp.Name(), int(s.t.uid), int(s.t.gid)); err != nil {
@@ -367,7 +378,8 @@ func (s *specs) close() {
 // spec is the tree owner's own file, never one elsewhere. Specs are small; a file over
 // 1 MiB is refused.
 func readSpec(path, name string) ([]byte, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	// Not blocking: a FIFO saved as a spec must not hang the daemon.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if errors.Is(err, syscall.ELOOP) {
 		return nil, errdefs.Invalid(fmt.Errorf("%s: a spec file cannot be a symbolic link", name))
 	}
@@ -375,6 +387,11 @@ func readSpec(path, name string) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
+	if st, err := f.Stat(); err != nil {
+		return nil, err
+	} else if !st.Mode().IsRegular() {
+		return nil, errdefs.Invalid(fmt.Errorf("%s: a spec file must be a regular file", name))
+	}
 	data, err := io.ReadAll(io.LimitReader(f, 1<<20+1))
 	if err != nil {
 		return nil, err
