@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -88,6 +89,10 @@ func LoadService(ctx context.Context, filename string, data []byte, env map[stri
 	}
 	if _, ok := body["container_name"]; ok {
 		return engine.Spec{}, fail(keyLine["container_name"], "container_name: the container's name is the file's name")
+	}
+
+	if err := checkEnvFiles(body["env_file"], filepath.Dir(filename)); err != nil {
+		return engine.Spec{}, fail(keyLine["env_file"], "env_file: %v", err)
 	}
 
 	name := strings.TrimSuffix(base, filepath.Ext(base))
@@ -225,4 +230,47 @@ func blameSpec(err error) string {
 		}
 	}
 	return ""
+}
+
+// maxEnvFile is the largest env_file a spec may name.
+const maxEnvFile = 1 << 20
+
+// checkEnvFiles refuses env files that are not regular files of at most 1 MiB (a FIFO
+// would block the loader, /dev/zero would fill the memory). v is env_file's value: a
+// path, or a list of paths or of {path, required} mappings. Missing files are left to
+// the loader, which knows which are required.
+func checkEnvFiles(v any, dir string) error {
+	var paths []string
+	switch v := v.(type) {
+	case nil:
+	case string:
+		paths = append(paths, v)
+	case []any:
+		for _, e := range v {
+			switch e := e.(type) {
+			case string:
+				paths = append(paths, e)
+			case map[string]any:
+				if p, ok := e["path"].(string); ok {
+					paths = append(paths, p)
+				}
+			}
+		}
+	}
+	for _, p := range paths {
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(dir, p)
+		}
+		st, err := os.Stat(p)
+		if err != nil {
+			continue
+		}
+		if !st.Mode().IsRegular() {
+			return fmt.Errorf("%s is not a regular file", p)
+		}
+		if st.Size() > maxEnvFile {
+			return fmt.Errorf("%s is larger than 1 MiB", p)
+		}
+	}
+	return nil
 }

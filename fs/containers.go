@@ -95,12 +95,7 @@ func (t *tree) containerDir(id string) *dirNode {
 		t.valueOf(valueSampled, "stats", key+"stats", func(ctx context.Context) ([]byte, error) { return t.containerStats(ctx, id) }),
 		t.valueOf(valueSampled, "top", key+"top", func(ctx context.Context) ([]byte, error) { return t.containerTop(ctx, id) }),
 		{name: "rootfs", mode: syscall.S_IFDIR | 0o755, key: key + "rootfs", timeout: stableTimeout,
-			node: func() gofs.InodeEmbedder {
-				return t.newPassDir(t.eng.Images().RootfsPath(id), key+"rootfs", false, t.mounted.get(id), func(ctx context.Context) error {
-					_, err := t.eng.Rootfs(ctx, id)
-					return err
-				})
-			}},
+			node: func() gofs.InodeEmbedder { return t.newRootfsDir(id, key+"rootfs") }},
 	}
 	// The names are those of the container's ID for as long as it lives.
 	for i := range entries {

@@ -230,7 +230,7 @@ func (t *tree) imageDir(name, digest string) *dirNode {
 				if im, err := get(context.Background()); err == nil {
 					path = t.eng.Images().ViewPath(im)
 				}
-				return t.newPassDir(path, key+"rootfs", true, nil, func(ctx context.Context) error {
+				return t.newPassDir(path, key+"rootfs", func(ctx context.Context) error {
 					_, err := t.eng.Images().View(ctx, digest)
 					return err
 				})
@@ -267,7 +267,7 @@ func (t *tree) layersDir(prefix string, get func(ctx context.Context) (*images.I
 				mode: syscall.S_IFDIR | 0o755, key: key, timeout: stableTimeout,
 				node: func() gofs.InodeEmbedder {
 					path, _ := t.eng.Images().LayerPath(chain)
-					return t.newPassDir(path, key, true, nil, func(ctx context.Context) error {
+					return t.newPassDir(path, key, func(ctx context.Context) error {
 						_, err := t.eng.Images().LayerPath(chain)
 						return err
 					})

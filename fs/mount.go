@@ -68,7 +68,9 @@ func New(ctx context.Context, opts Options) (*Mount, error) {
 		return nil, err
 	}
 	t := &tree{eng: opts.Engine, uid: uid, gid: gid, log: log, started: time.Now(), mountpoint: dir}
-	t.specs = newSpecs(t, filepath.Join(backing, "containers"))
+	if t.specs, err = newSpecs(t, filepath.Join(backing, "containers")); err != nil {
+		return nil, err
+	}
 	root := t.newRoot(backing, uint64(bst.Dev))
 	entry, attr := stableTimeout, stableTimeout
 	neg := time.Duration(0)
@@ -140,6 +142,7 @@ func (m *Mount) Unmount() error {
 	m.cancel()
 	m.wg.Wait()
 	m.root.t.specs.close()
+	defer m.root.t.rootfs.close()
 	err := m.server.Unmount()
 	if err != nil {
 		m.log.Warn("tree busy, detaching it", "mount", m.dir, "err", err)
@@ -221,14 +224,14 @@ func (m *Mount) follow(ctx context.Context) {
 			case "create":
 				t.invalidate(ev.Name)
 				if c, err := t.eng.Get(ev.ID); err == nil {
-					t.specs.created(c)
+					t.specs.created(c, ev.Time)
 				}
 			case "die":
-				t.mounted.reset(ev.ID)
+				t.rootfs.reset(ev.ID)
 			case "destroy":
-				t.mounted.forget(ev.ID)
+				t.rootfs.forget(ev.ID)
 				t.invalidate(ev.Name)
-				t.specs.destroyed(ev.Name)
+				t.specs.destroyed(ev.Name, ev.Time)
 			case "rename":
 				old := ev.Attributes["oldName"]
 				t.invalidate(ev.Name, old)

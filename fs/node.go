@@ -26,8 +26,8 @@ type tree struct {
 	specs *specs
 	// xattrs are the extended attributes of the tree's own files.
 	xattrs xattrs
-	// mounted tells, by container ID, whether the tree mounted the container's rootfs/.
-	mounted readiness
+	// rootfs keeps, by container ID, what the tree knows of each container's rootfs/.
+	rootfs rootfsStates
 	// imageErr is images/error.
 	imageErr lastError
 	// mountpoint is where the tree is mounted.

@@ -68,15 +68,23 @@ type specs struct {
 	// stale names the containers whose spec file differs from what they run: its last
 	// save failed.
 	stale map[string]bool
-	// applying counts the saves under way per container name: the engine's events
-	// about it are the save's own.
+	// applying counts the saves (and removals) under way per container name, and
+	// applied says when the last one ended: the engine's events about the name until
+	// then are the save's own, even those the event follower sees late.
 	applying map[string]int
+	applied  map[string]time.Time
 	wg       sync.WaitGroup
 	closed   bool
+	// jail has containers/ as its root, to load specs in.
+	jail *jail
 }
 
-func newSpecs(t *tree, dir string) *specs {
-	return &specs{t: t, dir: dir, removals: map[string]*time.Timer{}, stale: map[string]bool{}, applying: map[string]int{}}
+func newSpecs(t *tree, dir string) (*specs, error) {
+	j, err := newJail(dir)
+	if err != nil {
+		return nil, err
+	}
+	return &specs{t: t, dir: dir, jail: j, removals: map[string]*time.Timer{}, stale: map[string]bool{}, applying: map[string]int{}, applied: map[string]time.Time{}}, nil
 }
 
 // saved applies the spec file name (in containers/) after a save. It returns when the
@@ -94,22 +102,16 @@ func (s *specs) saved(ctx context.Context, file string) syscall.Errno {
 		s.failed(name, err)
 		return toErrno(err)
 	}
-	spec, err := compose.LoadService(ctx, path, data, nil)
+	spec, err := s.load(ctx, file, data)
 	if err != nil {
 		s.failed(name, err)
 		return toErrno(err)
 	}
-	s.mu.Lock()
-	s.applying[name]++
-	s.mu.Unlock()
+	s.begin(name)
 	done := make(chan error, 1)
 	go func() {
 		_, _, err := s.t.eng.Apply(context.WithoutCancel(ctx), name, spec)
-		s.mu.Lock()
-		if s.applying[name]--; s.applying[name] == 0 {
-			delete(s.applying, name)
-		}
-		s.mu.Unlock()
+		s.end(name)
 		if err != nil {
 			s.failed(name, err)
 		} else {
@@ -137,12 +139,22 @@ func (s *specs) saveLater(file string) {
 	s.wg.Go(func() { s.saved(context.Background(), file) })
 }
 
+// load reads the body of spec file file. It runs in the jail of containers/: the
+// daemon reads as root what a spec names (env_file), and a spec is its owner's, who may
+// read only what is in the tree.
+func (s *specs) load(ctx context.Context, file string, data []byte) (spec engine.Spec, err error) {
+	if !s.jail.run(func() { spec, err = compose.LoadService(ctx, "/"+file, data, nil) }) {
+		return engine.Spec{}, errdefs.Unavailable(errors.New("the tree is unmounting"))
+	}
+	return spec, err
+}
+
 // check validates the file at path before it becomes spec file: an invalid one is
 // recorded as a failed save.
 func (s *specs) check(ctx context.Context, path, file string) syscall.Errno {
 	data, err := readSpec(path, file)
 	if err == nil {
-		_, err = compose.LoadService(ctx, filepath.Join(s.dir, file), data, nil)
+		_, err = s.load(ctx, file, data)
 	}
 	if err != nil {
 		s.failed(specContainer(file), err)
@@ -211,15 +223,9 @@ func (s *specs) cancelRemoval(name string) {
 func (s *specs) expire(name string) {
 	s.mu.Lock()
 	delete(s.removals, name)
-	s.applying[name]++ // the removal's events are not another door's
 	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		if s.applying[name]--; s.applying[name] == 0 {
-			delete(s.applying, name)
-		}
-		s.mu.Unlock()
-	}()
+	s.begin(name) // the removal's events are not another door's
+	defer s.end(name)
 	if s.file(name) != "" {
 		return
 	}
@@ -250,16 +256,34 @@ func (s *specs) file(name string) string {
 	return ""
 }
 
-func (s *specs) isApplying(name string) bool {
+// begin and end bracket the tree's own work on container name.
+func (s *specs) begin(name string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.applying[name] > 0
+	s.applying[name]++
+}
+
+func (s *specs) end(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.applying[name]--; s.applying[name] == 0 {
+		delete(s.applying, name)
+	}
+	s.applied[name] = time.Now()
+}
+
+// own tells whether an event about container name at time at comes from the tree's
+// own work on it.
+func (s *specs) own(name string, at time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.applying[name] > 0 || !at.After(s.applied[name])
 }
 
 // created writes the spec file of a container another door made. A file of that name
 // that says something else is kept beside it as NAME.yaml~.
-func (s *specs) created(c *engine.Container) {
-	if s.isApplying(c.Name) {
+func (s *specs) created(c *engine.Container, at time.Time) {
+	if s.own(c.Name, at) {
 		return
 	}
 	want := compose.RenderService(c.Spec)
@@ -272,7 +296,7 @@ func (s *specs) created(c *engine.Container) {
 		if bytes.Equal(data, want) {
 			return
 		}
-		if spec, err := compose.LoadService(context.Background(), path, data, nil); err == nil && sameSpec(spec, c.Spec) {
+		if spec, err := s.load(context.Background(), file, data); err == nil && sameSpec(spec, c.Spec) {
 			return
 		}
 		if err := os.Rename(path, path+"~"); err != nil {
@@ -289,8 +313,8 @@ func (s *specs) created(c *engine.Container) {
 }
 
 // destroyed removes the spec file of a container another door removed.
-func (s *specs) destroyed(name string) {
-	if s.isApplying(name) {
+func (s *specs) destroyed(name string, at time.Time) {
+	if s.own(name, at) {
 		return
 	}
 	if c, err := s.t.eng.Get(name); err == nil && c.Name == name && c.State != engine.Removed && c.State != engine.Removing {
@@ -347,7 +371,7 @@ func (s *specs) reconcile(ctx context.Context) {
 	for _, c := range s.t.eng.List() {
 		file := s.file(c.Name)
 		if file == "" {
-			s.created(c)
+			s.created(c, time.Now())
 			continue
 		}
 		path := filepath.Join(s.dir, file)
@@ -355,7 +379,7 @@ func (s *specs) reconcile(ctx context.Context) {
 		if err != nil {
 			continue
 		}
-		spec, err := compose.LoadService(ctx, path, data, nil)
+		spec, err := s.load(ctx, file, data)
 		s.setStale(c.Name, err != nil || !sameSpec(spec, c.Spec))
 	}
 }
@@ -372,6 +396,7 @@ func (s *specs) close() {
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
+	s.jail.close()
 }
 
 // readSpec reads a spec file, refusing a symbolic link: the daemon reads as root, and a

@@ -661,6 +661,20 @@ func TestTreeContainerRootfs(t *testing.T) {
 		t.Errorf("hard links in rootfs/ have inodes %q and %q", a, b)
 	}
 
+	// A container that swaps a directory for a symbolic link to / while the tree still
+	// knows it as a directory leads nowhere: what the host then makes through it stays
+	// in the container's storage.
+	name := fmt.Sprintf("dutchman-escape-%d", time.Now().UnixNano())
+	mustSh(t, d, "mkdir "+r+"/d && ls "+r+"/d")
+	d.MustRun("exec", "web", "sh", "-c", "rmdir /d && ln -s / /d")
+	sh(t, d, "touch "+r+"/d/"+name+"; mkdir "+r+"/d/"+name+".dir")
+	for _, p := range []string{"/" + name, "/" + name + ".dir"} {
+		if _, err := os.Lstat(p); err == nil {
+			os.RemoveAll(p)
+			t.Errorf("a file made through rootfs/ landed on the host at %s", p)
+		}
+	}
+
 	// stats and top: sampled on open.
 	if got := mustSh(t, d, "cat containers/web/stats"); !strings.Contains(got, `"running": true`) || !strings.Contains(got, `"pids": `) {
 		t.Errorf("stats of a running container: %q", got)
@@ -823,5 +837,37 @@ func TestTreeFullDisk(t *testing.T) {
 	}
 	if got := mustSh(t, d, "cp ../v1.yaml containers/web.yaml && cat containers/web/state"); got != "created\n" {
 		t.Errorf("the same save with room: state %q", got)
+	}
+}
+
+// TestTreeSpecEnvFiles loads env files next to the spec, and nothing outside the tree:
+// the daemon reads them as root.
+func TestTreeSpecEnvFiles(t *testing.T) {
+	d, bb := treeDaemon(t)
+	write := func(name, body string) {
+		if err := os.WriteFile(filepath.Join(d.Dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("web.yaml", "image: "+bb+"\nenv_file: web.env\ncommand: [\"true\"]\n")
+	write("shadow.yaml", "image: "+bb+"\nenv_file: /etc/passwd\ncommand: [\"true\"]\n")
+	write("up.yaml", "image: "+bb+"\nenv_file: ../../../../../../etc/passwd\ncommand: [\"true\"]\n")
+	write("fifo.yaml", "image: "+bb+"\nenv_file: f.env\ncommand: [\"true\"]\n")
+
+	mustSh(t, d, "echo GREETING=hello > containers/web.env && cp ../web.yaml containers/web.yaml")
+	if got := mustSh(t, d, "grep -c GREETING=hello containers/web/config.json"); got != "1\n" {
+		t.Errorf("an env file beside the spec did not reach the container: %q", got)
+	}
+	for _, name := range []string{"shadow", "up"} {
+		failSh(t, d, "cp ../"+name+".yaml containers/"+name+".yaml", "Invalid argument")
+		if got := mustSh(t, d, "cat events"); strings.Contains(got, "root:x:0:0") || !strings.Contains(got, name+".yaml: line 2: env file /etc/passwd not found") {
+			t.Errorf("a spec naming /etc/passwd as its env file: events say\n%s", got)
+		}
+	}
+	// A FIFO is refused at once, not waited on.
+	mustSh(t, d, "mkfifo containers/f.env")
+	failSh(t, d, "timeout 10 cp ../fifo.yaml containers/fifo.yaml", "Invalid argument")
+	if got := mustSh(t, d, "grep -c 'f.env is not a regular file' events"); got != "1\n" {
+		t.Errorf("a FIFO as an env file: %q", got)
 	}
 }
