@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"sort"
@@ -91,6 +92,23 @@ func LoadService(ctx context.Context, filename string, data []byte, env map[stri
 		return engine.Spec{}, fail(keyLine["container_name"], "container_name: the container's name is the file's name")
 	}
 
+	// What compose knows but FlyingDutchman does not do yet is refused, not ignored,
+	// before the loader runs: it would read the files some of them name.
+	var unsupported []string
+	for k := range body {
+		if !slices.Contains(ServiceKeys, k) && !strings.HasPrefix(k, "x-") {
+			unsupported = append(unsupported, k)
+		}
+	}
+	if len(unsupported) > 0 {
+		sort.Slice(unsupported, func(i, j int) bool { return keyLine[unsupported[i]] < keyLine[unsupported[j]] })
+		k := unsupported[0]
+		if !composeKeys()[k] {
+			return engine.Spec{}, fail(keyLine[k], "unknown key %s (the keys a spec takes: %s)", k, strings.Join(ServiceKeys, ", "))
+		}
+		return engine.Spec{}, fail(keyLine[k], "%s: not supported by FlyingDutchman yet (the keys it takes: %s)", k, strings.Join(ServiceKeys, ", "))
+	}
+
 	if err := checkEnvFiles(body["env_file"], filepath.Dir(filename)); err != nil {
 		return engine.Spec{}, fail(keyLine["env_file"], "env_file: %v", err)
 	}
@@ -116,19 +134,6 @@ func LoadService(ctx context.Context, filename string, data []byte, env map[stri
 	if !ok {
 		return engine.Spec{}, fail(0, "no service in the file")
 	}
-	// What compose knows but FlyingDutchman does not do yet is refused, not ignored.
-	var unsupported []string
-	for k := range body {
-		if !slices.Contains(ServiceKeys, k) && !strings.HasPrefix(k, "x-") {
-			unsupported = append(unsupported, k)
-		}
-	}
-	if len(unsupported) > 0 {
-		sort.Slice(unsupported, func(i, j int) bool { return keyLine[unsupported[i]] < keyLine[unsupported[j]] })
-		k := unsupported[0]
-		return engine.Spec{}, fail(keyLine[k], "%s: not supported by FlyingDutchman yet (the keys it takes: %s)", k, strings.Join(ServiceKeys, ", "))
-	}
-
 	spec := engine.Spec{
 		Image: s.Image, WorkingDir: s.WorkingDir, User: s.User, Restart: s.Restart,
 		Hostname: s.Hostname, Memory: int64(s.MemLimit), CPUs: float64(s.CPUS), Runtime: s.Runtime,
@@ -258,6 +263,9 @@ func checkEnvFiles(v any, dir string) error {
 		}
 	}
 	for _, p := range paths {
+		if strings.Contains(p, "$") {
+			return fmt.Errorf("%s: variables are not taken in env_file paths", p)
+		}
 		if !filepath.IsAbs(p) {
 			p = filepath.Join(dir, p)
 		}
@@ -274,3 +282,23 @@ func checkEnvFiles(v any, dir string) error {
 	}
 	return nil
 }
+
+// composeKeys are the keys of a compose service, from compose-go's own type.
+var composeKeys = sync.OnceValue(func() map[string]bool {
+	keys := map[string]bool{}
+	var walk func(t reflect.Type)
+	walk = func(t reflect.Type) {
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			switch {
+			case strings.Contains(opts, "inline") && f.Type.Kind() == reflect.Struct:
+				walk(f.Type)
+			case name != "" && name != "-" && !strings.HasPrefix(name, "#"):
+				keys[name] = true
+			}
+		}
+	}
+	walk(reflect.TypeOf(types.ServiceConfig{}))
+	return keys
+})

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -126,5 +127,37 @@ func TestLoadServiceInterpolates(t *testing.T) {
 	}
 	if spec.Image != "busybox" || js(spec.Command) != `["echo","default","$HOME"]` {
 		t.Errorf("interpolated: %+v", spec)
+	}
+}
+
+// TestLoadServiceReadsNoFileItDoesNotTake: keys that name files the loader would read
+// (label_file, extends) are refused before it runs, and so are env_file paths with
+// variables, which the check of env files could not see through.
+func TestLoadServiceReadsNoFileItDoesNotTake(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "f")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, body := range []string{
+		"image: busybox\nlabel_file: f\n",
+		"image: busybox\nextends: {file: f, service: x}\n",
+		"image: busybox\nenv_file: ${X:-f}\n",
+		"image: busybox\nenv_file: f\n",
+		"image: busybox\nenv_file: [{path: f, required: false}]\n",
+	} {
+		done := make(chan error, 1)
+		go func() {
+			_, err := LoadService(context.Background(), filepath.Join(dir, "web.yaml"), []byte(body), nil)
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), "line 2") {
+				t.Errorf("%q: %v; want an invalid-argument error on line 2", body, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%q: the loader is blocked on a FIFO", body)
+		}
 	}
 }

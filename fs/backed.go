@@ -14,11 +14,11 @@ import (
 // backedDir is a directory of the tree that holds, beside what the engine shows in it,
 // files people write: container specs, and the scratch files editors and file managers
 // make (swap files, backups, .DS_Store, .Trash-1000/). Those are real files in a backing
-// directory under the data root, served as a loopback (go-fuse's LoopbackNode, which
-// this embeds for every operation it does not override). The engine's names come first:
-// a file cannot take the name of a container or of one of the tree's own files.
+// directory under the data root, served as a loopback in a jail (a passNode, which this
+// embeds for every operation it does not override). The engine's names come first: a
+// file cannot take the name of a container or of one of the tree's own files.
 type backedDir struct {
-	gofs.LoopbackNode
+	passNode
 	t    *tree
 	perm uint32
 	// virtual lists the engine's entries; find looks one up.
@@ -47,11 +47,13 @@ func (t *tree) newBackedDir(root *gofs.LoopbackRoot, specs bool, virtual func(ct
 	find func(ctx context.Context, name string) (entry, bool, error)) *backedDir {
 	d := &backedDir{t: t, perm: 0o755, virtual: virtual, find: find, specs: specs}
 	d.RootData = root
+	d.d = t.backingDir
 	return d
 }
 
-func (d *backedDir) backing() string {
-	return filepath.Join(d.RootData.Path, d.Path(d.RootData.RootNode.EmbeddedInode()))
+// jailPath is where a backed node is in the backing directory's jail.
+func jailPath(n *gofs.LoopbackNode) string {
+	return filepath.Join("/", n.Path(n.RootData.RootNode.EmbeddedInode()))
 }
 
 // Getattr shows the directory as the tree's owner's.
@@ -83,7 +85,7 @@ func (d *backedDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 	if ok {
 		return d.t.newChild(ctx, &d.Inode, e, out)
 	}
-	return d.LoopbackNode.Lookup(ctx, name, out)
+	return d.passNode.Lookup(ctx, name, out)
 }
 
 // OpendirHandle lists the engine's entries, then the files of the backing directory.
@@ -92,23 +94,25 @@ func (d *backedDir) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileH
 	if err != nil {
 		return nil, 0, toErrno(err)
 	}
-	dir := d.backing()
-	files, _ := os.ReadDir(dir)
-	list := listing(&d.Inode, es, len(files))
 	taken := make(map[string]bool, len(es))
 	for _, e := range es {
 		taken[e.name] = true
 	}
-	for _, f := range files {
-		if taken[f.Name()] {
-			continue
+	var files []fuse.DirEntry
+	dir := jailPath(&d.LoopbackNode)
+	if errno := d.in(ctx, func() {
+		ds, _ := os.ReadDir(dir)
+		for _, f := range ds {
+			var st syscall.Stat_t
+			if taken[f.Name()] || syscall.Lstat(filepath.Join(dir, f.Name()), &st) != nil {
+				continue
+			}
+			files = append(files, fuse.DirEntry{Name: f.Name(), Mode: uint32(st.Mode), Ino: backedIno(d.RootData, &st)})
 		}
-		var st syscall.Stat_t
-		if syscall.Lstat(filepath.Join(dir, f.Name()), &st) != nil {
-			continue
-		}
-		list = append(list, fuse.DirEntry{Name: f.Name(), Mode: uint32(st.Mode), Ino: backedIno(d.RootData, &st)})
+	}); errno != 0 {
+		return nil, 0, errno
 	}
+	list := append(listing(&d.Inode, es, len(files)), files...)
 	return gofs.NewListDirStream(list).(gofs.FileHandle), 0, 0
 }
 
@@ -151,7 +155,7 @@ func (d *backedDir) Create(ctx context.Context, name string, flags, mode uint32,
 	if errno := d.taken(ctx, name); errno != 0 {
 		return nil, nil, 0, errno
 	}
-	ch, fh, fl, errno := d.LoopbackNode.Create(ctx, name, flags, mode, out)
+	ch, fh, fl, errno := d.passNode.Create(ctx, name, flags, mode, out)
 	if errno != 0 {
 		return nil, nil, 0, errno
 	}
@@ -166,7 +170,7 @@ func (d *backedDir) Mkdir(ctx context.Context, name string, mode uint32, out *fu
 	if errno := d.taken(ctx, name); errno != 0 {
 		return nil, errno
 	}
-	return d.LoopbackNode.Mkdir(ctx, name, mode, out)
+	return d.passNode.Mkdir(ctx, name, mode, out)
 }
 
 // Mknod makes only what scratch files may be: no devices in the tree.
@@ -177,14 +181,14 @@ func (d *backedDir) Mknod(ctx context.Context, name string, mode, rdev uint32, o
 	if errno := d.taken(ctx, name); errno != 0 {
 		return nil, errno
 	}
-	return d.LoopbackNode.Mknod(ctx, name, mode, rdev, out)
+	return d.passNode.Mknod(ctx, name, mode, rdev, out)
 }
 
 func (d *backedDir) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	if errno := d.taken(ctx, name); errno != 0 {
 		return nil, errno
 	}
-	return d.LoopbackNode.Symlink(ctx, target, name, out)
+	return d.passNode.Symlink(ctx, target, name, out)
 }
 
 func (d *backedDir) Link(ctx context.Context, target gofs.InodeEmbedder, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
@@ -194,14 +198,18 @@ func (d *backedDir) Link(ctx context.Context, target gofs.InodeEmbedder, name st
 	if d.specs && isSpecName(name) {
 		return nil, syscall.EPERM // a spec is a file of its own
 	}
-	return d.LoopbackNode.Link(ctx, target, name, out)
+	f, ok := target.(*backedFile)
+	if !ok {
+		return nil, syscall.EXDEV
+	}
+	return d.linkTo(ctx, &f.passNode, name, out)
 }
 
 func (d *backedDir) Unlink(ctx context.Context, name string) syscall.Errno {
 	if errno := d.virtualOnly(ctx, name); errno != 0 {
 		return errno
 	}
-	if errno := d.LoopbackNode.Unlink(ctx, name); errno != 0 {
+	if errno := d.passNode.Unlink(ctx, name); errno != 0 {
 		return errno
 	}
 	if d.specs && isSpecName(name) {
@@ -214,7 +222,7 @@ func (d *backedDir) Rmdir(ctx context.Context, name string) syscall.Errno {
 	if errno := d.virtualOnly(ctx, name); errno != 0 {
 		return errno
 	}
-	return d.LoopbackNode.Rmdir(ctx, name)
+	return d.passNode.Rmdir(ctx, name)
 }
 
 // Rename moves files of the backing directories. A spec that arrives under its name is
@@ -229,9 +237,7 @@ func (d *backedDir) Rename(ctx context.Context, name string, newParent gofs.Inod
 	}
 	if d.specs && isSpecName(name) {
 		to, _ := newParent.(*backedDir)
-		if flags&unixRenameExchange != 0 {
-			d.t.specs.saveLater(name)
-		} else if to != d || specContainer(newName) != specContainer(name) || !isSpecName(newName) {
+		if to != d || specContainer(newName) != specContainer(name) || !isSpecName(newName) {
 			d.t.specs.removed(name)
 		}
 	}
@@ -254,24 +260,29 @@ func (t *tree) renameBacked(ctx context.Context, from gofs.InodeEmbedder, name s
 			return errno
 		}
 	}
-	fromDir, ok := backingPath(from)
-	toDir, ok2 := backingPath(newParent)
+	fromDir, ok := jailPathOf(from)
+	toDir, ok2 := jailPathOf(newParent)
 	if !ok || !ok2 {
 		return syscall.EXDEV
 	}
 	spec := to != nil && to.specs && isSpecName(newName)
+	if fd, ok := from.(*backedDir); flags&unixRenameExchange != 0 && (spec || ok && fd.specs && isSpecName(name)) {
+		return syscall.EINVAL // a swap would put a file in a spec's place unchecked
+	}
 	if spec {
-		// A swap would put a file in place unchecked.
-		if flags&unixRenameExchange != 0 {
-			return syscall.EINVAL
-		}
 		// An invalid spec does not take the place of the one in use: the rename is
 		// refused, and the file stays where it was.
 		if errno := t.specs.check(ctx, filepath.Join(fromDir, name), newName); errno != 0 {
 			return errno
 		}
 	}
-	if err := renameFlags(filepath.Join(fromDir, name), filepath.Join(toDir, newName), flags); err != nil {
+	var err error
+	if errno := t.backingDir.in(ctx, func() {
+		err = renameFlags(filepath.Join(fromDir, name), filepath.Join(toDir, newName), flags)
+	}); errno != 0 {
+		return errno
+	}
+	if err != nil {
 		return gofs.ToErrno(err)
 	}
 	if spec {
@@ -282,13 +293,13 @@ func (t *tree) renameBacked(ctx context.Context, from gofs.InodeEmbedder, name s
 	return 0
 }
 
-// backingPath is the backing directory of a backed directory of the tree.
-func backingPath(n gofs.InodeEmbedder) (string, bool) {
+// jailPathOf is where a backed directory of the tree is in the backing jail.
+func jailPathOf(n gofs.InodeEmbedder) (string, bool) {
 	switch n := n.(type) {
 	case *backedDir:
-		return n.backing(), true
+		return jailPath(&n.LoopbackNode), true
 	case *backedFile:
-		return filepath.Join(n.RootData.Path, n.Path(n.RootData.RootNode.EmbeddedInode())), true
+		return jailPath(&n.LoopbackNode), true
 	}
 	return "", false
 }
@@ -300,35 +311,32 @@ func (d *backedDir) WrapChild(ctx context.Context, ops gofs.InodeEmbedder) gofs.
 
 func (t *tree) wrapBacked(ops gofs.InodeEmbedder) gofs.InodeEmbedder {
 	if lb, ok := ops.(*gofs.LoopbackNode); ok {
-		return &backedFile{LoopbackNode: gofs.LoopbackNode{RootData: lb.RootData}, t: t}
+		return &backedFile{passNode: passNode{LoopbackNode: gofs.LoopbackNode{RootData: lb.RootData}, d: t.backingDir}, t: t}
 	}
 	return ops
 }
 
-// backedFile is a file (or directory) of a backing directory.
+// backedFile is a file (or directory) of a backing directory, served in its jail.
 type backedFile struct {
-	gofs.LoopbackNode
+	passNode
 	t *tree
+}
+
+func (f *backedFile) Link(ctx context.Context, target gofs.InodeEmbedder, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	t, ok := target.(*backedFile)
+	if !ok {
+		return nil, syscall.EXDEV
+	}
+	return f.linkTo(ctx, &t.passNode, name, out)
 }
 
 func (f *backedFile) WrapChild(ctx context.Context, ops gofs.InodeEmbedder) gofs.InodeEmbedder {
 	return f.t.wrapBacked(ops)
 }
 
-// Setattr refuses to change the mode or size of a symbolic link: go-fuse's loopback does
-// it by path, which follows the link (as root) to wherever it points.
-func (f *backedFile) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	_, hasMode := in.GetMode()
-	_, hasSize := in.GetSize()
-	if f.StableAttr().Mode&syscall.S_IFMT == syscall.S_IFLNK && (hasMode || hasSize) {
-		return syscall.EPERM
-	}
-	return f.LoopbackNode.Setattr(ctx, fh, in, out)
-}
-
 // Open of a spec for writing applies it when the file is closed.
 func (f *backedFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
-	fh, fl, errno := f.LoopbackNode.Open(ctx, flags)
+	fh, fl, errno := f.passNode.Open(ctx, flags)
 	if errno != 0 || flags&(syscall.O_WRONLY|syscall.O_RDWR) == 0 {
 		return fh, fl, errno
 	}

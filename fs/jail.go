@@ -1,5 +1,10 @@
 package fs
 
+import (
+	"context"
+	"syscall"
+)
+
 // A jail runs functions with a directory as their root: on Linux, on an OS thread of
 // its own whose root is that directory (unshare(CLONE_FS) and chroot), so that no path
 // they resolve, through whatever symbolic links, leads out of it. The tree serves the
@@ -15,21 +20,31 @@ type jail struct {
 	done chan struct{}
 }
 
-// run runs f in the jail and returns when it has; false if the jail is closed and f did
-// not run. A nil jail runs f where it is.
-func (j *jail) run(f func()) bool {
+// run runs f in the jail and returns when it has; with EINTR if ctx ends before f
+// starts (once started, f writes into its caller's buffers, which must live until it
+// is done), or ESTALE if the jail is closed. A nil jail runs f where it is. A panic in f
+// is raised again here, where go-fuse recovers it.
+func (j *jail) run(ctx context.Context, f func()) syscall.Errno {
 	if j == nil {
 		f()
-		return true
+		return 0
 	}
-	ran := make(chan struct{})
+	ran := make(chan any, 1)
+	g := func() {
+		defer func() { ran <- recover() }()
+		f()
+	}
 	select {
-	case j.ops <- func() { defer close(ran); f() }:
-		<-ran
-		return true
+	case j.ops <- g:
 	case <-j.done:
-		return false
+		return syscall.ESTALE
+	case <-ctx.Done():
+		return syscall.EINTR
 	}
+	if p := <-ran; p != nil {
+		panic(p)
+	}
+	return 0
 }
 
 // close ends the jail's thread.

@@ -106,7 +106,7 @@ func New(ctx context.Context, opts Options) (*Mount, error) {
 		// NullPermissions: a mode of 0 in a rootfs is shown as it is.
 		RootStableAttr: &gofs.StableAttr{Ino: ino("/")},
 	}
-	server, err := fuse.NewServer(noIoctl{gofs.NewNodeFS(root, options)}, dir, &options.MountOptions)
+	server, err := fuse.NewServer(guard{gofs.NewNodeFS(root, options)}, dir, &options.MountOptions)
 	if err == nil {
 		go server.Serve()
 		err = server.WaitMount()
@@ -124,13 +124,19 @@ func New(ctx context.Context, opts Options) (*Mount, error) {
 	return m, nil
 }
 
-// noIoctl refuses every ioctl. go-fuse's loopback would run any ioctl the kernel
-// forwards on the daemon's own descriptor, as root: on a file of a container's rootfs,
-// EXT4_IOC_SHUTDOWN would take down the filesystem of the data root.
-type noIoctl struct{ fuse.RawFileSystem }
+// guard keeps two requests from go-fuse's loopback, which would act as root on the
+// daemon's own descriptors and paths: every ioctl (EXT4_IOC_SHUTDOWN on a file of a
+// container's rootfs would take down the filesystem of the data root), and statx, which
+// go-fuse runs by path and which follows a symbolic link it is asked about. The kernel
+// takes ENOSYS for statx as "use getattr".
+type guard struct{ fuse.RawFileSystem }
 
-func (noIoctl) Ioctl(cancel <-chan struct{}, in *fuse.IoctlIn, inbuf []byte, out *fuse.IoctlOut, outbuf []byte) fuse.Status {
+func (guard) Ioctl(cancel <-chan struct{}, in *fuse.IoctlIn, inbuf []byte, out *fuse.IoctlOut, outbuf []byte) fuse.Status {
 	return fuse.Status(syscall.ENOTTY)
+}
+
+func (guard) Statx(cancel <-chan struct{}, in *fuse.StatxIn, out *fuse.StatxOut) fuse.Status {
+	return fuse.ENOSYS
 }
 
 // Dir is where the tree is mounted.
@@ -143,6 +149,7 @@ func (m *Mount) Unmount() error {
 	m.wg.Wait()
 	m.root.t.specs.close()
 	defer m.root.t.rootfs.close()
+	defer m.root.t.backingDir.state.close()
 	err := m.server.Unmount()
 	if err != nil {
 		m.log.Warn("tree busy, detaching it", "mount", m.dir, "err", err)
@@ -204,10 +211,14 @@ func owner(info fs.FileInfo) (uid, gid uint32) {
 // removed container or hides a new one, and keeps the containers' spec files.
 func (m *Mount) follow(ctx context.Context) {
 	// A subscriber that falls behind is dropped; it takes up again after the last event
-	// it saw, so that none is lost.
+	// it saw, with those it missed first, so that none is lost.
 	filter := engine.EventFilter{Type: "container", Since: time.Now()}
 	for ctx.Err() == nil {
-		_, ch, cancel := m.root.t.eng.Events(filter, true)
+		past, ch, cancel := m.root.t.eng.Events(filter, true)
+		for _, ev := range past {
+			m.handle(ev)
+			filter = engine.EventFilter{Type: "container", After: ev.Seq}
+		}
 		for {
 			var ev engine.Event
 			var ok bool
@@ -218,26 +229,31 @@ func (m *Mount) follow(ctx context.Context) {
 			if !ok {
 				break
 			}
+			m.handle(ev)
 			filter = engine.EventFilter{Type: "container", After: ev.Seq}
-			t := m.root.t
-			switch ev.Action {
-			case "create":
-				t.invalidate(ev.Name)
-				if c, err := t.eng.Get(ev.ID); err == nil {
-					t.specs.created(c, ev.Time)
-				}
-			case "die":
-				t.rootfs.reset(ev.ID)
-			case "destroy":
-				t.rootfs.forget(ev.ID)
-				t.invalidate(ev.Name)
-				t.specs.destroyed(ev.Name, ev.Time)
-			case "rename":
-				old := ev.Attributes["oldName"]
-				t.invalidate(ev.Name, old)
-				t.specs.renamed(old, ev.Name)
-			}
 		}
 		cancel()
+	}
+}
+
+// handle follows one event of the engine.
+func (m *Mount) handle(ev engine.Event) {
+	t := m.root.t
+	switch ev.Action {
+	case "create":
+		t.invalidate(ev.Name)
+		if c, err := t.eng.Get(ev.ID); err == nil {
+			t.specs.created(c, ev.Time)
+		}
+	case "die":
+		t.rootfs.reset(ev.ID)
+	case "destroy":
+		t.rootfs.forget(ev.ID)
+		t.invalidate(ev.Name)
+		t.specs.destroyed(ev.Name, ev.Time)
+	case "rename":
+		old := ev.Attributes["oldName"]
+		t.invalidate(ev.Name, old)
+		t.specs.renamed(old, ev.Name)
 	}
 }

@@ -22,6 +22,8 @@ type tree struct {
 	// root is the tree's root; backing is the loopback root of every backed directory.
 	root    *backedDir
 	backing *gofs.LoopbackRoot
+	// backingDir is what the backed directories share: their jail.
+	backingDir *passDir
 	// specs keeps containers/*.yaml and the containers in step.
 	specs *specs
 	// xattrs are the extended attributes of the tree's own files.

@@ -98,26 +98,35 @@ func (n *passNode) WrapChild(ctx context.Context, ops gofs.InodeEmbedder) gofs.I
 	return ops
 }
 
-// in runs f where the directory's paths mean what they should: in the jail of a
-// container's rootfs, or here.
-func (n *passNode) in(f func()) syscall.Errno {
-	if n.d.state == nil {
+// in runs f where the directory's paths mean what they should: in the directory's
+// jail, or here.
+// A container's rootfs is mounted first if it is not: a name the kernel still knows
+// from before the container stopped leads into it as well as the top does.
+func (n *passNode) in(ctx context.Context, f func()) syscall.Errno {
+	if n.d.state != nil {
+		if errno := n.ensure(ctx); errno != 0 {
+			return errno
+		}
+	}
+	return n.d.in(ctx, f)
+}
+
+func (d *passDir) in(ctx context.Context, f func()) syscall.Errno {
+	if d.state == nil {
 		f()
 		return 0
 	}
-	j, err := n.d.state.jail()
+	j, err := d.state.jail()
 	if err != nil {
 		return toErrno(err)
 	}
-	if !j.run(f) {
-		return syscall.ESTALE // the container went
-	}
-	return 0
+	return j.run(ctx, f)
 }
 
-// ensure prepares the real directory, from the top node, if it is not ready.
+// ensure prepares the real directory if it is not ready: a container's rootfs from any
+// of its nodes, an image's directory from its top.
 func (n *passNode) ensure(ctx context.Context) syscall.Errno {
-	if !n.top || n.d.prepare == nil || (n.d.state != nil && n.d.state.ready.Load()) {
+	if n.d.prepare == nil || (n.d.state != nil && n.d.state.ready.Load()) || (n.d.state == nil && !n.top) {
 		return 0
 	}
 	if err := n.d.prepare(ctx); err != nil {
@@ -135,7 +144,7 @@ func (n *passNode) unready() bool {
 }
 
 func (n *passNode) Statfs(ctx context.Context, out *fuse.StatfsOut) (errno syscall.Errno) {
-	if e := n.in(func() { errno = n.LoopbackNode.Statfs(ctx, out) }); e != 0 {
+	if e := n.in(ctx, func() { errno = n.LoopbackNode.Statfs(ctx, out) }); e != 0 {
 		return e
 	}
 	return errno
@@ -145,7 +154,7 @@ func (n *passNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 	if errno := n.ensure(ctx); errno != 0 {
 		return nil, errno
 	}
-	if e := n.in(func() { ch, errno = n.LoopbackNode.Lookup(ctx, name, out) }); e != 0 {
+	if e := n.in(ctx, func() { ch, errno = n.LoopbackNode.Lookup(ctx, name, out) }); e != 0 {
 		return nil, e
 	}
 	return ch, errno
@@ -155,7 +164,7 @@ func (n *passNode) OpendirHandle(ctx context.Context, flags uint32) (fh gofs.Fil
 	if errno := n.ensure(ctx); errno != 0 {
 		return nil, 0, errno
 	}
-	if e := n.in(func() { fh, fl, errno = n.LoopbackNode.OpendirHandle(ctx, flags) }); e != 0 {
+	if e := n.in(ctx, func() { fh, fl, errno = n.LoopbackNode.OpendirHandle(ctx, flags) }); e != 0 {
 		return nil, 0, e
 	}
 	return fh, fl, errno
@@ -165,7 +174,7 @@ func (n *passNode) Readdir(ctx context.Context) (ds gofs.DirStream, errno syscal
 	if errno := n.ensure(ctx); errno != 0 {
 		return nil, errno
 	}
-	if e := n.in(func() { ds, errno = n.LoopbackNode.Readdir(ctx) }); e != 0 {
+	if e := n.in(ctx, func() { ds, errno = n.LoopbackNode.Readdir(ctx) }); e != 0 {
 		return nil, e
 	}
 	return ds, errno
@@ -183,7 +192,7 @@ func (n *passNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.At
 	if errno := n.ensure(ctx); errno != 0 {
 		return errno
 	}
-	if e := n.in(func() { errno = n.LoopbackNode.Getattr(ctx, fh, out) }); e != 0 {
+	if e := n.in(ctx, func() { errno = n.LoopbackNode.Getattr(ctx, fh, out) }); e != 0 {
 		return e
 	}
 	if n.top {
@@ -198,31 +207,26 @@ func (n *passNode) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.Set
 	}
 	if n.StableAttr().Mode&syscall.S_IFMT == syscall.S_IFLNK {
 		// go-fuse changes modes and sizes by path, which follows a link.
-		if _, ok := in.GetMode(); ok {
+		_, mode := in.GetMode()
+		_, size := in.GetSize()
+		if mode || size {
 			return syscall.EPERM
 		}
 	}
-	if e := n.in(func() { errno = n.LoopbackNode.Setattr(ctx, fh, in, out) }); e != 0 {
+	if e := n.in(ctx, func() { errno = n.LoopbackNode.Setattr(ctx, fh, in, out) }); e != 0 {
 		return e
 	}
 	return errno
-}
-
-func (n *passNode) Open(ctx context.Context, flags uint32) (fh gofs.FileHandle, fl uint32, errno syscall.Errno) {
-	if n.d.ro && flags&(syscall.O_WRONLY|syscall.O_RDWR|syscall.O_TRUNC) != 0 {
-		return nil, 0, syscall.EROFS
-	}
-	if e := n.in(func() { fh, fl, errno = n.LoopbackNode.Open(ctx, flags) }); e != 0 {
-		return nil, 0, e
-	}
-	return fh, fl, errno
 }
 
 func (n *passNode) Create(ctx context.Context, name string, flags, mode uint32, out *fuse.EntryOut) (ch *gofs.Inode, fh gofs.FileHandle, fl uint32, errno syscall.Errno) {
 	if n.d.ro {
 		return nil, nil, 0, syscall.EROFS
 	}
-	if e := n.in(func() { ch, fh, fl, errno = n.LoopbackNode.Create(ctx, name, flags, mode, out) }); e != 0 {
+	// The kernel asks to create a name it knows as absent; O_EXCL and O_NOFOLLOW keep a
+	// name a container made meanwhile (a device node, a symbolic link) from being opened.
+	flags |= syscall.O_EXCL | syscall.O_NOFOLLOW
+	if e := n.in(ctx, func() { ch, fh, fl, errno = n.LoopbackNode.Create(ctx, name, flags, mode, out) }); e != 0 {
 		return nil, nil, 0, e
 	}
 	return ch, fh, fl, errno
@@ -232,7 +236,7 @@ func (n *passNode) Mkdir(ctx context.Context, name string, mode uint32, out *fus
 	if n.d.ro {
 		return nil, syscall.EROFS
 	}
-	if e := n.in(func() { ch, errno = n.LoopbackNode.Mkdir(ctx, name, mode, out) }); e != 0 {
+	if e := n.in(ctx, func() { ch, errno = n.LoopbackNode.Mkdir(ctx, name, mode, out) }); e != 0 {
 		return nil, e
 	}
 	return ch, errno
@@ -242,7 +246,7 @@ func (n *passNode) Mknod(ctx context.Context, name string, mode, rdev uint32, ou
 	if n.d.ro {
 		return nil, syscall.EROFS
 	}
-	if e := n.in(func() { ch, errno = n.LoopbackNode.Mknod(ctx, name, mode, rdev, out) }); e != 0 {
+	if e := n.in(ctx, func() { ch, errno = n.LoopbackNode.Mknod(ctx, name, mode, rdev, out) }); e != 0 {
 		return nil, e
 	}
 	return ch, errno
@@ -252,7 +256,7 @@ func (n *passNode) Symlink(ctx context.Context, target, name string, out *fuse.E
 	if n.d.ro {
 		return nil, syscall.EROFS
 	}
-	if e := n.in(func() { ch, errno = n.LoopbackNode.Symlink(ctx, target, name, out) }); e != 0 {
+	if e := n.in(ctx, func() { ch, errno = n.LoopbackNode.Symlink(ctx, target, name, out) }); e != 0 {
 		return nil, e
 	}
 	return ch, errno
@@ -263,17 +267,25 @@ func (n *passNode) Link(ctx context.Context, target gofs.InodeEmbedder, name str
 		return nil, syscall.EROFS
 	}
 	p, ok := target.(*passNode)
-	if !ok || p.d != n.d {
+	if !ok {
 		return nil, syscall.EXDEV
 	}
-	if e := n.in(func() { ch, errno = n.LoopbackNode.Link(ctx, &p.LoopbackNode, name, out) }); e != 0 {
+	return n.linkTo(ctx, p, name, out)
+}
+
+// linkTo makes name a hard link to target, of the same directory.
+func (n *passNode) linkTo(ctx context.Context, target *passNode, name string, out *fuse.EntryOut) (ch *gofs.Inode, errno syscall.Errno) {
+	if target.d != n.d {
+		return nil, syscall.EXDEV
+	}
+	if e := n.in(ctx, func() { ch, errno = n.LoopbackNode.Link(ctx, &target.LoopbackNode, name, out) }); e != 0 {
 		return nil, e
 	}
 	return ch, errno
 }
 
 func (n *passNode) Readlink(ctx context.Context) (b []byte, errno syscall.Errno) {
-	if e := n.in(func() { b, errno = n.LoopbackNode.Readlink(ctx) }); e != 0 {
+	if e := n.in(ctx, func() { b, errno = n.LoopbackNode.Readlink(ctx) }); e != 0 {
 		return nil, e
 	}
 	return b, errno
@@ -283,7 +295,7 @@ func (n *passNode) Unlink(ctx context.Context, name string) (errno syscall.Errno
 	if n.d.ro {
 		return syscall.EROFS
 	}
-	if e := n.in(func() { errno = n.LoopbackNode.Unlink(ctx, name) }); e != 0 {
+	if e := n.in(ctx, func() { errno = n.LoopbackNode.Unlink(ctx, name) }); e != 0 {
 		return e
 	}
 	return errno
@@ -293,7 +305,7 @@ func (n *passNode) Rmdir(ctx context.Context, name string) (errno syscall.Errno)
 	if n.d.ro {
 		return syscall.EROFS
 	}
-	if e := n.in(func() { errno = n.LoopbackNode.Rmdir(ctx, name) }); e != 0 {
+	if e := n.in(ctx, func() { errno = n.LoopbackNode.Rmdir(ctx, name) }); e != 0 {
 		return e
 	}
 	return errno
@@ -307,21 +319,21 @@ func (n *passNode) Rename(ctx context.Context, name string, newParent gofs.Inode
 	if !ok || p.d != n.d {
 		return syscall.EXDEV
 	}
-	if e := n.in(func() { errno = n.LoopbackNode.Rename(ctx, name, &p.LoopbackNode, newName, flags) }); e != 0 {
+	if e := n.in(ctx, func() { errno = n.LoopbackNode.Rename(ctx, name, &p.LoopbackNode, newName, flags) }); e != 0 {
 		return e
 	}
 	return errno
 }
 
 func (n *passNode) Getxattr(ctx context.Context, attr string, dest []byte) (size uint32, errno syscall.Errno) {
-	if e := n.in(func() { size, errno = n.LoopbackNode.Getxattr(ctx, attr, dest) }); e != 0 {
+	if e := n.in(ctx, func() { size, errno = n.LoopbackNode.Getxattr(ctx, attr, dest) }); e != 0 {
 		return 0, e
 	}
 	return size, errno
 }
 
 func (n *passNode) Listxattr(ctx context.Context, dest []byte) (size uint32, errno syscall.Errno) {
-	if e := n.in(func() { size, errno = n.LoopbackNode.Listxattr(ctx, dest) }); e != 0 {
+	if e := n.in(ctx, func() { size, errno = n.LoopbackNode.Listxattr(ctx, dest) }); e != 0 {
 		return 0, e
 	}
 	return size, errno
@@ -331,7 +343,7 @@ func (n *passNode) Setxattr(ctx context.Context, attr string, data []byte, flags
 	if n.d.ro {
 		return syscall.EROFS
 	}
-	if e := n.in(func() { errno = n.LoopbackNode.Setxattr(ctx, attr, data, flags) }); e != 0 {
+	if e := n.in(ctx, func() { errno = n.LoopbackNode.Setxattr(ctx, attr, data, flags) }); e != 0 {
 		return e
 	}
 	return errno
@@ -341,7 +353,7 @@ func (n *passNode) Removexattr(ctx context.Context, attr string) (errno syscall.
 	if n.d.ro {
 		return syscall.EROFS
 	}
-	if e := n.in(func() { errno = n.LoopbackNode.Removexattr(ctx, attr) }); e != 0 {
+	if e := n.in(ctx, func() { errno = n.LoopbackNode.Removexattr(ctx, attr) }); e != 0 {
 		return e
 	}
 	return errno
@@ -380,6 +392,14 @@ func (s *rootfsState) jail() (*jail, error) {
 	return s.j, nil
 }
 
+// close ends the jail.
+func (s *rootfsState) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.j.close()
+	s.j = nil
+}
+
 // rootfsStates are the rootfsStates of the containers, by ID.
 type rootfsStates struct{ m sync.Map }
 
@@ -391,10 +411,16 @@ func (r *rootfsStates) get(id, dir string) *rootfsState {
 	return v.(*rootfsState)
 }
 
-// reset marks container id's rootfs/ as to be mounted again.
+// reset marks container id's rootfs/ as to be mounted again, and ends its jail (a thread
+// each; the next look starts another): the container stopped.
 func (r *rootfsStates) reset(id string) {
 	if v, ok := r.m.Load(id); ok {
-		v.(*rootfsState).ready.Store(false)
+		s := v.(*rootfsState)
+		s.ready.Store(false)
+		s.mu.Lock()
+		s.j.close()
+		s.j = nil
+		s.mu.Unlock()
 	}
 }
 

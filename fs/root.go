@@ -15,7 +15,11 @@ import (
 // is one line of the table, so volumes, compose and the rest plug in beside containers
 // and images.
 func (t *tree) newRoot(backing string, dev uint64) *backedDir {
-	t.backing = &gofs.LoopbackRoot{Path: backing, Dev: dev}
+	// Paths under the backing directory are resolved in its jail, where it is "/": the
+	// tree's owner must not lead the daemon, which runs as root, anywhere else (by
+	// swapping a directory for a symbolic link while an operation is on its way).
+	t.backingDir = &passDir{t: t, state: &rootfsState{dir: backing}}
+	t.backing = &gofs.LoopbackRoot{Path: "/", Dev: dev}
 	entries := []entry{
 		t.value("README.md", "README.md", func(context.Context) ([]byte, error) { return []byte(Readme(true)), nil }),
 		t.value("info", "info", t.renderInfo),

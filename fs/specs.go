@@ -75,16 +75,14 @@ type specs struct {
 	applied  map[string]time.Time
 	wg       sync.WaitGroup
 	closed   bool
-	// jail has containers/ as its root, to load specs in.
-	jail *jail
+	// ctx ends with close: background saves stop waiting then.
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 func newSpecs(t *tree, dir string) (*specs, error) {
-	j, err := newJail(dir)
-	if err != nil {
-		return nil, err
-	}
-	return &specs{t: t, dir: dir, jail: j, removals: map[string]*time.Timer{}, stale: map[string]bool{}, applying: map[string]int{}, applied: map[string]time.Time{}}, nil
+	ctx, cancel := context.WithCancel(context.Background())
+	return &specs{t: t, dir: dir, ctx: ctx, cancel: cancel, removals: map[string]*time.Timer{}, stale: map[string]bool{}, applying: map[string]int{}, applied: map[string]time.Time{}}, nil
 }
 
 // saved applies the spec file name (in containers/) after a save. It returns when the
@@ -136,23 +134,27 @@ func (s *specs) saveLater(file string) {
 	if s.closed {
 		return
 	}
-	s.wg.Go(func() { s.saved(context.Background(), file) })
+	s.wg.Go(func() { s.saved(s.ctx, file) })
 }
 
-// load reads the body of spec file file. It runs in the jail of containers/: the
-// daemon reads as root what a spec names (env_file), and a spec is its owner's, who may
-// read only what is in the tree.
+// load reads the body of spec file file. It runs in the jail of the tree's backing
+// directory: the daemon reads as root what a spec names (env_file), and a spec is its
+// owner's, who may read only what is in the tree.
 func (s *specs) load(ctx context.Context, file string, data []byte) (spec engine.Spec, err error) {
-	if !s.jail.run(func() { spec, err = compose.LoadService(ctx, "/"+file, data, nil) }) {
-		return engine.Spec{}, errdefs.Unavailable(errors.New("the tree is unmounting"))
+	if errno := s.t.backingDir.in(ctx, func() { spec, err = compose.LoadService(ctx, "/containers/"+file, data, nil) }); errno != 0 {
+		return engine.Spec{}, fmt.Errorf("load %s: %w", file, errno)
 	}
 	return spec, err
 }
 
-// check validates the file at path before it becomes spec file: an invalid one is
-// recorded as a failed save.
+// check validates the file at path (in the backing jail) before it becomes spec file:
+// an invalid one is recorded as a failed save.
 func (s *specs) check(ctx context.Context, path, file string) syscall.Errno {
-	data, err := readSpec(path, file)
+	var data []byte
+	var err error
+	if errno := s.t.backingDir.in(ctx, func() { data, err = readSpec(path, file) }); errno != 0 {
+		return errno
+	}
 	if err == nil {
 		_, err = s.load(ctx, file, data)
 	}
@@ -233,7 +235,7 @@ func (s *specs) expire(name string) {
 	if err != nil || c.Name != name {
 		return
 	}
-	ctx := context.Background()
+	ctx := s.ctx
 	if err := s.t.eng.Stop(ctx, c.ID, nil); err != nil {
 		s.t.log.Warn("stop the container of a removed spec", "container", name, "err", err)
 	}
@@ -395,8 +397,8 @@ func (s *specs) close() {
 		delete(s.removals, name)
 	}
 	s.mu.Unlock()
+	s.cancel()
 	s.wg.Wait()
-	s.jail.close()
 }
 
 // readSpec reads a spec file, refusing a symbolic link: the daemon reads as root, and a

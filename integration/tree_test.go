@@ -675,6 +675,15 @@ func TestTreeContainerRootfs(t *testing.T) {
 		}
 	}
 
+	// Device nodes the container makes are not opened through the tree (it is mounted
+	// nodev), and neither is one it puts where the tree saw a regular file: the daemon
+	// opens as root, and /dev/mem would hand the reader the host's memory.
+	d.MustRun("exec", "web", "sh", "-c", "mknod /tmp/disk b 7 0 && echo plain > /tmp/swap")
+	failSh(t, d, "head -c 1 "+r+"/tmp/disk", "Permission denied")
+	mustSh(t, d, "cat "+r+"/tmp/swap")
+	d.MustRun("exec", "web", "sh", "-c", "rm /tmp/swap && mknod /tmp/swap c 1 1")
+	failSh(t, d, "head -c 1 "+r+"/tmp/swap", "")
+
 	// stats and top: sampled on open.
 	if got := mustSh(t, d, "cat containers/web/stats"); !strings.Contains(got, `"running": true`) || !strings.Contains(got, `"pids": `) {
 		t.Errorf("stats of a running container: %q", got)
@@ -724,6 +733,10 @@ func TestTreeImageLayersAndRootfs(t *testing.T) {
 	if got := mustSh(t, d, "stat -c '%F %t:%T' "+dir+"/layers/"+layers[2]+"/etc/motd"); got != "character special file 0:0\n" {
 		t.Errorf("a whiteout in layers/: %q", got)
 	}
+
+	// Device nodes in layers are shown, never opened.
+	failSh(t, d, "head -c 1 "+dir+"/layers/"+layers[1]+"/data/loop", "Permission denied")
+	failSh(t, d, "head -c 1 "+dir+"/layers/"+layers[1]+"/data/null", "Permission denied")
 
 	// rootfs/: the merged file system a container starts from.
 	root := dir + "/rootfs"
