@@ -94,11 +94,14 @@ func (c *Client) ContainerResize(ctx context.Context, id string, rows, cols uint
 	return c.containerPost(ctx, id, "resize", url.Values{"rows": {strconv.Itoa(int(rows))}, "cols": {strconv.Itoa(int(cols))}})
 }
 
-// ContainerRemove removes a container.
-func (c *Client) ContainerRemove(ctx context.Context, id string, force bool) error {
+// ContainerRemove removes a container; with volumes, its anonymous volumes too.
+func (c *Client) ContainerRemove(ctx context.Context, id string, force, volumes bool) error {
 	q := url.Values{}
 	if force {
 		q.Set("force", "true")
+	}
+	if volumes {
+		q.Set("volumes", "true")
 	}
 	return c.sendJSON(ctx, http.MethodDelete, "/containers/"+url.PathEscape(id), q, nil, nil)
 }

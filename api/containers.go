@@ -187,7 +187,11 @@ func (s *Server) containerRemove(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := s.eng.Remove(r.Context(), r.PathValue("id"), engine.RemoveOptions{Force: force}); err != nil {
+	vols, err := boolParam(r.URL.Query().Get("volumes"))
+	if err != nil {
+		return err
+	}
+	if err := s.eng.Remove(r.Context(), r.PathValue("id"), engine.RemoveOptions{Force: force, Volumes: vols}); err != nil {
 		return err
 	}
 	return noContent(w)

@@ -64,6 +64,11 @@ func NewServer(eng *engine.Engine, version string, log *slog.Logger) *Server {
 		{"GET /v1/containers/{id}/logs", s.containerLogs},
 		{"GET /v1/containers/{id}/stats", s.containerStats},
 		{"GET /v1/events", s.events},
+		{"POST /v1/volumes", s.volumeCreate},
+		{"GET /v1/volumes", s.volumeList},
+		{"GET /v1/volumes/{name}", s.volumeInspect},
+		{"DELETE /v1/volumes/{name}", s.volumeRemove},
+		{"POST /v1/volumes/prune", s.volumePrune},
 	}
 	for _, r := range routes {
 		s.mux.Handle(r.pattern, s.wrap(r.handler))

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/flyingdutchman/flyingdutchman/errdefs"
+	"github.com/flyingdutchman/flyingdutchman/volumes"
 )
 
 // Spec is the desired state of a container: what `dutchman run` flags, the API and (later)
@@ -42,6 +43,8 @@ type Spec struct {
 	OpenStdin       bool      `json:"stdin_open,omitempty"`
 	// AutoRemove removes the container when it exits (docker run --rm).
 	AutoRemove bool `json:"auto_remove,omitempty"`
+	// Mounts are the container's volumes, binds and tmpfs mounts, as asked.
+	Mounts []volumes.Mount `json:"volumes,omitempty"`
 }
 
 // Duration is a time.Duration written as Go writes it ("10s", "1m30s") in JSON.
@@ -88,6 +91,9 @@ type Container struct {
 	// ManuallyStopped is set by stop and kill: restart policies leave such a container
 	// alone (unless-stopped even across daemon restarts), as Docker does.
 	ManuallyStopped bool `json:"manuallyStopped"`
+	// Mounts are the spec's mounts resolved at create (volumes named, binds checked)
+	// and the anonymous volumes of the image's VOLUME paths.
+	Mounts []volumes.Mount `json:"mounts,omitempty"`
 }
 
 // nameRule is Docker's rule for container names.
@@ -163,6 +169,9 @@ func (s *Spec) validate() error {
 	}
 	if s.StopGracePeriod != nil && *s.StopGracePeriod < 0 {
 		return errdefs.Invalid(fmt.Errorf("invalid stop grace period %s", time.Duration(*s.StopGracePeriod)))
+	}
+	if err := validateMounts(s.Mounts); err != nil {
+		return err
 	}
 	if s.AutoRemove {
 		if p, _ := ParseRestartPolicy(s.Restart); p.Name != "no" {

@@ -206,14 +206,37 @@ func (e *Engine) Create(ctx context.Context, name string, spec Spec) (*Container
 		Runtime: runtimeName, State: Created,
 	}
 	c.Args, c.Env, c.WorkingDir, c.User = mergeImageConfig(&spec, img)
-	if _, err := e.images.CreateRootfs(ctx, id, name, img.Digest); err != nil {
+	mounts, made, err := e.resolveMounts(ctx, &spec, img)
+	if err != nil {
+		release()
+		return nil, fmt.Errorf("create container %s: %w", name, err)
+	}
+	c.Mounts = mounts
+	undoVolumes := func() {
+		for _, n := range made {
+			e.volumes.Remove(ctx, n)
+		}
+	}
+	fs, err := e.images.CreateRootfs(ctx, id, name, img.Digest)
+	if err != nil {
+		undoVolumes()
+		release()
+		return nil, fmt.Errorf("create container %s: %w", name, err)
+	}
+	if err := e.copyUp(ctx, fs.Path, c.Mounts); err != nil {
+		e.images.RemoveRootfs(ctx, id)
+		undoVolumes()
 		release()
 		return nil, fmt.Errorf("create container %s: %w", name, err)
 	}
 	if err := e.persist(c); err != nil {
 		e.images.RemoveRootfs(ctx, id)
+		undoVolumes()
 		release()
 		return nil, fmt.Errorf("create container %s: %w", name, err)
+	}
+	for _, n := range made {
+		e.publishVolume(n, "create")
 	}
 	ct := newContainer(c)
 	e.mu.Lock()
@@ -320,16 +343,20 @@ func mergeEnv(base, over []string) []string {
 }
 
 // runtimeConfig is what the runtime needs to run c in rootfs.
-func (e *Engine) runtimeConfig(c *Container, rootfs string) *rt.Config {
+func (e *Engine) runtimeConfig(c *Container, rootfs string) (*rt.Config, error) {
 	hostname := c.Spec.Hostname
 	if hostname == "" {
 		hostname = c.ID[:12]
 	}
+	mounts, err := e.runtimeMounts(c)
+	if err != nil {
+		return nil, err
+	}
 	return &rt.Config{
 		ID: c.ID, Name: c.Name, Rootfs: rootfs, Args: c.Args, Env: c.Env, Cwd: c.WorkingDir,
 		User: c.User, Tty: c.Spec.Tty, OpenStdin: c.Spec.OpenStdin, Hostname: hostname,
-		Memory: c.Spec.Memory, CPUs: c.Spec.CPUs, Labels: c.Spec.Labels,
-	}
+		Memory: c.Spec.Memory, CPUs: c.Spec.CPUs, Labels: c.Spec.Labels, Mounts: mounts,
+	}, nil
 }
 
 // AttachResult is how an attach ended: with the process's exit (Exit set), or an error,
@@ -442,7 +469,10 @@ func (e *Engine) runTask(ctx context.Context, c *Container, opts StartOptions) (
 	if err := runtime.Delete(ctx, c.ID); err != nil {
 		return nil, err
 	}
-	cfg := e.runtimeConfig(c, fs.Path)
+	cfg, err := e.runtimeConfig(c, fs.Path)
+	if err != nil {
+		return nil, err
+	}
 	cfg.ConsoleSize = opts.ConsoleSize
 	task, err := runtime.Create(ctx, cfg, e.logDir(c.ID))
 	if err != nil {
@@ -824,6 +854,9 @@ func (e *Engine) killAndWait(ct *container) error {
 type RemoveOptions struct {
 	// Force kills a running container first.
 	Force bool
+	// Volumes removes the container's anonymous volumes too (docker rm -v); --rm
+	// containers always do.
+	Volumes bool
 }
 
 // Remove removes the container ref names: its root filesystem, logs and record. A
@@ -879,6 +912,9 @@ func (e *Engine) Remove(ctx context.Context, ref string, opts RemoveOptions) err
 		delete(e.names, c.Name)
 	}
 	e.mu.Unlock()
+	if opts.Volumes || c.Spec.AutoRemove {
+		e.removeAnonymousVolumes(ctx, c)
+	}
 	return nil
 }
 
@@ -1107,7 +1143,11 @@ func (e *Engine) RuntimeSpec(ctx context.Context, ref string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	data, err := runtime.Describe(ctx, e.runtimeConfig(c, fs.Path))
+	cfg, err := e.runtimeConfig(c, fs.Path)
+	if err != nil {
+		return nil, err
+	}
+	data, err := runtime.Describe(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}

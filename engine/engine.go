@@ -17,6 +17,7 @@ import (
 	rt "github.com/flyingdutchman/flyingdutchman/engine/runtime"
 	"github.com/flyingdutchman/flyingdutchman/engine/store"
 	"github.com/flyingdutchman/flyingdutchman/images"
+	"github.com/flyingdutchman/flyingdutchman/volumes"
 )
 
 // Config is what an engine needs to start.
@@ -47,6 +48,7 @@ type Engine struct {
 	cfg      Config
 	db       *store.DB
 	images   *images.Store
+	volumes  *volumes.Store
 	runtimes map[string]rt.Runtime
 	events   *events
 	log      *slog.Logger
@@ -93,6 +95,10 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		images.WithLogger(cfg.Logger))
 	if err != nil {
 		return fail(fmt.Errorf("image store: %w", err))
+	}
+	if e.volumes, err = volumes.Open(filepath.Join(cfg.DataRoot, "volumes"), db.DB); err != nil {
+		e.images.Close()
+		return fail(fmt.Errorf("volume store: %w", err))
 	}
 	if e.runtimes, err = e.newRuntimes(); err != nil {
 		e.images.Close()

@@ -120,26 +120,34 @@ func jsonFile(v any) ([]byte, error) {
 
 // status is a container's status.json: the inspect view, in the tree's snake_case.
 type status struct {
-	ID           string      `json:"id"`
-	Name         string      `json:"name"`
-	Image        statusImage `json:"image"`
-	State        string      `json:"state"`
-	Pid          int         `json:"pid"`
-	ExitCode     int         `json:"exit_code"`
-	OOMKilled    bool        `json:"oom_killed"`
-	Created      time.Time   `json:"created"`
-	StartedAt    *time.Time  `json:"started_at"`
-	FinishedAt   *time.Time  `json:"finished_at"`
-	RestartCount int         `json:"restart_count"`
-	Restart      string      `json:"restart"`
-	Runtime      string      `json:"runtime"`
-	Command      []string    `json:"command"`
-	IPAddresses  []string    `json:"ip_addresses"`
-	Ports        []string    `json:"ports"`
-	Mounts       []string    `json:"mounts"`
-	Health       *string     `json:"health"`
-	Stale        bool        `json:"stale"`
-	Error        string      `json:"error"`
+	ID           string        `json:"id"`
+	Name         string        `json:"name"`
+	Image        statusImage   `json:"image"`
+	State        string        `json:"state"`
+	Pid          int           `json:"pid"`
+	ExitCode     int           `json:"exit_code"`
+	OOMKilled    bool          `json:"oom_killed"`
+	Created      time.Time     `json:"created"`
+	StartedAt    *time.Time    `json:"started_at"`
+	FinishedAt   *time.Time    `json:"finished_at"`
+	RestartCount int           `json:"restart_count"`
+	Restart      string        `json:"restart"`
+	Runtime      string        `json:"runtime"`
+	Command      []string      `json:"command"`
+	IPAddresses  []string      `json:"ip_addresses"`
+	Ports        []string      `json:"ports"`
+	Mounts       []statusMount `json:"mounts"`
+	Health       *string       `json:"health"`
+	Stale        bool          `json:"stale"`
+	Error        string        `json:"error"`
+}
+
+// statusMount is one of a container's mounts: a volume's name, a bind's host path.
+type statusMount struct {
+	Type     string `json:"type"`
+	Source   string `json:"source,omitempty"`
+	Target   string `json:"target"`
+	ReadOnly bool   `json:"read_only"`
 }
 
 type statusImage struct {
@@ -153,7 +161,10 @@ func statusOf(c *engine.Container) *status {
 		ID: c.ID, Name: c.Name, Image: statusImage{Ref: c.Image, Digest: c.ImageDigest, ID: c.ImageID},
 		State: string(c.State), Pid: c.Pid, ExitCode: c.ExitCode, OOMKilled: c.OOMKilled,
 		Created: c.Created, RestartCount: c.RestartCount, Restart: c.Spec.Restart, Runtime: c.Runtime,
-		Command: c.Args, IPAddresses: []string{}, Ports: []string{}, Mounts: []string{}, Error: c.Error,
+		Command: c.Args, IPAddresses: []string{}, Ports: []string{}, Mounts: []statusMount{}, Error: c.Error,
+	}
+	for _, m := range c.Mounts {
+		s.Mounts = append(s.Mounts, statusMount{Type: m.Type, Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly})
 	}
 	if s.Restart == "" {
 		s.Restart = "no"

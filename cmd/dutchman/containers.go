@@ -171,7 +171,7 @@ func newPauseCommand(c *cli, pause bool) *cobra.Command {
 }
 
 func newRmCommand(c *cli) *cobra.Command {
-	var force bool
+	var force, vols bool
 	cmd := &cobra.Command{
 		Use:   "rm [OPTIONS] CONTAINER [CONTAINER...]",
 		Short: "Remove containers",
@@ -181,10 +181,13 @@ func newRmCommand(c *cli) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return eachContainer(cmd.OutOrStdout(), args, func(id string) error { return cl.ContainerRemove(cmd.Context(), id, force) })
+			return eachContainer(cmd.OutOrStdout(), args, func(id string) error {
+				return cl.ContainerRemove(cmd.Context(), id, force, vols)
+			})
 		},
 	}
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "kill a running container first")
+	cmd.Flags().BoolVarP(&vols, "volumes", "v", false, "remove the container's anonymous volumes too")
 	return cmd
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/flyingdutchman/flyingdutchman/api"
 	"github.com/flyingdutchman/flyingdutchman/engine"
 	"github.com/flyingdutchman/flyingdutchman/errdefs"
+	"github.com/flyingdutchman/flyingdutchman/volumes"
 )
 
 // createFlags are the flags run and create share.
@@ -26,6 +27,7 @@ type createFlags struct {
 	name, workdir, user, restart, memory, entrypoint, hostname string
 	stopSignal, runtime, pull, platform                        string
 	env, envFiles, labels                                      []string
+	volumes, mounts, tmpfs                                     []string
 	cpus                                                       float64
 	stopTimeout                                                int
 	rm, interactive, tty                                       bool
@@ -48,6 +50,9 @@ func addCreateFlags(cmd *cobra.Command, f *createFlags) {
 	fl.BoolVarP(&f.tty, "tty", "t", false, "allocate a terminal")
 	fl.StringVar(&f.hostname, "hostname", "", "the container's host name")
 	fl.StringArrayVarP(&f.labels, "label", "l", nil, "set a label (KEY=VALUE)")
+	fl.StringArrayVarP(&f.volumes, "volume", "v", nil, "mount a volume or a host path: NAME:/path, /host/path:/path[:ro], or /path for a new anonymous volume")
+	fl.StringArrayVar(&f.mounts, "mount", nil, "mount, long form: type=bind|volume|tmpfs,source=...,target=...[,readonly]")
+	fl.StringArrayVar(&f.tmpfs, "tmpfs", nil, "mount a tmpfs: /path[:size=64m,mode=1777]")
 	fl.StringVar(&f.stopSignal, "stop-signal", "", "signal that stops the container (default SIGTERM)")
 	fl.IntVar(&f.stopTimeout, "stop-timeout", -1, "seconds stop waits before SIGKILL (default 10)")
 	fl.StringVar(&f.runtime, "runtime", "", "runtime: oci, vm or auto")
@@ -91,6 +96,27 @@ func (f *createFlags) spec(cmd *cobra.Command, args []string) (engine.Spec, erro
 	}
 	for _, e := range f.env {
 		s.Env = append(s.Env, expandEnv(e)...)
+	}
+	for _, v := range f.volumes {
+		m, err := volumes.ParseVolume(v)
+		if err != nil {
+			return s, err
+		}
+		s.Mounts = append(s.Mounts, m)
+	}
+	for _, v := range f.mounts {
+		m, err := volumes.ParseMount(v)
+		if err != nil {
+			return s, err
+		}
+		s.Mounts = append(s.Mounts, m)
+	}
+	for _, v := range f.tmpfs {
+		m, err := volumes.ParseTmpfs(v)
+		if err != nil {
+			return s, err
+		}
+		s.Mounts = append(s.Mounts, m)
 	}
 	if len(f.labels) > 0 {
 		s.Labels = map[string]string{}

@@ -1,0 +1,280 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path"
+	"slices"
+	"sort"
+	"strings"
+
+	securejoin "github.com/cyphar/filepath-securejoin"
+
+	rt "github.com/flyingdutchman/flyingdutchman/engine/runtime"
+	"github.com/flyingdutchman/flyingdutchman/errdefs"
+	"github.com/flyingdutchman/flyingdutchman/images"
+	"github.com/flyingdutchman/flyingdutchman/volumes"
+)
+
+// Volumes: named volumes live in the volumes store; the engine knows which containers
+// use them, makes the ones a container asks for, and gives the runtime the mounts.
+
+// VolumeInfo is a volume and the containers that use it.
+type VolumeInfo struct {
+	volumes.Volume
+	// UsedBy names the containers whose mounts name the volume, in any state.
+	UsedBy []string `json:"usedBy,omitempty"`
+}
+
+// CreateVolume makes volume name (a random name if "").
+func (e *Engine) CreateVolume(ctx context.Context, name string, opts volumes.CreateOptions) (*volumes.Volume, error) {
+	if name == "" {
+		opts.Anonymous = true
+	}
+	v, created, err := e.volumes.Create(ctx, name, opts)
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		e.publishVolume(v.Name, "create")
+	}
+	return v, nil
+}
+
+// Volume returns volume name with its users.
+func (e *Engine) Volume(name string) (*VolumeInfo, error) {
+	v, err := e.volumes.Get(name)
+	if err != nil {
+		return nil, err
+	}
+	return &VolumeInfo{Volume: *v, UsedBy: e.volumeUsers()[name]}, nil
+}
+
+// Volumes lists the volumes with their users.
+func (e *Engine) Volumes() ([]*VolumeInfo, error) {
+	vs, err := e.volumes.List()
+	if err != nil {
+		return nil, err
+	}
+	users := e.volumeUsers()
+	out := make([]*VolumeInfo, len(vs))
+	for i, v := range vs {
+		out[i] = &VolumeInfo{Volume: *v, UsedBy: users[v.Name]}
+	}
+	return out, nil
+}
+
+// RemoveVolume removes volume name, refused while a container uses it (whatever its
+// state, as in Docker): the message names them.
+func (e *Engine) RemoveVolume(ctx context.Context, name string) error {
+	if users := e.volumeUsers()[name]; len(users) > 0 {
+		return errdefs.Conflict(fmt.Errorf("volume %s is in use by container %s: remove %s first",
+			name, strings.Join(users, ", "), plural(len(users), "it", "them")))
+	}
+	if err := e.volumes.Remove(ctx, name); err != nil {
+		return err
+	}
+	e.publishVolume(name, "destroy")
+	return nil
+}
+
+// PruneVolumes removes the volumes no container uses: anonymous ones only, unless all.
+// It returns the names removed.
+func (e *Engine) PruneVolumes(ctx context.Context, all bool) ([]string, error) {
+	vs, err := e.volumes.List()
+	if err != nil {
+		return nil, err
+	}
+	users := e.volumeUsers()
+	var removed []string
+	var errs []error
+	for _, v := range vs {
+		if len(users[v.Name]) > 0 || (!v.Anonymous && !all) {
+			continue
+		}
+		if err := e.RemoveVolume(ctx, v.Name); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		removed = append(removed, v.Name)
+	}
+	return removed, errors.Join(errs...)
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+// volumeUsers maps volume names to the names of the containers that mount them.
+func (e *Engine) volumeUsers() map[string][]string {
+	users := map[string][]string{}
+	for _, c := range e.List() {
+		for _, m := range c.Mounts {
+			if m.Type == "volume" && !slices.Contains(users[m.Source], c.Name) {
+				users[m.Source] = append(users[m.Source], c.Name)
+			}
+		}
+	}
+	for _, u := range users {
+		sort.Strings(u)
+	}
+	return users
+}
+
+func (e *Engine) publishVolume(name, action string) {
+	e.events.publish(Event{Type: "volume", Action: action, ID: name, Name: name})
+}
+
+// resolveMounts turns a spec's mounts into a container's: bind sources checked (or
+// made), volumes made if missing (a random name for an anonymous one), and an
+// anonymous volume for each of the image's VOLUME paths no mount covers. It returns the
+// volumes it made, for undo and for the copy-up of the image's content.
+func (e *Engine) resolveMounts(ctx context.Context, spec *Spec, img *images.Image) (mounts []volumes.Mount, made []string, err error) {
+	undo := func() {
+		for _, n := range made {
+			e.volumes.Remove(ctx, n)
+		}
+	}
+	want := slices.Clone(spec.Mounts)
+	if img.Config != nil {
+		var paths []string
+		for p := range img.Config.Config.Volumes {
+			paths = append(paths, path.Clean(p))
+		}
+		sort.Strings(paths)
+		for _, p := range paths {
+			if !slices.ContainsFunc(want, func(m volumes.Mount) bool { return path.Clean(m.Target) == p }) {
+				want = append(want, volumes.Mount{Type: "volume", Target: p})
+			}
+		}
+	}
+	for _, m := range want {
+		switch m.Type {
+		case "bind":
+			if _, err := os.Stat(m.Source); errors.Is(err, os.ErrNotExist) {
+				if !m.CreateHostPath {
+					undo()
+					return nil, nil, errdefs.Invalid(fmt.Errorf("bind source path does not exist: %s", m.Source))
+				}
+				if err := os.MkdirAll(m.Source, 0o755); err != nil {
+					undo()
+					return nil, nil, fmt.Errorf("create bind source %s: %w", m.Source, err)
+				}
+			} else if err != nil {
+				undo()
+				return nil, nil, fmt.Errorf("bind source %s: %w", m.Source, err)
+			}
+		case "volume":
+			v, created, err := e.volumes.Create(ctx, m.Source, volumes.CreateOptions{Anonymous: m.Source == ""})
+			if err != nil {
+				undo()
+				return nil, nil, err
+			}
+			m.Source = v.Name
+			if created {
+				made = append(made, v.Name)
+			}
+		}
+		mounts = append(mounts, m)
+	}
+	return mounts, made, nil
+}
+
+// copyUp copies what the image has at each volume mount's target into the volume, as
+// Docker does when a volume is new (empty) and the mount does not say nocopy.
+func (e *Engine) copyUp(ctx context.Context, rootfs string, mounts []volumes.Mount) error {
+	for _, m := range mounts {
+		if m.Type != "volume" || m.NoCopy {
+			continue
+		}
+		if empty, err := e.volumes.Empty(m.Source); err != nil || !empty {
+			continue
+		}
+		src, err := securejoin.SecureJoin(rootfs, m.Target)
+		if err != nil {
+			return err
+		}
+		if st, err := os.Stat(src); err != nil || !st.IsDir() {
+			continue
+		}
+		v, err := e.volumes.Get(m.Source)
+		if err != nil {
+			return err
+		}
+		// cp -a keeps owners, modes, links, times and xattrs, as Docker's copy does.
+		if out, err := exec.CommandContext(ctx, "cp", "-a", "--", src+"/.", v.Mountpoint).CombinedOutput(); err != nil {
+			return fmt.Errorf("copy %s of the image into volume %s: %s", m.Target, m.Source, strings.TrimSpace(string(out)))
+		}
+	}
+	return nil
+}
+
+// runtimeMounts are a container's mounts as the runtime takes them.
+func (e *Engine) runtimeMounts(c *Container) ([]rt.Mount, error) {
+	out := make([]rt.Mount, 0, len(c.Mounts))
+	for _, m := range c.Mounts {
+		var opts []string
+		if m.ReadOnly {
+			opts = append(opts, "ro")
+		}
+		switch m.Type {
+		case "bind":
+			out = append(out, rt.Mount{Destination: m.Target, Type: "bind", Source: m.Source, Options: opts})
+		case "volume":
+			v, err := e.volumes.Get(m.Source)
+			if err != nil {
+				return nil, fmt.Errorf("volume of %s: %w", m.Target, err)
+			}
+			out = append(out, rt.Mount{Destination: m.Target, Type: "bind", Source: v.Mountpoint, Options: opts})
+		case "tmpfs":
+			opts = append(opts, "nosuid", "nodev", "noexec")
+			if m.TmpfsSize > 0 {
+				opts = append(opts, fmt.Sprintf("size=%d", m.TmpfsSize))
+			}
+			if m.TmpfsMode != 0 {
+				opts = append(opts, fmt.Sprintf("mode=%o", m.TmpfsMode))
+			}
+			out = append(out, rt.Mount{Destination: m.Target, Type: "tmpfs", Source: "tmpfs", Options: opts})
+		}
+	}
+	return out, nil
+}
+
+// removeAnonymousVolumes removes the anonymous volumes of a removed container (rm -v,
+// and --rm), unless another container uses them too.
+func (e *Engine) removeAnonymousVolumes(ctx context.Context, c *Container) {
+	for _, m := range c.Mounts {
+		if m.Type != "volume" {
+			continue
+		}
+		v, err := e.volumes.Get(m.Source)
+		if err != nil || !v.Anonymous {
+			continue
+		}
+		if err := e.RemoveVolume(ctx, m.Source); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+			e.log.Warn("remove an anonymous volume", "container", c.Name, "volume", m.Source, "err", err)
+		}
+	}
+}
+
+// validateMounts checks a spec's mounts: each valid, no two at one target.
+func validateMounts(ms []volumes.Mount) error {
+	seen := map[string]bool{}
+	for _, m := range ms {
+		if err := m.Validate(); err != nil {
+			return err
+		}
+		t := path.Clean(m.Target)
+		if seen[t] {
+			return errdefs.Invalid(fmt.Errorf("duplicate mount point: %s", t))
+		}
+		seen[t] = true
+	}
+	return nil
+}

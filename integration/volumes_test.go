@@ -1,0 +1,168 @@
+//go:build linux
+
+package integration
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// TestVolumeKeepsDataAcrossContainers keeps a database-like file in a named volume
+// while its containers are removed and made again.
+func TestVolumeKeepsDataAcrossContainers(t *testing.T) {
+	d, bb := busyboxDaemon(t)
+	if got := d.MustRun("volume", "create", "--label", "app=db", "db"); got != "db\n" {
+		t.Fatalf("volume create: %q", got)
+	}
+	d.MustRun("run", "--rm", "-v", "db:/var/lib/db", bb, "sh", "-c", "echo row1 >> /var/lib/db/table")
+	d.MustRun("run", "--name", "second", "-v", "db:/var/lib/db", bb, "sh", "-c", "echo row2 >> /var/lib/db/table")
+	d.MustRun("rm", "second")
+	if got := d.MustRun("run", "--rm", "-v", "db:/var/lib/db", bb, "cat", "/var/lib/db/table"); got != "row1\nrow2\n" {
+		t.Errorf("the volume after two containers went: %q", got)
+	}
+	var vs []struct {
+		Name       string            `json:"name"`
+		Driver     string            `json:"driver"`
+		Mountpoint string            `json:"mountpoint"`
+		Labels     map[string]string `json:"labels"`
+	}
+	if err := json.Unmarshal([]byte(d.MustRun("volume", "inspect", "db")), &vs); err != nil || len(vs) != 1 {
+		t.Fatalf("volume inspect: %v %+v", err, vs)
+	}
+	if vs[0].Driver != "local" || vs[0].Labels["app"] != "db" {
+		t.Errorf("volume inspect: %+v", vs[0])
+	}
+	if b, err := os.ReadFile(filepath.Join(vs[0].Mountpoint, "table")); err != nil || string(b) != "row1\nrow2\n" {
+		t.Errorf("the volume's data on the host: %q, %v", b, err)
+	}
+	// A second create of the same name is the same volume, as in Docker.
+	d.MustRun("volume", "create", "db")
+	if got := d.MustRun("volume", "ls", "-q"); got != "db\n" {
+		t.Errorf("volume ls -q: %q", got)
+	}
+}
+
+func TestVolumeSharedAndReadOnly(t *testing.T) {
+	d, bb := busyboxDaemon(t)
+	d.MustRun("run", "-d", "--name", "a", "-v", "shared:/s", bb, "sh", "-c", sleeper)
+	d.MustRun("run", "-d", "--name", "b", "-v", "shared:/s:ro", bb, "sh", "-c", sleeper)
+	d.MustRun("exec", "a", "sh", "-c", "echo from-a > /s/f")
+	if got := d.MustRun("exec", "b", "cat", "/s/f"); got != "from-a\n" {
+		t.Errorf("b reads %q from the shared volume", got)
+	}
+	r := d.Run("exec", "b", "sh", "-c", "echo x > /s/g")
+	if r.Code == 0 || !strings.Contains(r.Stderr, "Read-only file system") {
+		t.Errorf("a write to a read-only mount: exit %d, %q", r.Code, r.Stderr)
+	}
+	// Removal is refused while any container uses the volume, naming them.
+	r = d.Run("volume", "rm", "shared")
+	if r.Code == 0 || !strings.Contains(r.Stderr, "in use by container a, b") {
+		t.Errorf("volume rm while in use: exit %d, %q", r.Code, r.Stderr)
+	}
+	if got := d.MustRun("volume", "ls"); !regexp.MustCompile(`local +shared +a,b`).MatchString(got) {
+		t.Errorf("volume ls:\n%s", got)
+	}
+	d.MustRun("rm", "-f", "a", "b")
+	d.MustRun("volume", "rm", "shared")
+	if got := d.MustRun("volume", "ls", "-q"); got != "" {
+		t.Errorf("volumes after rm: %q", got)
+	}
+}
+
+func TestBindMountsAndTmpfs(t *testing.T) {
+	d, bb := busyboxDaemon(t)
+	proj := filepath.Join(d.Dir, "project")
+	if err := os.Mkdir(proj, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	d.MustRun("run", "-d", "--name", "dev", "-v", proj+":/src", "--tmpfs", "/scratch:rw,noexec,nosuid,size=1m", bb, "sh", "-c", sleeper)
+	// Host edits are seen inside at once, and the reverse.
+	if err := os.WriteFile(filepath.Join(proj, "main.c"), []byte("int main;\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := d.MustRun("exec", "dev", "cat", "/src/main.c"); got != "int main;\n" {
+		t.Errorf("a host file in the bind mount reads %q inside", got)
+	}
+	d.MustRun("exec", "dev", "sh", "-c", "echo built > /src/out")
+	if b, _ := os.ReadFile(filepath.Join(proj, "out")); string(b) != "built\n" {
+		t.Errorf("a file written inside reads %q on the host", b)
+	}
+	// The tmpfs has its size.
+	if got := d.MustRun("exec", "dev", "sh", "-c", "grep ' /scratch ' /proc/mounts"); !strings.HasPrefix(got, "tmpfs /scratch tmpfs") || !strings.Contains(got, "size=1024k") {
+		t.Errorf("the tmpfs mount: %q", got)
+	}
+	if r := d.Run("exec", "dev", "sh", "-c", "dd if=/dev/zero of=/scratch/big bs=1k count=2048"); r.Code == 0 {
+		t.Errorf("2 MiB fit in a 1 MiB tmpfs")
+	}
+	var st struct {
+		Mounts []struct {
+			Type, Source, Target string
+		} `json:"mounts"`
+	}
+	json.Unmarshal([]byte(d.MustRun("inspect", "dev")), &[]any{&st})
+	if len(st.Mounts) != 2 || st.Mounts[0].Type != "bind" || st.Mounts[0].Source != proj || st.Mounts[1].Type != "tmpfs" {
+		t.Errorf("inspect mounts: %+v", st.Mounts)
+	}
+
+	// Bad mounts: exit 125, a clear message, nothing made.
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--mount", "type=bind,source=" + filepath.Join(d.Dir, "missing") + ",target=/x"}, "bind source path does not exist"},
+		{[]string{"-v", "rel/path:/x"}, ""},
+		{[]string{"-v", "../x:/x"}, ""},
+		{[]string{"-v", "vol:relative"}, ""},
+		{[]string{"-v", "vol:/proc"}, "/proc"},
+		{[]string{"-v", "vol:/sys/fs"}, "/sys"},
+		{[]string{"-v", "vol:/"}, ""},
+		{[]string{"--mount", "type=nfs,target=/x"}, ""},
+		{[]string{"--tmpfs", "/t:size=lots"}, ""},
+		{[]string{"-v", "a:/x", "-v", "b:/x"}, "duplicate mount point"},
+	} {
+		r := d.Run(append(append([]string{"run", "--rm"}, c.args...), bb, "true")...)
+		if r.Code != 125 || !strings.Contains(r.Stderr, c.want) {
+			t.Errorf("run %q: exit %d, %q; want 125 saying %q", c.args, r.Code, r.Stderr, c.want)
+		}
+	}
+	if got := d.MustRun("volume", "ls", "-q"); got != "" {
+		t.Errorf("bad mounts left volumes behind: %q", got)
+	}
+}
+
+func TestVolumeNamesAndCopyUp(t *testing.T) {
+	d, bb := busyboxDaemon(t)
+	for _, name := range []string{"../x", "a/b", ".hidden", strings.Repeat("v", 300), "with space"} {
+		if r := d.Run("volume", "create", name); r.Code == 0 || !strings.Contains(r.Stderr, "invalid") {
+			t.Errorf("volume create %q: exit %d, %q", name, r.Code, r.Stderr)
+		}
+	}
+	// A new volume over a directory of the image starts with the image's content.
+	d.MustRun("run", "--rm", "-v", "etc:/etc", bb, "sh", "-c", "echo added >> /etc/passwd")
+	got := d.MustRun("run", "--rm", "-v", "etc:/etc", bb, "sh", "-c", "grep -c root /etc/passwd; tail -n 1 /etc/passwd")
+	if got != "1\nadded\n" {
+		t.Errorf("a volume copied up from the image, then kept: %q", got)
+	}
+	// nocopy: empty.
+	if got := d.MustRun("run", "--rm", "--mount", "type=volume,source=bare,target=/etc,volume-nocopy", bb, "ls", "-A", "/etc"); got != "" {
+		t.Errorf("a nocopy volume holds %q", got)
+	}
+	// Anonymous volumes go with rm -v, and with --rm.
+	d.MustRun("create", "--name", "anon", "-v", "/data", bb, "true")
+	vols := d.MustRun("volume", "ls", "-q")
+	if !regexp.MustCompile(`(?m)^[0-9a-f]{64}$`).MatchString(vols) {
+		t.Fatalf("no anonymous volume: %q", vols)
+	}
+	d.MustRun("rm", "-v", "anon")
+	d.MustRun("run", "--rm", "-v", "/data", bb, "true")
+	if got := d.MustRun("volume", "ls", "-q"); got != "bare\netc\n" {
+		t.Errorf("volumes after rm -v and --rm: %q", got)
+	}
+	if got := d.MustRun("volume", "prune", "-a"); got != "bare\netc\n" {
+		t.Errorf("volume prune -a: %q", got)
+	}
+}
