@@ -53,6 +53,9 @@ func (e *Engine) Volume(name string) (*VolumeInfo, error) {
 	return &VolumeInfo{Volume: *v, UsedBy: e.volumeUsers()[name]}, nil
 }
 
+// VolumeEmpty tells whether volume name holds no file.
+func (e *Engine) VolumeEmpty(name string) (bool, error) { return e.volumes.Empty(name) }
+
 // Volumes lists the volumes with their users.
 func (e *Engine) Volumes() ([]*VolumeInfo, error) {
 	vs, err := e.volumes.List()

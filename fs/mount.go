@@ -150,6 +150,7 @@ func (m *Mount) Unmount() error {
 	m.root.t.specs.close()
 	defer m.root.t.rootfs.close()
 	defer m.root.t.backingDir.state.close()
+	defer m.root.t.volumeStates.close()
 	err := m.server.Unmount()
 	if err != nil {
 		m.log.Warn("tree busy, detaching it", "mount", m.dir, "err", err)
@@ -212,12 +213,12 @@ func owner(info fs.FileInfo) (uid, gid uint32) {
 func (m *Mount) follow(ctx context.Context) {
 	// A subscriber that falls behind is dropped; it takes up again after the last event
 	// it saw, with those it missed first, so that none is lost.
-	filter := engine.EventFilter{Type: "container", Since: time.Now()}
+	filter := engine.EventFilter{Since: time.Now()}
 	for ctx.Err() == nil {
 		past, ch, cancel := m.root.t.eng.Events(filter, true)
 		for _, ev := range past {
 			m.handle(ev)
-			filter = engine.EventFilter{Type: "container", After: ev.Seq}
+			filter = engine.EventFilter{After: ev.Seq}
 		}
 		for {
 			var ev engine.Event
@@ -230,7 +231,7 @@ func (m *Mount) follow(ctx context.Context) {
 				break
 			}
 			m.handle(ev)
-			filter = engine.EventFilter{Type: "container", After: ev.Seq}
+			filter = engine.EventFilter{After: ev.Seq}
 		}
 		cancel()
 	}
@@ -239,6 +240,18 @@ func (m *Mount) follow(ctx context.Context) {
 // handle follows one event of the engine.
 func (m *Mount) handle(ev engine.Event) {
 	t := m.root.t
+	if ev.Type == "volume" {
+		if ev.Action == "destroy" {
+			t.volumeStates.forget(ev.Name)
+		}
+		if dir := t.root.EmbeddedInode().GetChild("volumes"); dir != nil {
+			dir.NotifyEntry(ev.Name)
+		}
+		return
+	}
+	if ev.Type != "container" {
+		return
+	}
 	switch ev.Action {
 	case "create":
 		t.invalidate(ev.Name)

@@ -30,6 +30,10 @@ type tree struct {
 	xattrs xattrs
 	// rootfs keeps, by container ID, what the tree knows of each container's rootfs/.
 	rootfs rootfsStates
+	// volumeStates keeps the jails of the volumes the tree serves; volumeErr is
+	// volumes/error.
+	volumeStates volumeStates
+	volumeErr    lastError
 	// imageErr is images/error.
 	imageErr lastError
 	// mountpoint is where the tree is mounted.

@@ -65,6 +65,10 @@ lists the verbs it takes now.
         layers/NN-sha256-HEX/   each layer's own files, read-only
         rootfs/         the merged filesystem a container starts from, read-only
       by-digest/sha256-HEX/   every image by its manifest digest
+    volumes/
+      NAME/             a named volume's data, read-write; mkdir makes a volume, rmdir
+                        of an emptied one removes it (EBUSY while a container uses it)
+      error             the last failed mkdir or rmdir
 
 Watching: inotify sees only changes made through this folder, not those the engine
 makes itself; follow events (tail -f events) to see everything that happens.

@@ -115,7 +115,7 @@ func TestTreeRootBelongsToTheUser(t *testing.T) {
 	d.MustRun("create", "--name", "web", bb, "true")
 
 	out := mustSh(t, d, "ls -a")
-	for _, name := range []string{".", "..", "README.md", "info", "events", "containers", "images"} {
+	for _, name := range []string{".", "..", "README.md", "info", "events", "containers", "images", "volumes"} {
 		if !strings.Contains("\n"+out, "\n"+name+"\n") {
 			t.Errorf("ls -a of the tree lacks %s:\n%s", name, out)
 		}
@@ -421,7 +421,7 @@ func TestTreeStaleMountIsClearedAtStart(t *testing.T) {
 	if err := d.Start(); err != nil {
 		t.Fatal(err)
 	}
-	if got := mustSh(t, d, "ls"); got != "README.md\ncontainers\nevents\nimages\ninfo\n" {
+	if got := mustSh(t, d, "ls"); got != "README.md\ncontainers\nevents\nimages\ninfo\nvolumes\n" {
 		t.Errorf("ls of the tree after a restart over a stale mount: %q", got)
 	}
 	if strings.Count(mustSh(t, d, "grep -c ' "+d.Tree+" ' /proc/mounts"), "1") != 1 {
@@ -882,5 +882,65 @@ func TestTreeSpecEnvFiles(t *testing.T) {
 	failSh(t, d, "timeout 10 cp ../fifo.yaml containers/fifo.yaml", "Invalid argument")
 	if got := mustSh(t, d, "grep -c 'f.env is not a regular file' events"); got != "1\n" {
 		t.Errorf("a FIFO as an env file: %q", got)
+	}
+}
+
+// TestTreeVolumes makes, uses and removes volumes as directories, and works in one with
+// the tools people use on files.
+func TestTreeVolumes(t *testing.T) {
+	d, bb := treeDaemon(t)
+	mustSh(t, d, "mkdir volumes/data")
+	if got := d.MustRun("volume", "ls", "-q"); got != "data\n" {
+		t.Fatalf("volumes after mkdir: %q", got)
+	}
+	failSh(t, d, "mkdir 'volumes/bad name'", "Invalid argument")
+	if got := mustSh(t, d, "cat volumes/error"); !strings.Contains(got, "bad name") {
+		t.Errorf("volumes/error after a bad name: %q", got)
+	}
+	failSh(t, d, "mkdir volumes/data", "File exists")
+
+	// POSIX behaviour with real tools, in the volume's data.
+	v := "volumes/data"
+	git := "git -c safe.directory='*' -c user.name=t -c user.email=t@example.com "
+	mustSh(t, d, `mkdir -p ../src/sub && echo a > ../src/a && echo b > ../src/sub/b && ln -s a ../src/link && ln ../src/a ../src/hard &&
+		chown 1234:5678 ../src/a && chmod 640 ../src/a && cp -a ../src `+v+`/cp && rsync -aH ../src/ `+v+`/rsync/ &&
+		mkdir `+v+`/tar && tar -C ../src -cf - . | tar -C `+v+`/tar -xf - &&
+		diff -r --no-dereference ../src `+v+`/cp && diff -r --no-dereference ../src `+v+`/rsync && diff -r --no-dereference ../src `+v+`/tar`)
+	if got := mustSh(t, d, "stat -c '%u:%g %a %h' "+v+"/cp/a "+v+"/rsync/a; readlink "+v+"/cp/link"); got != "1234:5678 640 2\n1234:5678 640 2\na\n" {
+		t.Errorf("owners, modes, hard and symbolic links in a volume: %q", got)
+	}
+	mustSh(t, d, "cd "+v+" && mkdir repo && cd repo && "+git+"init -q && echo x > f && "+git+"add f && "+git+"commit -qm one && "+git+"log --oneline | grep -c one")
+	mustSh(t, d, "cd "+v+" && echo 1 >> app.log && echo 2 >> app.log && mv app.log app.log.1 && ln -s app.log.1 current && cat current | wc -l | grep -qx 2")
+	if got := mustSh(t, d, "cd "+v+" && truncate -s 1G sparse && stat -c %s sparse && du -k sparse | cut -f1"); got != "1073741824\n0\n" {
+		t.Errorf("a sparse file in a volume (size, blocks): %q", got)
+	}
+	mustSh(t, d, "cd "+v+" && setfattr -n user.k -v v a.txt 2>/dev/null || (echo x > a.txt && setfattr -n user.k -v v a.txt) && getfattr --only-values -n user.k a.txt | grep -qx v")
+	// flock: a lock taken through the tree is seen through the tree.
+	mustSh(t, d, "cd "+v+" && flock lockfile sleep 2 & sleep 0.5; cd "+v+" && ! flock -n lockfile true")
+
+	// A container sees the files, and the tree sees the container's.
+	if got := d.MustRun("run", "--rm", "-v", "data:/d", bb, "sh", "-c", "cat /d/cp/sub/b; echo inside > /d/from-container"); got != "b\n" {
+		t.Errorf("the container reads %q", got)
+	}
+	if got := mustSh(t, d, "cat "+v+"/from-container"); got != "inside\n" {
+		t.Errorf("the tree reads %q of the container's file", got)
+	}
+
+	// rmdir: not while it holds files, not while a container uses it.
+	failSh(t, d, "rmdir "+v, "Directory not empty")
+	d.MustRun("create", "--name", "user", "-v", "data:/d", bb, "true")
+	failSh(t, d, "rmdir "+v, "Device or resource busy")
+	if got := mustSh(t, d, "cat volumes/error"); !strings.Contains(got, "in use by container user") {
+		t.Errorf("volumes/error while in use: %q", got)
+	}
+	d.MustRun("rm", "user")
+	mustSh(t, d, "rm -rf "+v+"/* && rmdir "+v)
+	if got := d.MustRun("volume", "ls", "-q"); got != "" {
+		t.Errorf("volumes after rmdir: %q", got)
+	}
+	// Volumes made by the CLI show up.
+	d.MustRun("volume", "create", "cli")
+	if got := mustSh(t, d, "ls volumes"); got != "cli\nerror\n" {
+		t.Errorf("ls volumes: %q", got)
 	}
 }
