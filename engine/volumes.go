@@ -31,6 +31,10 @@ type VolumeInfo struct {
 
 // CreateVolume makes volume name (a random name if "").
 func (e *Engine) CreateVolume(ctx context.Context, name string, opts volumes.CreateOptions) (*volumes.Volume, error) {
+	if len(opts.DriverOpts) > 0 {
+		// Recorded but not mounted would be worse than refused.
+		return nil, errdefs.Invalid(errors.New("volume driver options (type, device, o) are not supported yet: the local driver keeps a volume in a directory"))
+	}
 	if name == "" {
 		opts.Anonymous = true
 	}

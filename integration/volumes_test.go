@@ -39,6 +39,10 @@ func TestVolumeKeepsDataAcrossContainers(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(vs[0].Mountpoint, "table")); err != nil || string(b) != "row1\nrow2\n" {
 		t.Errorf("the volume's data on the host: %q, %v", b, err)
 	}
+	// Driver options are refused, not recorded and ignored.
+	if r := d.Run("volume", "create", "--opt", "type=tmpfs", "tmp"); r.Code == 0 || !strings.Contains(r.Stderr, "not supported yet") {
+		t.Errorf("volume create --opt: exit %d, %q", r.Code, r.Stderr)
+	}
 	// A second create of the same name is the same volume, as in Docker.
 	d.MustRun("volume", "create", "db")
 	if got := d.MustRun("volume", "ls", "-q"); got != "db\n" {
