@@ -47,7 +47,11 @@ func (e *Engine) Apply(ctx context.Context, name string, spec Spec) (c *Containe
 		return nil, false, err
 	}
 	running := false
+	var inherit map[string]string
 	if old != nil {
+		// The new container takes over the old one's anonymous volumes (an image's
+		// VOLUME paths: a database's data), as Compose does.
+		inherit = e.anonymousVolumes(old)
 		switch old.State {
 		case Running, Paused, Starting, Restarting:
 			running = true
@@ -59,7 +63,7 @@ func (e *Engine) Apply(ctx context.Context, name string, spec Spec) (c *Containe
 			return nil, false, fmt.Errorf("recreate %s: %w", name, err)
 		}
 	}
-	c, err = e.Create(ctx, name, spec)
+	c, err = e.create(ctx, name, spec, inherit)
 	if err != nil {
 		return nil, false, err
 	}

@@ -174,6 +174,13 @@ func (e *Engine) List() []*Container {
 // state created: its root filesystem is ready, its process not started. The image must
 // be in the store.
 func (e *Engine) Create(ctx context.Context, name string, spec Spec) (*Container, error) {
+	return e.create(ctx, name, spec, nil)
+}
+
+// create makes a container; inherit maps mount targets to anonymous volumes a container
+// it replaces had there, which it takes over (as Compose does on recreate) instead of
+// making new ones.
+func (e *Engine) create(ctx context.Context, name string, spec Spec, inherit map[string]string) (*Container, error) {
 	if err := spec.validate(); err != nil {
 		return nil, err
 	}
@@ -206,7 +213,7 @@ func (e *Engine) Create(ctx context.Context, name string, spec Spec) (*Container
 		Runtime: runtimeName, State: Created,
 	}
 	c.Args, c.Env, c.WorkingDir, c.User = mergeImageConfig(&spec, img)
-	mounts, made, err := e.resolveMounts(ctx, &spec, img)
+	mounts, made, err := e.resolveMounts(ctx, &spec, img, inherit)
 	if err != nil {
 		release()
 		return nil, fmt.Errorf("create container %s: %w", name, err)

@@ -142,7 +142,7 @@ func (e *Engine) publishVolume(name, action string) {
 // made), volumes made if missing (a random name for an anonymous one), and an
 // anonymous volume for each of the image's VOLUME paths no mount covers. It returns the
 // volumes it made, for undo and for the copy-up of the image's content.
-func (e *Engine) resolveMounts(ctx context.Context, spec *Spec, img *images.Image) (mounts []volumes.Mount, made []string, err error) {
+func (e *Engine) resolveMounts(ctx context.Context, spec *Spec, img *images.Image, inherit map[string]string) (mounts []volumes.Mount, made []string, err error) {
 	undo := func() {
 		for _, n := range made {
 			e.volumes.Remove(ctx, n)
@@ -178,6 +178,13 @@ func (e *Engine) resolveMounts(ctx context.Context, spec *Spec, img *images.Imag
 				return nil, nil, fmt.Errorf("bind source %s: %w", m.Source, err)
 			}
 		case "volume":
+			if name := inherit[path.Clean(m.Target)]; m.Source == "" && name != "" {
+				if _, err := e.volumes.Get(name); err == nil {
+					m.Source = name
+					mounts = append(mounts, m)
+					continue
+				}
+			}
 			v, created, err := e.volumes.Create(ctx, m.Source, volumes.CreateOptions{Anonymous: m.Source == ""})
 			if err != nil {
 				undo()
@@ -251,6 +258,20 @@ func (e *Engine) runtimeMounts(c *Container) ([]rt.Mount, error) {
 		}
 	}
 	return out, nil
+}
+
+// anonymousVolumes maps the targets of c's anonymous volumes to their names.
+func (e *Engine) anonymousVolumes(c *Container) map[string]string {
+	out := map[string]string{}
+	for _, m := range c.Mounts {
+		if m.Type != "volume" {
+			continue
+		}
+		if v, err := e.volumes.Get(m.Source); err == nil && v.Anonymous {
+			out[path.Clean(m.Target)] = m.Source
+		}
+	}
+	return out
 }
 
 // removeAnonymousVolumes removes the anonymous volumes of a removed container (rm -v,

@@ -3,12 +3,17 @@
 package integration
 
 import (
+	"archive/tar"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+
+	"github.com/flyingdutchman/flyingdutchman/integration/harness"
 )
 
 // TestVolumeKeepsDataAcrossContainers keeps a database-like file in a named volume
@@ -168,5 +173,47 @@ func TestVolumeNamesAndCopyUp(t *testing.T) {
 	}
 	if got := d.MustRun("volume", "prune", "-a"); got != "bare\netc\n" {
 		t.Errorf("volume prune -a: %q", got)
+	}
+}
+
+// TestImageVolumesFollowARecreatedContainer: an image's VOLUME path gets an anonymous
+// volume, filled from the image; a spec saved again with a change recreates the
+// container, which keeps that volume (as Compose does), so a database's data stays.
+func TestImageVolumesFollowARecreatedContainer(t *testing.T) {
+	reg := harness.StartRegistry(t)
+	img := harness.Image(t, harness.Amd64, harness.Layer(t, harness.BusyboxTar(t)),
+		harness.Layer(t, harness.Tar(harness.Entry{Name: "data/", Type: tar.TypeDir}, harness.Entry{Name: "data/seed", Body: "seed\n"})))
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf = cf.DeepCopy()
+	cf.Config.Volumes = map[string]struct{}{"/data": {}}
+	if img, err = mutate.ConfigFile(img, cf); err != nil {
+		t.Fatal(err)
+	}
+	ref := reg.Ref("test/withvolume:v1")
+	harness.Push(t, ref, img)
+
+	d, _ := treeDaemon(t)
+	d.MustRun("pull", "-q", ref)
+	spec := func(word string) string {
+		return "image: " + ref + "\ncommand: [sh, -c, \"echo " + word + " >> /data/log; cat /data/seed /data/log\"]\n"
+	}
+	write := func(body string) {
+		if err := os.WriteFile(filepath.Join(d.Dir, "db.yaml"), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		mustSh(t, d, "cp ../db.yaml containers/db.yaml")
+	}
+	write(spec("one"))
+	d.MustRun("start", "-a", "db")
+	vols := d.MustRun("volume", "ls", "-q")
+	write(spec("two"))
+	if got := d.MustRun("start", "-a", "db"); got != "seed\none\ntwo\n" {
+		t.Errorf("the recreated container's /data: %q; want the seed and both runs' lines", got)
+	}
+	if got := d.MustRun("volume", "ls", "-q"); got != vols {
+		t.Errorf("volumes after a recreate: %q; before: %q", got, vols)
 	}
 }
