@@ -9,6 +9,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/flyingdutchman/flyingdutchman/engine"
+	"github.com/flyingdutchman/flyingdutchman/volumes"
 )
 
 // RenderService writes spec as the body of a compose service: the spec file of a
@@ -92,6 +93,13 @@ func RenderService(spec engine.Spec) []byte {
 	if spec.OpenStdin {
 		add("stdin_open", plain("true"))
 	}
+	if len(spec.Mounts) > 0 {
+		vols := &yaml.Node{Kind: yaml.SequenceNode}
+		for _, m := range spec.Mounts {
+			vols.Content = append(vols.Content, renderMount(m, scalar, plain))
+		}
+		add("volumes", vols)
+	}
 	if spec.AutoRemove {
 		add(autoRemoveKey, plain("true"))
 	}
@@ -103,6 +111,47 @@ func RenderService(spec engine.Spec) []byte {
 		panic(err)
 	}
 	return b.Bytes()
+}
+
+// renderMount writes a mount in Compose's short syntax (NAME:/path[:ro], /path for an
+// anonymous volume) where it says everything, and in the long syntax otherwise.
+func renderMount(m volumes.Mount, scalar, plain func(string) *yaml.Node) *yaml.Node {
+	if (m.Type == "volume" || m.Type == "bind") && !m.NoCopy {
+		short := m.Target
+		if m.Source != "" {
+			short = m.Source + ":" + m.Target
+			if m.ReadOnly {
+				short += ":ro"
+			}
+		}
+		if m.Source != "" || !m.ReadOnly {
+			return scalar(short)
+		}
+	}
+	n := &yaml.Node{Kind: yaml.MappingNode, Style: yaml.FlowStyle}
+	kv := func(k string, v *yaml.Node) { n.Content = append(n.Content, plain(k), v) }
+	kv("type", plain(m.Type))
+	if m.Source != "" {
+		kv("source", scalar(m.Source))
+	}
+	kv("target", scalar(m.Target))
+	if m.ReadOnly {
+		kv("read_only", plain("true"))
+	}
+	if m.NoCopy {
+		kv("volume", &yaml.Node{Kind: yaml.MappingNode, Style: yaml.FlowStyle, Content: []*yaml.Node{plain("nocopy"), plain("true")}})
+	}
+	if m.Type == "tmpfs" && (m.TmpfsSize != 0 || m.TmpfsMode != 0) {
+		t := &yaml.Node{Kind: yaml.MappingNode, Style: yaml.FlowStyle}
+		if m.TmpfsSize != 0 {
+			t.Content = append(t.Content, plain("size"), plain(formatInt(m.TmpfsSize)))
+		}
+		if m.TmpfsMode != 0 {
+			t.Content = append(t.Content, plain("mode"), plain(strconv.FormatUint(uint64(m.TmpfsMode), 10)))
+		}
+		kv("tmpfs", t)
+	}
+	return n
 }
 
 func formatInt(n int64) string { return strconv.FormatInt(n, 10) }

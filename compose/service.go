@@ -2,6 +2,7 @@ package compose
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/flyingdutchman/flyingdutchman/engine"
 	"github.com/flyingdutchman/flyingdutchman/errdefs"
+	"github.com/flyingdutchman/flyingdutchman/volumes"
 )
 
 // ServiceKeys are the keys of a compose service a container's spec file may hold, in the
@@ -28,7 +30,7 @@ import (
 var ServiceKeys = []string{
 	"image", "command", "entrypoint", "environment", "env_file", "working_dir", "user",
 	"restart", "labels", "hostname", "mem_limit", "cpus", "runtime", "stop_signal",
-	"stop_grace_period", "tty", "stdin_open",
+	"stop_grace_period", "tty", "stdin_open", "volumes", "tmpfs",
 }
 
 var quietLoader sync.Once
@@ -109,6 +111,10 @@ func LoadService(ctx context.Context, filename string, data []byte, env map[stri
 		return engine.Spec{}, fail(keyLine[k], "%s: not supported by FlyingDutchman yet (the keys it takes: %s)", k, strings.Join(ServiceKeys, ", "))
 	}
 
+	topVolumes, err := namedVolumes(body["volumes"])
+	if err != nil {
+		return engine.Spec{}, fail(keyLine["volumes"], "volumes: %v", err)
+	}
 	if err := checkEnvFiles(body["env_file"], filepath.Dir(filename)); err != nil {
 		return engine.Spec{}, fail(keyLine["env_file"], "env_file: %v", err)
 	}
@@ -120,7 +126,7 @@ func LoadService(ctx context.Context, filename string, data []byte, env map[stri
 	}
 	details := types.ConfigDetails{
 		WorkingDir:  filepath.Dir(filename),
-		ConfigFiles: []types.ConfigFile{{Filename: filename, Config: map[string]any{"services": map[string]any{name: body}}}},
+		ConfigFiles: []types.ConfigFile{{Filename: filename, Config: map[string]any{"services": map[string]any{name: body}, "volumes": topVolumes}}},
 		Environment: envMap,
 	}
 	project, err := loader.LoadWithContext(ctx, details, func(o *loader.Options) {
@@ -166,10 +172,71 @@ func LoadService(ctx context.Context, filename string, data []byte, env map[stri
 		d := engine.Duration(time.Duration(*s.StopGracePeriod))
 		spec.StopGracePeriod = &d
 	}
+	for _, v := range s.Volumes {
+		m := volumes.Mount{Type: v.Type, Source: v.Source, Target: v.Target, ReadOnly: v.ReadOnly}
+		if v.Volume != nil {
+			m.NoCopy = v.Volume.NoCopy
+		}
+		if v.Tmpfs != nil {
+			m.TmpfsSize, m.TmpfsMode = int64(v.Tmpfs.Size), v.Tmpfs.Mode
+		}
+		spec.Mounts = append(spec.Mounts, m)
+	}
+	for _, t := range s.Tmpfs {
+		m, err := volumes.ParseTmpfs(t)
+		if err != nil {
+			return engine.Spec{}, fail(keyLine["tmpfs"], "tmpfs: %v", err)
+		}
+		spec.Mounts = append(spec.Mounts, m)
+	}
 	if err := engine.ValidateSpec(&spec); err != nil {
 		return engine.Spec{}, fail(keyLine[blameSpec(err)], "%s", err.Error())
 	}
 	return spec, nil
+}
+
+// namedVolumes reads a spec's volumes: and returns the named volumes it uses, declared
+// as a compose project's top-level volumes must be (each is the engine's volume of that
+// name, not a project's). Bind mounts are refused: a spec saved in the tree is its
+// owner's, who may not be root, and which host paths such a spec may mount is not
+// settled yet.
+func namedVolumes(v any) (map[string]any, error) {
+	top := map[string]any{}
+	list, ok := v.([]any)
+	if v != nil && !ok {
+		return nil, errors.New("want a list of mounts")
+	}
+	for _, e := range list {
+		var typ, source string
+		switch e := e.(type) {
+		case string:
+			parts := strings.Split(e, ":")
+			if len(parts) >= 2 {
+				source = parts[0]
+			}
+			typ = "volume"
+			if strings.ContainsAny(source, "/~") || strings.HasPrefix(source, ".") {
+				typ = "bind"
+			}
+		case map[string]any:
+			typ, _ = e["type"].(string)
+			source, _ = e["source"].(string)
+		default:
+			return nil, fmt.Errorf("want a mount (NAME:/path or type: ...), not %v", e)
+		}
+		switch typ {
+		case "bind":
+			return nil, fmt.Errorf("bind mounts (%s) are not taken in spec files yet: use a named volume, or dutchman run -v", source)
+		case "volume", "":
+			if source != "" {
+				if err := volumes.ValidName(source); err != nil {
+					return nil, err
+				}
+				top[source] = map[string]any{"name": source, "external": true}
+			}
+		}
+	}
+	return top, nil
 }
 
 func kindName(k yaml.Kind) string {
@@ -228,7 +295,7 @@ func blameSpec(err error) string {
 	for _, kw := range []struct{ word, key string }{
 		{"restart policy", "restart"}, {"memory", "mem_limit"}, {"cpus", "cpus"},
 		{"signal", "stop_signal"}, {"working directory", "working_dir"}, {"grace period", "stop_grace_period"},
-		{"environment", "environment"}, {"runtime", "runtime"}, {"--rm", "restart"},
+		{"environment", "environment"}, {"runtime", "runtime"}, {"--rm", "restart"}, {"mount", "volumes"},
 	} {
 		if strings.Contains(msg, kw.word) {
 			return kw.key

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"syscall"
 	"testing"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/flyingdutchman/flyingdutchman/engine"
 	"github.com/flyingdutchman/flyingdutchman/errdefs"
+	"github.com/flyingdutchman/flyingdutchman/volumes"
 )
 
 func load(t *testing.T, body string) (engine.Spec, error) {
@@ -158,6 +160,38 @@ func TestLoadServiceReadsNoFileItDoesNotTake(t *testing.T) {
 			}
 		case <-time.After(10 * time.Second):
 			t.Fatalf("%q: the loader is blocked on a FIFO", body)
+		}
+	}
+}
+
+func TestLoadServiceVolumes(t *testing.T) {
+	spec, err := load(t, "image: busybox\nvolumes: [\"db:/var/lib/db\", \"/data\", \"cache:/c:ro\"]\ntmpfs: [/run]\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []volumes.Mount{
+		{Type: "volume", Source: "db", Target: "/var/lib/db"},
+		{Type: "volume", Target: "/data"},
+		{Type: "volume", Source: "cache", Target: "/c", ReadOnly: true},
+		{Type: "tmpfs", Target: "/run"},
+	}
+	if !reflect.DeepEqual(spec.Mounts, want) {
+		t.Errorf("mounts: %+v\nwant %+v", spec.Mounts, want)
+	}
+	// Rendered and read back, the same.
+	again, err := LoadService(context.Background(), filepath.Join(t.TempDir(), "web.yaml"), RenderService(spec), nil)
+	if err != nil || !reflect.DeepEqual(again.Mounts, want) {
+		t.Errorf("mounts rendered and read back: %+v, %v", again.Mounts, err)
+	}
+	for _, body := range []string{
+		"image: busybox\nvolumes: [\"./src:/src\"]\n",
+		"image: busybox\nvolumes: [\"/etc:/host\"]\n",
+		"image: busybox\nvolumes: [{type: bind, source: /etc, target: /x}]\n",
+		"image: busybox\nvolumes: [\"bad name:/x\"]\n",
+		"image: busybox\nvolumes: [\"db:/proc\"]\n",
+	} {
+		if _, err := load(t, body); !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), "line 2") {
+			t.Errorf("%q: %v; want an invalid-argument error on line 2", body, err)
 		}
 	}
 }

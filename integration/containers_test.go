@@ -3,6 +3,7 @@
 package integration
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -618,6 +619,8 @@ func TestASlowReaderGetsEveryByte(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, harness.Binary(t), "run", "--rm", bb, "head", "-c", "50000000", "/dev/zero")
 	cmd.Env = append(os.Environ(), "DUTCHMAN_HOST="+d.Host())
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -628,7 +631,7 @@ func TestASlowReaderGetsEveryByte(t *testing.T) {
 	time.Sleep(3 * time.Second) // a reader that looks away for a while
 	n, _ := io.Copy(io.Discard, out)
 	if err := cmd.Wait(); err != nil || n != 50000000 {
-		t.Errorf("run --rm with a slow reader: %d bytes, %v; want all 50000000 and exit 0", n, err)
+		t.Errorf("run --rm with a slow reader: %d bytes, %v (stderr %q); want all 50000000 and exit 0\ndaemon log:\n%s", n, err, stderr.String(), d.Log())
 	}
 }
 
