@@ -173,6 +173,11 @@ func LoadService(ctx context.Context, filename string, data []byte, env map[stri
 		spec.StopGracePeriod = &d
 	}
 	for _, v := range s.Volumes {
+		if v.Type != "volume" && v.Type != "tmpfs" {
+			// Checked again once loaded: a variable (type: ${T:-bind}) can make a bind of
+			// what the check of the raw file took for something else.
+			return engine.Spec{}, fail(keyLine["volumes"], "volumes: %s mounts (%s) are not taken in spec files yet: use a named volume, or dutchman run -v", v.Type, v.Source)
+		}
 		m := volumes.Mount{Type: v.Type, Source: v.Source, Target: v.Target, ReadOnly: v.ReadOnly}
 		if v.Volume != nil {
 			m.NoCopy = v.Volume.NoCopy

@@ -187,6 +187,8 @@ func TestLoadServiceVolumes(t *testing.T) {
 		"image: busybox\nvolumes: [\"./src:/src\"]\n",
 		"image: busybox\nvolumes: [\"/etc:/host\"]\n",
 		"image: busybox\nvolumes: [{type: bind, source: /etc, target: /x}]\n",
+		"image: busybox\nvolumes: [{type: \"${T:-bind}\", source: /, target: /host}]\n",
+		"image: busybox\nvolumes: [{type: \"${T-bind}\", source: /, target: /host}]\n",
 		"image: busybox\nvolumes: [\"bad name:/x\"]\n",
 		"image: busybox\nvolumes: [\"db:/proc\"]\n",
 	} {

@@ -213,17 +213,15 @@ func (e *Engine) create(ctx context.Context, name string, spec Spec, inherit map
 		Runtime: runtimeName, State: Created,
 	}
 	c.Args, c.Env, c.WorkingDir, c.User = mergeImageConfig(&spec, img)
-	mounts, made, err := e.resolveMounts(ctx, &spec, img, inherit)
+	mounts, made, releaseVolumes, err := e.resolveMounts(ctx, &spec, img, inherit)
 	if err != nil {
 		release()
 		return nil, fmt.Errorf("create container %s: %w", name, err)
 	}
+	// Held until the container's record is in place, which then says they are in use.
+	defer releaseVolumes()
 	c.Mounts = mounts
-	undoVolumes := func() {
-		for _, n := range made {
-			e.volumes.Remove(ctx, n)
-		}
-	}
+	undoVolumes := func() { e.undoVolumes(ctx, made) }
 	fs, err := e.images.CreateRootfs(ctx, id, name, img.Digest)
 	if err != nil {
 		undoVolumes()

@@ -61,6 +61,11 @@ type Engine struct {
 	// applying serialises Apply per container name.
 	applying keyedMutex
 
+	// volMu serialises the making and removing of volumes with volHolds, which counts
+	// by name the creates in flight that will mount a volume.
+	volMu    sync.Mutex
+	volHolds map[string]int
+
 	// monitors counts the goroutines waiting for tasks to exit.
 	monitors sync.WaitGroup
 	// ctx ends when the engine closes; restarts scheduled by policies stop with it.
@@ -81,7 +86,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{cfg: cfg, db: db, log: cfg.Logger, containers: map[string]*container{}, names: map[string]string{}}
+	e := &Engine{cfg: cfg, db: db, log: cfg.Logger, containers: map[string]*container{}, names: map[string]string{}, volHolds: map[string]int{}}
 	e.ctx, e.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	fail := func(err error) (*Engine, error) {
 		e.cancel()

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -77,6 +79,11 @@ func (e *Engine) Volumes() ([]*VolumeInfo, error) {
 // RemoveVolume removes volume name, refused while a container uses it (whatever its
 // state, as in Docker): the message names them.
 func (e *Engine) RemoveVolume(ctx context.Context, name string) error {
+	e.volMu.Lock()
+	defer e.volMu.Unlock()
+	if e.volHolds[name] > 0 {
+		return errdefs.Conflict(fmt.Errorf("volume %s is in use by a container being created", name))
+	}
 	if users := e.volumeUsers()[name]; len(users) > 0 {
 		return errdefs.Conflict(fmt.Errorf("volume %s is in use by container %s: remove %s first",
 			name, strings.Join(users, ", "), plural(len(users), "it", "them")))
@@ -141,17 +148,37 @@ func (e *Engine) publishVolume(name, action string) {
 // resolveMounts turns a spec's mounts into a container's: bind sources checked (or
 // made), volumes made if missing (a random name for an anonymous one), and an
 // anonymous volume for each of the image's VOLUME paths no mount covers. It returns the
-// volumes it made, for undo and for the copy-up of the image's content.
-func (e *Engine) resolveMounts(ctx context.Context, spec *Spec, img *images.Image, inherit map[string]string) (mounts []volumes.Mount, made []string, err error) {
-	undo := func() {
-		for _, n := range made {
-			e.volumes.Remove(ctx, n)
+// volumes it made, for undo, and holds every volume it names until release is called
+// (once the container's record exists, or its create failed): a volume about to be
+// mounted is in use, and cannot be removed meanwhile.
+func (e *Engine) resolveMounts(ctx context.Context, spec *Spec, img *images.Image, inherit map[string]string) (mounts []volumes.Mount, made []string, release func(), err error) {
+	var held []string
+	release = func() {
+		e.volMu.Lock()
+		defer e.volMu.Unlock()
+		for _, n := range held {
+			if e.volHolds[n]--; e.volHolds[n] <= 0 {
+				delete(e.volHolds, n)
+			}
 		}
+		held = nil
+	}
+	undo := func() {
+		e.undoVolumes(ctx, made)
+		release()
+	}
+	hold := func(name string) {
+		e.volHolds[name]++
+		held = append(held, name)
 	}
 	want := slices.Clone(spec.Mounts)
 	if img.Config != nil {
 		var paths []string
 		for p := range img.Config.Config.Volumes {
+			if err := (volumes.Mount{Type: "volume", Target: path.Clean(p)}).Validate(); err != nil || !path.IsAbs(p) {
+				e.log.Warn("an image's VOLUME path that cannot be mounted is left alone", "image", img.ID, "path", p)
+				continue
+			}
 			paths = append(paths, path.Clean(p))
 		}
 		sort.Strings(paths)
@@ -167,28 +194,38 @@ func (e *Engine) resolveMounts(ctx context.Context, spec *Spec, img *images.Imag
 			if _, err := os.Stat(m.Source); errors.Is(err, os.ErrNotExist) {
 				if !m.CreateHostPath {
 					undo()
-					return nil, nil, errdefs.Invalid(fmt.Errorf("bind source path does not exist: %s", m.Source))
+					return nil, nil, nil, errdefs.Invalid(fmt.Errorf("bind source path does not exist: %s", m.Source))
 				}
 				if err := os.MkdirAll(m.Source, 0o755); err != nil {
 					undo()
-					return nil, nil, fmt.Errorf("create bind source %s: %w", m.Source, err)
+					return nil, nil, nil, fmt.Errorf("create bind source %s: %w", m.Source, err)
 				}
 			} else if err != nil {
 				undo()
-				return nil, nil, fmt.Errorf("bind source %s: %w", m.Source, err)
+				return nil, nil, nil, fmt.Errorf("bind source %s: %w", m.Source, err)
 			}
 		case "volume":
-			if name := inherit[path.Clean(m.Target)]; m.Source == "" && name != "" {
+			if m.Source == "" {
+				m.Anonymous = true
+			}
+			e.volMu.Lock()
+			if name := inherit[path.Clean(m.Target)]; m.Anonymous && name != "" {
 				if _, err := e.volumes.Get(name); err == nil {
 					m.Source = name
+					hold(name)
+					e.volMu.Unlock()
 					mounts = append(mounts, m)
 					continue
 				}
 			}
-			v, created, err := e.volumes.Create(ctx, m.Source, volumes.CreateOptions{Anonymous: m.Source == ""})
+			v, created, err := e.volumes.Create(ctx, m.Source, volumes.CreateOptions{Anonymous: m.Anonymous})
+			if err == nil {
+				hold(v.Name)
+			}
+			e.volMu.Unlock()
 			if err != nil {
 				undo()
-				return nil, nil, err
+				return nil, nil, nil, err
 			}
 			m.Source = v.Name
 			if created {
@@ -197,17 +234,42 @@ func (e *Engine) resolveMounts(ctx context.Context, spec *Spec, img *images.Imag
 		}
 		mounts = append(mounts, m)
 	}
-	return mounts, made, nil
+	return mounts, made, release, nil
+}
+
+// undoVolumes removes the volumes a failed create made, unless another create in flight
+// holds them too, or a container uses them.
+func (e *Engine) undoVolumes(ctx context.Context, made []string) {
+	ctx = context.WithoutCancel(ctx)
+	e.volMu.Lock()
+	defer e.volMu.Unlock()
+	users := e.volumeUsers()
+	for _, n := range made {
+		if e.volHolds[n] <= 1 && len(users[n]) == 0 {
+			e.volumes.Remove(ctx, n)
+		}
+	}
 }
 
 // copyUp copies what the image has at each volume mount's target into the volume, as
-// Docker does when a volume is new (empty) and the mount does not say nocopy.
+// Docker does when a volume is new (empty) and the mount does not say nocopy. A volume
+// another container uses is left alone: the copy runs as root, and a process of that
+// container could put a symbolic link in the copy's way.
 func (e *Engine) copyUp(ctx context.Context, rootfs string, mounts []volumes.Mount) error {
+	users := e.volumeUsers()
+	e.volMu.Lock()
+	holds := maps.Clone(e.volHolds)
+	e.volMu.Unlock()
 	for _, m := range mounts {
-		if m.Type != "volume" || m.NoCopy {
+		// Held once by this create; more is another create in flight.
+		if m.Type != "volume" || m.NoCopy || len(users[m.Source]) > 0 || holds[m.Source] > 1 {
 			continue
 		}
-		if empty, err := e.volumes.Empty(m.Source); err != nil || !empty {
+		empty, err := e.volumes.Empty(m.Source)
+		if err != nil {
+			return err
+		}
+		if !empty {
 			continue
 		}
 		src, err := securejoin.SecureJoin(rootfs, m.Target)
@@ -221,8 +283,10 @@ func (e *Engine) copyUp(ctx context.Context, rootfs string, mounts []volumes.Mou
 		if err != nil {
 			return err
 		}
-		// cp -a keeps owners, modes, links, times and xattrs, as Docker's copy does.
+		// cp -a keeps owners, modes, links, times and xattrs, as Docker's copy does. A
+		// copy cut short is undone: an empty volume is copied into on its next use.
 		if out, err := exec.CommandContext(ctx, "cp", "-a", "--", src+"/.", v.Mountpoint).CombinedOutput(); err != nil {
+			emptyDir(v.Mountpoint)
 			return fmt.Errorf("copy %s of the image into volume %s: %s", m.Target, m.Source, strings.TrimSpace(string(out)))
 		}
 	}
@@ -260,29 +324,30 @@ func (e *Engine) runtimeMounts(c *Container) ([]rt.Mount, error) {
 	return out, nil
 }
 
-// anonymousVolumes maps the targets of c's anonymous volumes to their names.
+// anonymousVolumes maps the targets of the volumes made for c to their names.
 func (e *Engine) anonymousVolumes(c *Container) map[string]string {
 	out := map[string]string{}
 	for _, m := range c.Mounts {
-		if m.Type != "volume" {
-			continue
-		}
-		if v, err := e.volumes.Get(m.Source); err == nil && v.Anonymous {
+		if m.Type == "volume" && m.Anonymous {
 			out[path.Clean(m.Target)] = m.Source
 		}
 	}
 	return out
 }
 
+// emptyDir removes what dir holds, keeping dir.
+func emptyDir(dir string) {
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		os.RemoveAll(filepath.Join(dir, e.Name()))
+	}
+}
+
 // removeAnonymousVolumes removes the anonymous volumes of a removed container (rm -v,
 // and --rm), unless another container uses them too.
 func (e *Engine) removeAnonymousVolumes(ctx context.Context, c *Container) {
 	for _, m := range c.Mounts {
-		if m.Type != "volume" {
-			continue
-		}
-		v, err := e.volumes.Get(m.Source)
-		if err != nil || !v.Anonymous {
+		if m.Type != "volume" || !m.Anonymous {
 			continue
 		}
 		if err := e.RemoveVolume(ctx, m.Source); err != nil && !errors.Is(err, errdefs.ErrNotFound) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sync"
 	"syscall"
@@ -52,7 +53,9 @@ func (t *tree) volumesDir() gofs.InodeEmbedder {
 		}
 		out := []entry{errFile}
 		for _, v := range vs {
-			out = append(out, t.volumeEntry(v))
+			if v.Name != "error" { // a volume the CLI named so is not shown: the name is the file's
+				out = append(out, t.volumeEntry(v))
+			}
 		}
 		return out, nil
 	}
@@ -87,6 +90,12 @@ func (d *volumesDir) Mkdir(ctx context.Context, name string, mode uint32, out *f
 	info, err := t.eng.Volume(v.Name)
 	if err != nil {
 		return nil, toErrno(err)
+	}
+	// The volume is its maker's: a tree owner who is not root writes in it.
+	if fc, ok := ctx.(*fuse.Context); ok {
+		if err := os.Chown(info.Mountpoint, int(fc.Caller.Uid), int(fc.Caller.Gid)); err != nil {
+			t.log.Warn("give a new volume to its maker", "volume", name, "err", err)
+		}
 	}
 	t.volumeErr.set("")
 	return t.newChild(ctx, &d.Inode, t.volumeEntry(info), out)

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -166,6 +167,13 @@ func TestVolumeNamesAndCopyUp(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^[0-9a-f]{64}$`).MatchString(vols) {
 		t.Fatalf("no anonymous volume: %q", vols)
 	}
+	// A container that names an anonymous volume (to back it up, say) does not take it
+	// with it: only the volumes made for a container go with it.
+	hex := regexp.MustCompile(`(?m)^[0-9a-f]{64}$`).FindString(vols)
+	d.MustRun("run", "--rm", "-v", hex+":/backup", bb, "ls", "/backup")
+	if got := d.MustRun("volume", "ls", "-q"); !strings.Contains(got, hex) {
+		t.Fatalf("run --rm naming an anonymous volume removed it: %q", got)
+	}
 	d.MustRun("rm", "-v", "anon")
 	d.MustRun("run", "--rm", "-v", "/data", bb, "true")
 	if got := d.MustRun("volume", "ls", "-q"); got != "bare\netc\n" {
@@ -254,5 +262,41 @@ func TestTreeSpecVolumes(t *testing.T) {
 	d.MustRun("create", "--name", "cli", "-v", "cache:/cache:ro", bb, "true")
 	if got := mustSh(t, d, "cat containers/cli.yaml"); !strings.Contains(got, "volumes:\n  - cache:/cache:ro\n") {
 		t.Errorf("the CLI container's spec file:\n%s", got)
+	}
+}
+
+// TestVolumeRemovedWhileContainersAreMade races volume rm against containers being made
+// with the volume: a volume about to be mounted is in use, so every run finds it.
+func TestVolumeRemovedWhileContainersAreMade(t *testing.T) {
+	d, bb := busyboxDaemon(t)
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				d.Run("volume", "rm", "racy")
+			}
+		}
+	}()
+	errs := make(chan string, 12)
+	for w := 0; w < 3; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 4; i++ {
+				if r := d.Run("run", "--rm", "-v", "racy:/d", bb, "sh", "-c", "echo x > /d/f"); r.Code != 0 {
+					errs <- r.Stderr
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	close(errs)
+	for e := range errs {
+		t.Errorf("a run while the volume was being removed failed: %s", e)
 	}
 }

@@ -28,6 +28,10 @@ type Mount struct {
 	NoCopy         bool   `json:"nocopy,omitempty"`     // volume: do not copy the image's content in
 	TmpfsSize      int64  `json:"tmpfs_size,omitempty"` // bytes, 0 = default
 	TmpfsMode      uint32 `json:"tmpfs_mode,omitempty"` // 0 = default 1777
+	// Anonymous marks, in a container's resolved mounts, a volume made for that
+	// container (asked without a name, or an image's VOLUME path): rm -v and --rm
+	// remove only those, never a volume the container named.
+	Anonymous bool `json:"anonymous,omitempty"`
 }
 
 // checkSource checks the source of a mount of each type.

@@ -110,10 +110,25 @@ func (s *Store) recover() error {
 		return err
 	}
 	for _, e := range entries {
-		if !names[e.Name()] {
-			if err := removeTree(filepath.Join(s.root, e.Name())); err != nil {
+		if names[e.Name()] || e.Name() == lostDir {
+			continue
+		}
+		// A directory without a record is a create that a crash cut short, whose data is
+		// empty; one that holds data (a database restored from an older copy, say) is
+		// kept aside in .lost, never deleted.
+		dir := filepath.Join(s.root, e.Name())
+		if empty, _ := isEmptyDir(filepath.Join(dir, "_data")); empty {
+			if err := removeTree(dir); err != nil {
 				return fmt.Errorf("remove leftover %s: %w", e.Name(), err)
 			}
+			continue
+		}
+		lost := filepath.Join(s.root, lostDir)
+		if err := os.MkdirAll(lost, 0o700); err != nil {
+			return err
+		}
+		if err := os.Rename(dir, filepath.Join(lost, fmt.Sprintf("%s-%d", e.Name(), time.Now().Unix()))); err != nil {
+			return fmt.Errorf("keep aside %s: %w", e.Name(), err)
 		}
 	}
 	for name := range names {
@@ -122,6 +137,23 @@ func (s *Store) recover() error {
 		}
 	}
 	return nil
+}
+
+// lostDir holds, under the store's root, the data of volumes that had no record.
+const lostDir = ".lost"
+
+// isEmptyDir tells whether dir holds nothing (a missing dir is empty).
+func isEmptyDir(dir string) (bool, error) {
+	f, err := os.Open(dir)
+	if os.IsNotExist(err) {
+		return true, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(1)
+	return len(names) == 0 && err != nil, nil
 }
 
 // Create makes volume name, or a volume with a random 64-hex-digit name when name is "".

@@ -300,3 +300,28 @@ func TestCanceled(t *testing.T) {
 		t.Fatalf("remove: %v", err)
 	}
 }
+
+// TestOpenKeepsUnrecordedData: a volume directory without a record is removed when it
+// holds nothing (a create cut short), and kept aside in .lost when it holds data.
+func TestOpenKeepsUnrecordedData(t *testing.T) {
+	s, reopen := newStore(t)
+	for _, name := range []string{"empty", "full"} {
+		if err := os.MkdirAll(filepath.Join(s.root, name, "_data"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(s.root, "full", "_data", "table"), []byte("rows\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s = reopen()
+	if _, err := os.Stat(filepath.Join(s.root, "empty")); !os.IsNotExist(err) {
+		t.Errorf("an empty leftover is still there: %v", err)
+	}
+	kept, _ := filepath.Glob(filepath.Join(s.root, ".lost", "full-*", "_data", "table"))
+	if len(kept) != 1 {
+		t.Errorf("the data of an unrecorded volume was not kept in .lost: %v", kept)
+	}
+	if vs, _ := s.List(); len(vs) != 0 {
+		t.Errorf("volumes: %v", vs)
+	}
+}
