@@ -284,12 +284,9 @@ func (t *tree) containerVerb(ctx context.Context, id, verb string, args []string
 		}
 		return t.eng.Unpause(ctx, id)
 	case "rm":
-		force := false
-		for _, a := range args {
-			if a != "-f" && a != "--force" {
-				return errdefs.Invalid(fmt.Errorf("rm: unknown option %q (rm takes -f)", a))
-			}
-			force = true
+		force, err := rmForce(args)
+		if err != nil {
+			return err
 		}
 		return t.eng.Remove(ctx, id, engine.RemoveOptions{Force: force})
 	}
@@ -346,4 +343,14 @@ func (t *tree) containerTop(ctx context.Context, id string) ([]byte, error) {
 			secs/3600, secs/60%60, secs%60, p.Command)
 	}
 	return []byte(b.String()), nil
+}
+
+// rmForce reads the options of an rm verb: none, or -f (--force).
+func rmForce(args []string) (bool, error) {
+	for _, a := range args {
+		if a != "-f" && a != "--force" {
+			return false, errdefs.Invalid(fmt.Errorf("rm: unknown option %q (rm takes -f)", a))
+		}
+	}
+	return len(args) > 0, nil
 }

@@ -117,6 +117,11 @@ func (f *valueFile) fixedContent(ctx context.Context) ([]byte, error) {
 }
 
 func (f *valueFile) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	return readBytes(fh, dest, off)
+}
+
+// readBytes reads an open bytesHandle, the handle of every file rendered at open.
+func readBytes(fh gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	h, ok := fh.(*bytesHandle)
 	if !ok {
 		return nil, syscall.EBADF
@@ -267,11 +272,7 @@ func (f *ctlFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint
 }
 
 func (f *ctlFile) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	h, ok := fh.(*bytesHandle)
-	if !ok {
-		return nil, syscall.EBADF
-	}
-	return h.read(dest, off), 0
+	return readBytes(fh, dest, off)
 }
 
 // ctlHandle is a ctl file open for writing: what was written of a line not yet ended.

@@ -301,14 +301,11 @@ func (t *tree) imageCtl(ref string) *ctlFile {
 		run: func(ctx context.Context, verb string, args []string) error {
 			switch verb {
 			case "rm":
-				force := false
-				for _, a := range args {
-					if a != "-f" && a != "--force" {
-						return errdefs.Invalid(fmt.Errorf("rm: unknown option %q (rm takes -f)", a))
-					}
-					force = true
+				force, err := rmForce(args)
+				if err != nil {
+					return err
 				}
-				_, err := t.eng.RemoveImage(ctx, ref, force)
+				_, err = t.eng.RemoveImage(ctx, ref, force)
 				return err
 			case "tag":
 				if len(args) != 1 {

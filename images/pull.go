@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/flyingdutchman/flyingdutchman/errdefs"
+	"github.com/flyingdutchman/flyingdutchman/internal/fsutil"
 )
 
 type pullOptions struct {
@@ -550,14 +551,14 @@ func (s *Store) unpackInto(ctx context.Context, r io.Reader, lr *layerRecord) er
 	}
 	size, err := unpackLayer(ctx, r, lr.DiffID, tmp)
 	if err != nil {
-		removeTree(tmp)
+		fsutil.RemoveTree(tmp)
 		if errors.Is(err, errMismatch) {
 			err = errdefs.Unavailable(err)
 		}
 		return err
 	}
 	if err := s.snaps.commit(tmp, lr.ChainID); err != nil {
-		removeTree(tmp)
+		fsutil.RemoveTree(tmp)
 		return storeError(err)
 	}
 	lr.Unpacked = size

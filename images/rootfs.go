@@ -12,6 +12,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/flyingdutchman/flyingdutchman/errdefs"
+	"github.com/flyingdutchman/flyingdutchman/internal/fsutil"
 )
 
 // Rootfs drivers.
@@ -172,7 +173,7 @@ func (s *Store) RemoveRootfs(ctx context.Context, id string) error {
 	if err := s.Unmount(ctx, id); err != nil {
 		return fmt.Errorf("remove root filesystem %s: %w", id, err)
 	}
-	if err := removeTree(filepath.Join(s.rootfsDir(), id)); err != nil {
+	if err := fsutil.RemoveTree(filepath.Join(s.rootfsDir(), id)); err != nil {
 		return fmt.Errorf("remove root filesystem %s: %w", id, err)
 	}
 	s.mu.Lock()

@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/flyingdutchman/flyingdutchman/internal/fsutil"
 )
 
 // maxMountData is what mount(2) accepts as options: one page, less some room.
@@ -100,7 +102,7 @@ func probeOverlay(dir string) error {
 	if err != nil {
 		return err
 	}
-	defer removeTree(tmp)
+	defer fsutil.RemoveTree(tmp)
 	for _, d := range []string{"lower", "upper", "work", "merged"} {
 		if err := os.Mkdir(filepath.Join(tmp, d), 0o755); err != nil {
 			return err

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/flyingdutchman/flyingdutchman/internal/fsutil"
 )
 
 // snapshots is the layer cache: one directory per chain ID holding that layer's changes
@@ -43,7 +45,7 @@ func (s *snapshots) temp() (string, error) {
 func (s *snapshots) commit(tmp string, chain v1.Hash) error {
 	err := os.Rename(tmp, s.path(chain))
 	if err != nil && s.has(chain) {
-		return removeTree(tmp)
+		return fsutil.RemoveTree(tmp)
 	}
 	return err
 }
@@ -63,7 +65,7 @@ func (s *snapshots) remove(chain v1.Hash) error {
 		}
 		return err
 	}
-	return removeTree(tmp)
+	return fsutil.RemoveTree(tmp)
 }
 
 func (s *snapshots) list() ([]v1.Hash, error) { return listHashes(s.dir) }
@@ -81,21 +83,4 @@ func chainIDs(diffIDs []v1.Hash) []v1.Hash {
 		out[i] = v1.Hash{Algorithm: "sha256", Hex: fmt.Sprintf("%x", sum)}
 	}
 	return out
-}
-
-// removeTree removes a directory tree that may hold read-only directories and device
-// nodes from an unpacked layer.
-func removeTree(dir string) error {
-	err := os.RemoveAll(dir)
-	if err != nil {
-		// Directories without write permission stop RemoveAll when not running as root.
-		filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-			if err == nil && d.IsDir() {
-				os.Chmod(p, 0o700)
-			}
-			return nil
-		})
-		err = os.RemoveAll(dir)
-	}
-	return err
 }

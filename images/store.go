@@ -21,6 +21,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/flyingdutchman/flyingdutchman/errdefs"
+	"github.com/flyingdutchman/flyingdutchman/internal/fsutil"
 )
 
 // Store is the image store of one data root.
@@ -139,7 +140,7 @@ func Open(ctx context.Context, root string, db *bolt.DB, opts ...Option) (*Store
 		pending:   map[v1.Hash]uint64{},
 	}
 	// Whatever is in ingest/ was left by a run that stopped mid-way: it was never visible.
-	if err := removeTree(filepath.Join(root, "ingest")); err != nil {
+	if err := fsutil.RemoveTree(filepath.Join(root, "ingest")); err != nil {
 		return nil, fmt.Errorf("clean %s: %w", filepath.Join(root, "ingest"), err)
 	}
 	// Owner only, whatever the data root's mode: see engine/store.

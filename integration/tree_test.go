@@ -325,10 +325,11 @@ func TestTreeWriteHonoursInterrupts(t *testing.T) {
 	d, bb := treeDaemon(t)
 	// A shell as PID 1 without a trap ignores SIGTERM: stop waits for its grace period.
 	d.MustRun("run", "-d", "--name", "stubborn", bb, "sh", "-c", "while true; do sleep 0.1; done")
-	start := time.Now()
+	// Interrupted after a second, the write fails; had it waited for the stop, the
+	// state below would be stopped, not stopping.
 	r := sh(t, d, "timeout -s INT 1 bash -c 'echo stop 30 > containers/stubborn/ctl'")
-	if took := time.Since(start); r.Code == 0 || took > 15*time.Second {
-		t.Errorf("an interrupted stop: exit %d after %s; want an early failure", r.Code, took)
+	if r.Code == 0 {
+		t.Errorf("an interrupted stop: exit 0; want the write to fail")
 	}
 	if got := mustSh(t, d, "cat containers/stubborn/state"); got != "stopping\n" {
 		t.Errorf("state after the interrupted stop: %q; want the stop still under way", got)

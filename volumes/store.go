@@ -20,6 +20,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/flyingdutchman/flyingdutchman/errdefs"
+	"github.com/flyingdutchman/flyingdutchman/internal/fsutil"
 )
 
 // DriverLocal is the only volume driver: a directory under the store's root.
@@ -118,7 +119,7 @@ func (s *Store) recover() error {
 		// kept aside in .lost, never deleted.
 		dir := filepath.Join(s.root, e.Name())
 		if empty, _ := isEmptyDir(filepath.Join(dir, "_data")); empty {
-			if err := removeTree(dir); err != nil {
+			if err := fsutil.RemoveTree(dir); err != nil {
 				return fmt.Errorf("remove leftover %s: %w", e.Name(), err)
 			}
 			continue
@@ -217,11 +218,11 @@ func checkOptions(opts CreateOptions) (string, error) {
 func (s *Store) create(v *Volume) error {
 	dir := s.dir(v.Name)
 	// There is no record, so whatever is there is left by a remove that failed half-way.
-	if err := removeTree(dir); err != nil {
+	if err := fsutil.RemoveTree(dir); err != nil {
 		return err
 	}
 	if err := s.makeDirs(v.Name); err != nil {
-		removeTree(dir)
+		fsutil.RemoveTree(dir)
 		return err
 	}
 	data, err := json.Marshal(v)
@@ -231,7 +232,7 @@ func (s *Store) create(v *Volume) error {
 		})
 	}
 	if err != nil {
-		removeTree(dir)
+		fsutil.RemoveTree(dir)
 		return fmt.Errorf("write record: %w", err)
 	}
 	return nil
@@ -321,7 +322,7 @@ func (s *Store) Remove(ctx context.Context, name string) error {
 		return fmt.Errorf("remove volume %s: %w", name, err)
 	}
 	// The volume is gone once its record is: what a failure leaves here, Open removes.
-	if err := removeTree(s.dir(name)); err != nil {
+	if err := fsutil.RemoveTree(s.dir(name)); err != nil {
 		return fmt.Errorf("remove volume %s: data: %w", name, err)
 	}
 	return nil
@@ -402,19 +403,3 @@ func cloneMap(m map[string]string) map[string]string {
 
 func (s *Store) dir(name string) string     { return filepath.Join(s.root, name) }
 func (s *Store) dataDir(name string) string { return filepath.Join(s.root, name, "_data") }
-
-// removeTree removes dir and everything below it.
-func removeTree(dir string) error {
-	err := os.RemoveAll(dir)
-	if err != nil {
-		// Directories without write permission stop RemoveAll when not running as root.
-		filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-			if err == nil && d.IsDir() {
-				os.Chmod(p, 0o700)
-			}
-			return nil
-		})
-		err = os.RemoveAll(dir)
-	}
-	return err
-}

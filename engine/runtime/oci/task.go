@@ -209,7 +209,7 @@ func (t *task) Exec(ctx context.Context, cfg *rt.ExecConfig, s rt.Streams, resiz
 	}
 	// runc exec fails with 255 when the process could not start at all.
 	if st.Code == 255 {
-		if msg := execError(logPath); msg != "" {
+		if msg := shim.RuncLogError(logPath); msg != "" {
 			err := createError(errors.New(msg))
 			if errors.Is(err, errdefs.ErrInvalidArgument) {
 				return rt.ExitStatus{}, err
@@ -270,7 +270,7 @@ func (t *task) execTerminal(ctx context.Context, args []string, pidFile, logPath
 		if console != nil {
 			console.Close()
 		}
-		if msg := execError(logPath); msg != "" {
+		if msg := shim.RuncLogError(logPath); msg != "" {
 			return rt.ExitStatus{Code: 255}, nil // Exec reports the log's error
 		}
 		return rt.ExitStatus{}, fmt.Errorf("runc exec: %s", strings.TrimSpace(string(out)))
@@ -335,23 +335,6 @@ func exitStatus(ws syscall.WaitStatus) rt.ExitStatus {
 		st.Code, st.Signal = 128+int(ws.Signal()), ws.Signal()
 	}
 	return st
-}
-
-func execError(logPath string) string {
-	b, err := os.ReadFile(logPath)
-	if err != nil {
-		return ""
-	}
-	msg := ""
-	for _, line := range strings.Split(string(b), "\n") {
-		var e struct {
-			Level, Msg string
-		}
-		if json.Unmarshal([]byte(line), &e) == nil && (e.Level == "error" || e.Level == "fatal") {
-			msg = e.Msg
-		}
-	}
-	return msg
 }
 
 // flushing makes a writer that flushes after every write, for streams copied by os/exec

@@ -313,13 +313,22 @@ func pipe() (*os.File, *os.File, error) {
 	return r, w, nil
 }
 
-// runcError is the last error runc logged.
+// runcError is the last error runc logged, or a word saying there is none.
 func runcError(logPath string) string {
+	if msg := RuncLogError(logPath); msg != "" {
+		return msg
+	}
+	return "failed"
+}
+
+// RuncLogError is the last error or fatal message of a runc log (--log-format json),
+// "" if it has none or cannot be read.
+func RuncLogError(logPath string) string {
 	b, err := os.ReadFile(logPath)
 	if err != nil {
-		return "failed (no log)"
+		return ""
 	}
-	msg := "failed"
+	msg := ""
 	for _, line := range strings.Split(string(b), "\n") {
 		var entry struct {
 			Level string `json:"level"`
