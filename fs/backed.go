@@ -2,7 +2,6 @@ package fs
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"syscall"
 	"time"
@@ -51,7 +50,7 @@ func (t *tree) newBackedDir(root *gofs.LoopbackRoot, specs bool, virtual func(ct
 	return d
 }
 
-// jailPath is where a backed node is in the backing directory's jail.
+// jailPath is where a backed node is in the backing directory (its root, and its jail).
 func jailPath(n *gofs.LoopbackNode) string {
 	return filepath.Join("/", n.Path(n.RootData.RootNode.EmbeddedInode()))
 }
@@ -98,19 +97,15 @@ func (d *backedDir) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileH
 	for _, e := range es {
 		taken[e.name] = true
 	}
-	var files []fuse.DirEntry
-	dir := jailPath(&d.LoopbackNode)
-	if errno := d.in(ctx, func() {
-		ds, _ := os.ReadDir(dir)
-		for _, f := range ds {
-			var st syscall.Stat_t
-			if taken[f.Name()] || syscall.Lstat(filepath.Join(dir, f.Name()), &st) != nil {
-				continue
-			}
-			files = append(files, fuse.DirEntry{Name: f.Name(), Mode: uint32(st.Mode), Ino: backedIno(d.RootData, &st)})
+	all, err := d.d.list(jailPath(&d.LoopbackNode), d.RootData)
+	if err != nil {
+		return nil, 0, toErrno(err)
+	}
+	files := all[:0]
+	for _, f := range all {
+		if !taken[f.Name] {
+			files = append(files, f)
 		}
-	}); errno != 0 {
-		return nil, 0, errno
 	}
 	list := append(listing(&d.Inode, es, len(files)), files...)
 	return gofs.NewListDirStream(list).(gofs.FileHandle), 0, 0
@@ -276,14 +271,8 @@ func (t *tree) renameBacked(ctx context.Context, from gofs.InodeEmbedder, name s
 			return errno
 		}
 	}
-	var err error
-	if errno := t.backingDir.in(ctx, func() {
-		err = renameFlags(filepath.Join(fromDir, name), filepath.Join(toDir, newName), flags)
-	}); errno != 0 {
+	if errno := t.backingDir.renameIn(fromDir, name, toDir, newName, flags); errno != 0 {
 		return errno
-	}
-	if err != nil {
-		return gofs.ToErrno(err)
 	}
 	if spec {
 		// Applied in the background: the kernel holds the directory while a rename

@@ -13,15 +13,18 @@ import (
 )
 
 // passNode is a node of a directory the tree serves as a passthrough to a real one
-// (go-fuse's loopback, with the kernel's FUSE passthrough for file data): a container's
+// (with the kernel's FUSE passthrough for file data): a volume's data and a container's
 // rootfs/, read-write, and an image's layers and rootfs/, read-only. Owners, modes and
 // times are the real ones, so that cp -a, rsync and tar copy them faithfully.
 //
-// The loopback resolves host paths from names. A container's processes can change its
-// rootfs under the tree (swap a directory for a symbolic link to / between a lookup and
-// the operation after it), so every operation on a rootfs runs in a jail rooted at the
-// container's storage directory, where the rootfs is /merged: no path leads out of it.
-// Image layers and views never change once made, and are served directly.
+// Containers change their rootfs and volumes under the tree: one can swap a directory
+// for a symbolic link to / between a lookup and the operation after it. So every path is
+// resolved inside the directory's root, as if it were / (openat2 with RESOLVE_IN_ROOT, on
+// Linux), and the operations act on the last name with the *at calls that do not follow
+// it: no path leads the daemon, which runs as root, out of the directory. The root of a
+// container's rootfs is its storage directory, where the rootfs is /merged; that of a
+// volume is the volume's directory, where the data is /_data. Image layers and views
+// never change once made, and are resolved from the host's root.
 type passNode struct {
 	gofs.LoopbackNode
 	d *passDir
@@ -98,19 +101,8 @@ func (n *passNode) WrapChild(ctx context.Context, ops gofs.InodeEmbedder) gofs.I
 	return ops
 }
 
-// in runs f where the directory's paths mean what they should: in the directory's
-// jail, or here.
-// A container's rootfs is mounted first if it is not: a name the kernel still knows
-// from before the container stopped leads into it as well as the top does.
-func (n *passNode) in(ctx context.Context, f func()) syscall.Errno {
-	if n.d.state != nil {
-		if errno := n.ensure(ctx); errno != 0 {
-			return errno
-		}
-	}
-	return n.d.in(ctx, f)
-}
-
+// in runs f in the directory's jail (the backing directory's, where the spec loader
+// reads), or here.
 func (d *passDir) in(ctx context.Context, f func()) syscall.Errno {
 	if d.state == nil {
 		f()
@@ -124,7 +116,8 @@ func (d *passDir) in(ctx context.Context, f func()) syscall.Errno {
 }
 
 // ensure prepares the real directory if it is not ready: a container's rootfs from any
-// of its nodes, an image's directory from its top.
+// of its nodes (a name the kernel still knows from before the container stopped leads
+// into it as well as the top does), an image's directory from its top.
 func (n *passNode) ensure(ctx context.Context) syscall.Errno {
 	if n.d.prepare == nil || (n.d.state != nil && n.d.state.ready.Load()) || (n.d.state == nil && !n.top) {
 		return 0
@@ -143,46 +136,52 @@ func (n *passNode) unready() bool {
 	return n.top && n.d.state != nil && !n.d.state.ready.Load()
 }
 
-func (n *passNode) Statfs(ctx context.Context, out *fuse.StatfsOut) (errno syscall.Errno) {
-	if e := n.in(ctx, func() { errno = n.LoopbackNode.Statfs(ctx, out) }); e != 0 {
-		return e
+// writable refuses changes to a read-only directory.
+func (n *passNode) writable() syscall.Errno {
+	if n.d.ro {
+		return syscall.EROFS
 	}
-	return errno
+	return 0
 }
 
-func (n *passNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (ch *gofs.Inode, errno syscall.Errno) {
+// The operations make the directory ready, refuse changes to a read-only one, and leave
+// the rest to the system's implementation (passthrough_linux.go).
+
+func (n *passNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	if errno := n.ensure(ctx); errno != 0 {
+		return errno
+	}
+	return n.statfs(ctx, out)
+}
+
+func (n *passNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	if errno := n.ensure(ctx); errno != 0 {
 		return nil, errno
 	}
-	if e := n.in(ctx, func() { ch, errno = n.LoopbackNode.Lookup(ctx, name, out) }); e != 0 {
-		return nil, e
-	}
-	return ch, errno
+	return n.lookup(ctx, name, out)
 }
 
-func (n *passNode) OpendirHandle(ctx context.Context, flags uint32) (fh gofs.FileHandle, fl uint32, errno syscall.Errno) {
+func (n *passNode) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
 	if errno := n.ensure(ctx); errno != 0 {
 		return nil, 0, errno
 	}
-	if e := n.in(ctx, func() { fh, fl, errno = n.LoopbackNode.OpendirHandle(ctx, flags) }); e != 0 {
-		return nil, 0, e
+	ds, errno := n.readdir(ctx)
+	if errno != 0 {
+		return nil, 0, errno
 	}
-	return fh, fl, errno
+	return ds.(gofs.FileHandle), 0, 0
 }
 
-func (n *passNode) Readdir(ctx context.Context) (ds gofs.DirStream, errno syscall.Errno) {
+func (n *passNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 	if errno := n.ensure(ctx); errno != 0 {
 		return nil, errno
 	}
-	if e := n.in(ctx, func() { ds, errno = n.LoopbackNode.Readdir(ctx) }); e != 0 {
-		return nil, e
-	}
-	return ds, errno
+	return n.readdir(ctx)
 }
 
 // Getattr of the top of a container's rootfs does not mount it: ls -l of a container's
 // directory shows its rootfs/ without mounting it.
-func (n *passNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) (errno syscall.Errno) {
+func (n *passNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	if n.unready() {
 		n.d.t.attr(&out.Attr, syscall.S_IFDIR|0o755, 4096, time.Time{})
 		out.Uid, out.Gid = 0, 0
@@ -192,80 +191,100 @@ func (n *passNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.At
 	if errno := n.ensure(ctx); errno != 0 {
 		return errno
 	}
-	if e := n.in(ctx, func() { errno = n.LoopbackNode.Getattr(ctx, fh, out) }); e != 0 {
-		return e
+	if errno := n.getattr(ctx, fh, out); errno != 0 {
+		return errno
 	}
-	if n.top {
-		out.Ino = n.StableAttr().Ino
-	}
-	return errno
+	out.Ino = n.StableAttr().Ino
+	return 0
 }
 
-func (n *passNode) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) (errno syscall.Errno) {
-	if n.d.ro {
-		return syscall.EROFS
+func (n *passNode) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	if errno := n.writable(); errno != 0 {
+		return errno
 	}
-	if n.StableAttr().Mode&syscall.S_IFMT == syscall.S_IFLNK {
-		// go-fuse changes modes and sizes by path, which follows a link.
-		_, mode := in.GetMode()
-		_, size := in.GetSize()
-		if mode || size {
-			return syscall.EPERM
-		}
+	if errno := n.ensure(ctx); errno != 0 {
+		return errno
 	}
-	if e := n.in(ctx, func() { errno = n.LoopbackNode.Setattr(ctx, fh, in, out) }); e != 0 {
-		return e
+	if errno := n.setattr(ctx, fh, in, out); errno != 0 {
+		return errno
 	}
-	return errno
+	out.Ino = n.StableAttr().Ino
+	return 0
 }
 
-func (n *passNode) Create(ctx context.Context, name string, flags, mode uint32, out *fuse.EntryOut) (ch *gofs.Inode, fh gofs.FileHandle, fl uint32, errno syscall.Errno) {
-	if n.d.ro {
-		return nil, nil, 0, syscall.EROFS
+func (n *passNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	if n.d.ro && flags&(syscall.O_WRONLY|syscall.O_RDWR|syscall.O_TRUNC) != 0 {
+		return nil, 0, syscall.EROFS
 	}
-	// The kernel asks to create a name it knows as absent; O_EXCL and O_NOFOLLOW keep a
-	// name a container made meanwhile (a device node, a symbolic link) from being opened.
-	flags |= syscall.O_EXCL | syscall.O_NOFOLLOW
-	if e := n.in(ctx, func() { ch, fh, fl, errno = n.LoopbackNode.Create(ctx, name, flags, mode, out) }); e != 0 {
-		return nil, nil, 0, e
+	if n.StableAttr().Mode&syscall.S_IFMT != syscall.S_IFREG {
+		return nil, 0, syscall.EPERM
 	}
-	return ch, fh, fl, errno
+	if errno := n.ensure(ctx); errno != 0 {
+		return nil, 0, errno
+	}
+	fh, errno := n.open(ctx, flags)
+	if errno != 0 {
+		return nil, 0, errno
+	}
+	return fh, n.d.openFlags(), 0
 }
 
-func (n *passNode) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (ch *gofs.Inode, errno syscall.Errno) {
-	if n.d.ro {
-		return nil, syscall.EROFS
+func (n *passNode) Create(ctx context.Context, name string, flags, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
+	if errno := n.writable(); errno != 0 {
+		return nil, nil, 0, errno
 	}
-	if e := n.in(ctx, func() { ch, errno = n.LoopbackNode.Mkdir(ctx, name, mode, out) }); e != 0 {
-		return nil, e
+	if errno := n.ensure(ctx); errno != 0 {
+		return nil, nil, 0, errno
 	}
-	return ch, errno
+	ch, fh, errno := n.create(ctx, name, flags, mode, out)
+	if errno != 0 {
+		return nil, nil, 0, errno
+	}
+	return ch, fh, n.d.openFlags(), 0
 }
 
-func (n *passNode) Mknod(ctx context.Context, name string, mode, rdev uint32, out *fuse.EntryOut) (ch *gofs.Inode, errno syscall.Errno) {
-	if n.d.ro {
-		return nil, syscall.EROFS
+// openFlags are the flags of the files the directory opens: the tree's backing
+// directory sees every close (a spec is applied when it is closed); the others do not
+// need to, and the kernel then spares a round trip to the daemon on every close.
+func (d *passDir) openFlags() uint32 {
+	if d == d.t.backingDir {
+		return 0
 	}
-	if e := n.in(ctx, func() { ch, errno = n.LoopbackNode.Mknod(ctx, name, mode, rdev, out) }); e != 0 {
-		return nil, e
-	}
-	return ch, errno
+	return fuse.FOPEN_NOFLUSH
 }
 
-func (n *passNode) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (ch *gofs.Inode, errno syscall.Errno) {
-	if n.d.ro {
-		return nil, syscall.EROFS
+func (n *passNode) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if errno := n.writable(); errno != 0 {
+		return nil, errno
 	}
-	if e := n.in(ctx, func() { ch, errno = n.LoopbackNode.Symlink(ctx, target, name, out) }); e != 0 {
-		return nil, e
+	if errno := n.ensure(ctx); errno != 0 {
+		return nil, errno
 	}
-	return ch, errno
+	return n.mkdir(ctx, name, mode, out)
 }
 
-func (n *passNode) Link(ctx context.Context, target gofs.InodeEmbedder, name string, out *fuse.EntryOut) (ch *gofs.Inode, errno syscall.Errno) {
-	if n.d.ro {
-		return nil, syscall.EROFS
+// Mknod: the kernel lets only a caller with CAP_MKNOD ask for a device.
+func (n *passNode) Mknod(ctx context.Context, name string, mode, rdev uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if errno := n.writable(); errno != 0 {
+		return nil, errno
 	}
+	if errno := n.ensure(ctx); errno != 0 {
+		return nil, errno
+	}
+	return n.mknod(ctx, name, mode, rdev, out)
+}
+
+func (n *passNode) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if errno := n.writable(); errno != 0 {
+		return nil, errno
+	}
+	if errno := n.ensure(ctx); errno != 0 {
+		return nil, errno
+	}
+	return n.symlink(ctx, target, name, out)
+}
+
+func (n *passNode) Link(ctx context.Context, target gofs.InodeEmbedder, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	p, ok := target.(*passNode)
 	if !ok {
 		return nil, syscall.EXDEV
@@ -274,89 +293,92 @@ func (n *passNode) Link(ctx context.Context, target gofs.InodeEmbedder, name str
 }
 
 // linkTo makes name a hard link to target, of the same directory.
-func (n *passNode) linkTo(ctx context.Context, target *passNode, name string, out *fuse.EntryOut) (ch *gofs.Inode, errno syscall.Errno) {
+func (n *passNode) linkTo(ctx context.Context, target *passNode, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if errno := n.writable(); errno != 0 {
+		return nil, errno
+	}
 	if target.d != n.d {
 		return nil, syscall.EXDEV
 	}
-	if e := n.in(ctx, func() { ch, errno = n.LoopbackNode.Link(ctx, &target.LoopbackNode, name, out) }); e != 0 {
-		return nil, e
+	if errno := n.ensure(ctx); errno != 0 {
+		return nil, errno
 	}
-	return ch, errno
+	return n.link(ctx, target, name, out)
 }
 
-func (n *passNode) Readlink(ctx context.Context) (b []byte, errno syscall.Errno) {
-	if e := n.in(ctx, func() { b, errno = n.LoopbackNode.Readlink(ctx) }); e != 0 {
-		return nil, e
+func (n *passNode) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
+	if errno := n.ensure(ctx); errno != 0 {
+		return nil, errno
 	}
-	return b, errno
+	return n.readlink(ctx)
 }
 
-func (n *passNode) Unlink(ctx context.Context, name string) (errno syscall.Errno) {
-	if n.d.ro {
-		return syscall.EROFS
+func (n *passNode) Unlink(ctx context.Context, name string) syscall.Errno {
+	if errno := n.writable(); errno != 0 {
+		return errno
 	}
-	if e := n.in(ctx, func() { errno = n.LoopbackNode.Unlink(ctx, name) }); e != 0 {
-		return e
+	if errno := n.ensure(ctx); errno != 0 {
+		return errno
 	}
-	return errno
+	return n.unlink(ctx, name, false)
 }
 
-func (n *passNode) Rmdir(ctx context.Context, name string) (errno syscall.Errno) {
-	if n.d.ro {
-		return syscall.EROFS
+func (n *passNode) Rmdir(ctx context.Context, name string) syscall.Errno {
+	if errno := n.writable(); errno != 0 {
+		return errno
 	}
-	if e := n.in(ctx, func() { errno = n.LoopbackNode.Rmdir(ctx, name) }); e != 0 {
-		return e
+	if errno := n.ensure(ctx); errno != 0 {
+		return errno
 	}
-	return errno
+	return n.unlink(ctx, name, true)
 }
 
-func (n *passNode) Rename(ctx context.Context, name string, newParent gofs.InodeEmbedder, newName string, flags uint32) (errno syscall.Errno) {
-	if n.d.ro {
-		return syscall.EROFS
+func (n *passNode) Rename(ctx context.Context, name string, newParent gofs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	if errno := n.writable(); errno != 0 {
+		return errno
 	}
 	p, ok := newParent.(*passNode)
 	if !ok || p.d != n.d {
 		return syscall.EXDEV
 	}
-	if e := n.in(ctx, func() { errno = n.LoopbackNode.Rename(ctx, name, &p.LoopbackNode, newName, flags) }); e != 0 {
-		return e
+	if errno := n.ensure(ctx); errno != 0 {
+		return errno
 	}
-	return errno
+	return n.rename(ctx, name, p, newName, flags)
 }
 
-func (n *passNode) Getxattr(ctx context.Context, attr string, dest []byte) (size uint32, errno syscall.Errno) {
-	if e := n.in(ctx, func() { size, errno = n.LoopbackNode.Getxattr(ctx, attr, dest) }); e != 0 {
-		return 0, e
+func (n *passNode) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	if errno := n.ensure(ctx); errno != 0 {
+		return 0, errno
 	}
-	return size, errno
+	return n.getxattr(ctx, attr, dest)
 }
 
-func (n *passNode) Listxattr(ctx context.Context, dest []byte) (size uint32, errno syscall.Errno) {
-	if e := n.in(ctx, func() { size, errno = n.LoopbackNode.Listxattr(ctx, dest) }); e != 0 {
-		return 0, e
+func (n *passNode) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
+	if errno := n.ensure(ctx); errno != 0 {
+		return 0, errno
 	}
-	return size, errno
+	return n.listxattr(ctx, dest)
 }
 
-func (n *passNode) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) (errno syscall.Errno) {
-	if n.d.ro {
-		return syscall.EROFS
+func (n *passNode) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
+	if errno := n.writable(); errno != 0 {
+		return errno
 	}
-	if e := n.in(ctx, func() { errno = n.LoopbackNode.Setxattr(ctx, attr, data, flags) }); e != 0 {
-		return e
+	if errno := n.ensure(ctx); errno != 0 {
+		return errno
 	}
-	return errno
+	return n.setxattr(ctx, attr, data, flags)
 }
 
-func (n *passNode) Removexattr(ctx context.Context, attr string) (errno syscall.Errno) {
-	if n.d.ro {
-		return syscall.EROFS
+func (n *passNode) Removexattr(ctx context.Context, attr string) syscall.Errno {
+	if errno := n.writable(); errno != 0 {
+		return errno
 	}
-	if e := n.in(ctx, func() { errno = n.LoopbackNode.Removexattr(ctx, attr) }); e != 0 {
-		return e
+	if errno := n.ensure(ctx); errno != 0 {
+		return errno
 	}
-	return errno
+	return n.removexattr(ctx, attr)
 }
 
 // CopyFileRange works on open files: their descriptors, not paths.
@@ -367,18 +389,30 @@ func (n *passNode) CopyFileRange(ctx context.Context, fhIn gofs.FileHandle, offI
 	return n.LoopbackNode.CopyFileRange(ctx, fhIn, offIn, out, fhOut, offOut, length, flags)
 }
 
-// rootfsState is what the tree keeps of a container's rootfs/: whether it mounted it
-// (the engine's events reset that when the container stops), and its jail.
+// rootfsState is what the tree keeps of a directory it serves read-write (a container's
+// rootfs, a volume, the tree's backing directory): whether it is ready (the engine's
+// events reset that when a container stops), and its root.
 type rootfsState struct {
 	ready atomic.Bool
-	// dir is the container's storage directory, the root of its jail.
+	// dir is the root under which the directory's paths resolve.
 	dir string
 
+	// rootMu guards root, the directory dir opened once (or -1), and closed, which
+	// tells that the directory is gone.
+	rootMu sync.RWMutex
+	root   int
+	closed bool
+
 	mu sync.Mutex
-	j  *jail
+	// j is the jail the spec loader reads the backing directory in.
+	j *jail
 }
 
-// jail returns the rootfs's jail, starting it the first time.
+func newRootfsState(dir string) *rootfsState {
+	return &rootfsState{dir: dir, root: -1}
+}
+
+// jail returns the directory's jail, starting it the first time.
 func (s *rootfsState) jail() (*jail, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -392,12 +426,19 @@ func (s *rootfsState) jail() (*jail, error) {
 	return s.j, nil
 }
 
-// close ends the jail.
+// close ends the jail and closes the root, for good.
 func (s *rootfsState) close() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.j.close()
 	s.j = nil
+	s.mu.Unlock()
+	s.rootMu.Lock()
+	if s.root >= 0 {
+		syscall.Close(s.root)
+		s.root = -1
+	}
+	s.closed = true
+	s.rootMu.Unlock()
 }
 
 // rootfsStates are the rootfsStates of the containers, by ID.
@@ -407,34 +448,25 @@ func (r *rootfsStates) get(id, dir string) *rootfsState {
 	if v, ok := r.m.Load(id); ok {
 		return v.(*rootfsState)
 	}
-	v, _ := r.m.LoadOrStore(id, &rootfsState{dir: dir})
+	v, _ := r.m.LoadOrStore(id, newRootfsState(dir))
 	return v.(*rootfsState)
 }
 
-// reset marks container id's rootfs/ as to be mounted again, and ends its jail (a thread
-// each; the next look starts another): the container stopped.
+// reset marks container id's rootfs/ as to be mounted again: the container stopped.
 func (r *rootfsStates) reset(id string) {
 	if v, ok := r.m.Load(id); ok {
-		s := v.(*rootfsState)
-		s.ready.Store(false)
-		s.mu.Lock()
-		s.j.close()
-		s.j = nil
-		s.mu.Unlock()
+		v.(*rootfsState).ready.Store(false)
 	}
 }
 
-// forget drops container id's state and ends its jail: the container went.
+// forget drops container id's state and closes its root: the container went.
 func (r *rootfsStates) forget(id string) {
 	if v, ok := r.m.LoadAndDelete(id); ok {
-		s := v.(*rootfsState)
-		s.mu.Lock()
-		s.j.close()
-		s.mu.Unlock()
+		v.(*rootfsState).close()
 	}
 }
 
-// close ends every jail.
+// close closes every root.
 func (r *rootfsStates) close() {
 	r.m.Range(func(k, _ any) bool {
 		r.forget(k.(string))

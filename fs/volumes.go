@@ -69,7 +69,7 @@ func (t *tree) volumeEntry(v *engine.VolumeInfo) entry {
 	key := fmt.Sprintf("volume@%s@%d", name, v.CreatedAt.UnixNano())
 	return entry{name: name, mode: syscall.S_IFDIR | 0o755, key: key, timeout: stableTimeout,
 		node: func() gofs.InodeEmbedder {
-			st := t.volumeStates.get(name, dir)
+			st := t.volumeStates.get(name, key, dir)
 			return newPassTop(&passDir{t: t, state: st}, "/"+filepath.Base(v.Mountpoint), key)
 		}}
 }
@@ -128,34 +128,45 @@ func (d *volumesDir) Rmdir(ctx context.Context, name string) syscall.Errno {
 	return 0
 }
 
-// volumeStates are the jails of the volumes the tree serves, by name.
+// volumeStates are the states (roots) of the volumes the tree serves, by name.
 type volumeStates struct {
 	mu sync.Mutex
-	m  map[string]*rootfsState
+	m  map[string]volumeState
 }
 
-func (v *volumeStates) get(name, dir string) *rootfsState {
+// volumeState is the state of the volume that the key of its directory's inode names: a
+// volume removed and made again under its name has a new one.
+type volumeState struct {
+	key string
+	s   *rootfsState
+}
+
+func (v *volumeStates) get(name, key, dir string) *rootfsState {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.m == nil {
-		v.m = map[string]*rootfsState{}
+		v.m = map[string]volumeState{}
 	}
-	s := v.m[name]
-	if s == nil || s.dir != dir {
-		s = &rootfsState{dir: dir}
-		s.ready.Store(true)
-		v.m[name] = s
+	vs, ok := v.m[name]
+	if ok && vs.key == key {
+		return vs.s
 	}
+	if ok {
+		vs.s.close()
+	}
+	s := newRootfsState(dir)
+	s.ready.Store(true)
+	v.m[name] = volumeState{key: key, s: s}
 	return s
 }
 
 func (v *volumeStates) forget(name string) {
 	v.mu.Lock()
-	s := v.m[name]
+	vs, ok := v.m[name]
 	delete(v.m, name)
 	v.mu.Unlock()
-	if s != nil {
-		s.close()
+	if ok {
+		vs.s.close()
 	}
 }
 

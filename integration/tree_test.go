@@ -38,6 +38,12 @@ func treeDaemon(t *testing.T, opts ...harness.DaemonOption) (*harness.Daemon, st
 	if err := os.Chown(d.Tree, treeOwner, treeOwner); err != nil {
 		t.Fatal(err)
 	}
+	// The owner reaches his tree through the test's directories (made 0700).
+	for _, dir := range []string{d.Dir, filepath.Dir(d.Dir)} {
+		if err := os.Chmod(dir, 0o711); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := d.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -53,14 +59,41 @@ func treeDaemon(t *testing.T, opts ...harness.DaemonOption) (*harness.Daemon, st
 	return d, ims.Busybox
 }
 
-// sh runs a bash script in the tree, as a person would at a prompt, with a limit.
+// sh runs a bash script in the tree, as a person would at a prompt (as root), with a
+// limit.
 func sh(t *testing.T, d *harness.Daemon, script string) harness.Result {
+	t.Helper()
+	return shAs(t, d, nil, script)
+}
+
+// ownerSh runs a bash script in the tree as the tree's owner, an ordinary user.
+func ownerSh(t *testing.T, d *harness.Daemon, script string) harness.Result {
+	t.Helper()
+	return shAs(t, d, &syscall.Credential{Uid: treeOwner, Gid: treeOwner, Groups: []uint32{}}, script)
+}
+
+// mustOwnerSh runs a script as the tree's owner, which must succeed, and returns its
+// output.
+func mustOwnerSh(t *testing.T, d *harness.Daemon, script string) string {
+	t.Helper()
+	r := ownerSh(t, d, script)
+	if r.Code != 0 {
+		t.Fatalf("%s (as uid %d): exit %d\nstdout: %s\nstderr: %s", script, treeOwner, r.Code, r.Stdout, r.Stderr)
+	}
+	return r.Stdout
+}
+
+func shAs(t *testing.T, d *harness.Daemon, cred *syscall.Credential, script string) harness.Result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "bash", "-c", script)
 	cmd.Dir = d.Tree
 	cmd.Env = append(os.Environ(), "DUTCHMAN_HOST="+d.Host(), "LC_ALL=C")
+	if cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+		cmd.Env = append(cmd.Env, "HOME=/tmp")
+	}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -945,5 +978,83 @@ func TestTreeVolumes(t *testing.T) {
 	d.MustRun("volume", "create", "cli")
 	if got := mustSh(t, d, "ls volumes"); got != "cli\nerror\n" {
 		t.Errorf("ls volumes: %q", got)
+	}
+}
+
+// TestTreeVolumesOfTheirOwner works in a volume as the tree's owner, an ordinary user,
+// for whom the daemon (root) makes files: they are his, with the modes his umask asks
+// for, and the kernel's permission rules hold.
+func TestTreeVolumesOfTheirOwner(t *testing.T) {
+	d, _ := treeDaemon(t)
+	mustOwnerSh(t, d, "mkdir volumes/mine")
+	v := "volumes/mine"
+	if got := mustOwnerSh(t, d, "cd "+v+" && umask 002 && touch f && mkdir d && mkfifo p && ln -s f l && stat -c '%n %u:%g %a' . f d p && stat -c '%n %u:%g' l"); got !=
+		fmt.Sprintf(". %[1]d:%[1]d 755\nf %[1]d:%[1]d 664\nd %[1]d:%[1]d 775\np %[1]d:%[1]d 664\nl %[1]d:%[1]d\n", treeOwner) {
+		t.Errorf("files the owner made:\n%s", got)
+	}
+	// A set-group-ID directory hands its group down, as it does on disk.
+	mustSh(t, d, "cd "+v+" && mkdir shared && chgrp 4321 shared && chmod 2777 shared")
+	if got := mustOwnerSh(t, d, "cd "+v+"/shared && touch f && mkdir d && stat -c '%n %u:%g %A' f d"); got !=
+		fmt.Sprintf("f %d:4321 -rw-r--r--\nd %d:4321 drwxr-sr-x\n", treeOwner, treeOwner) {
+		t.Errorf("files made in a set-group-ID directory:\n%s", got)
+	}
+	// The owner cannot make devices (root can), nor read what is not his.
+	if r := ownerSh(t, d, "mknod "+v+"/mem c 1 1"); r.Code == 0 || !strings.Contains(r.Stderr, "Operation not permitted") {
+		t.Errorf("mknod of a device as an ordinary user: exit %d, %s", r.Code, r.Stderr)
+	}
+	mustSh(t, d, "mknod "+v+"/null c 1 3 && echo secret > "+v+"/secret && chmod 600 "+v+"/secret")
+	if r := ownerSh(t, d, "cat "+v+"/secret"); r.Code == 0 || !strings.Contains(r.Stderr, "Permission denied") {
+		t.Errorf("reading root's 0600 file as an ordinary user: exit %d, %q %s", r.Code, r.Stdout, r.Stderr)
+	}
+	if r := ownerSh(t, d, "chown 0 "+v+"/f"); r.Code == 0 {
+		t.Errorf("an ordinary user gave his file to root")
+	}
+	mustOwnerSh(t, d, "cd "+v+" && rm -r f d p l shared/* && ls -A | sort | tr '\n' ' ' | grep -qx 'null secret shared '")
+}
+
+// TestTreeVolumeEscapes swaps names in a volume's directory on disk (as a container
+// using the volume could) right after the tree looked them up: what the daemon then does
+// through the tree stays in the volume, and no host file outside it changes.
+func TestTreeVolumeEscapes(t *testing.T) {
+	d, _ := treeDaemon(t)
+	d.MustRun("volume", "create", "x")
+	var vols []struct{ Mountpoint string }
+	if err := json.Unmarshal([]byte(d.MustRun("volume", "inspect", "x")), &vols); err != nil || len(vols) != 1 {
+		t.Fatalf("volume inspect: %v %v", vols, err)
+	}
+	mp, v := vols[0].Mountpoint, "volumes/x"
+	host := filepath.Join(t.TempDir(), "host-file")
+	if err := os.WriteFile(host, []byte("host data\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	name := fmt.Sprintf("dutchman-escape-%d", time.Now().UnixNano())
+	t.Cleanup(func() {
+		for _, p := range []string{"/" + name, "/" + name + ".dir", "/" + name + ".lnk"} {
+			os.RemoveAll(p)
+		}
+	})
+	swapFile := "echo data > " + v + "/f && stat " + v + "/f >/dev/null && rm " + mp + "/f && ln -s " + host + " " + mp + "/f && "
+	for _, op := range []string{"chmod 666 " + v + "/f", "truncate -s 0 " + v + "/f", "setfattr -n user.x -v 1 " + v + "/f",
+		"chown 1234 " + v + "/f", "touch -d 2001-01-01 " + v + "/f", "cat " + v + "/f", "echo more >> " + v + "/f"} {
+		sh(t, d, swapFile+op)
+		sh(t, d, "rm -f "+v+"/f")
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(host, &st); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(host)
+	if st.Mode&0o7777 != 0o600 || st.Uid != 0 || string(data) != "host data\n" || time.Unix(st.Mtim.Unix()).Year() < 2020 {
+		t.Errorf("a host file changed through a swapped name in a volume: mode %o, uid %d, mtime %v, %q", st.Mode&0o7777, st.Uid, time.Unix(st.Mtim.Unix()), data)
+	}
+	if x := sh(t, d, "getfattr --only-values -n user.x "+host); x.Code == 0 {
+		t.Errorf("a host file got an extended attribute through a volume: %q", x.Stdout)
+	}
+	// A directory swapped for a link to /: what is made through it stays in the volume.
+	sh(t, d, "mkdir "+v+"/d && ls "+v+"/d && rmdir "+mp+"/d && ln -s / "+mp+"/d && touch "+v+"/d/"+name+"; mkdir "+v+"/d/"+name+".dir; ln -s x "+v+"/d/"+name+".lnk")
+	for _, p := range []string{"/" + name, "/" + name + ".dir", "/" + name + ".lnk"} {
+		if _, err := os.Lstat(p); err == nil {
+			t.Errorf("a file made through a volume landed on the host at %s", p)
+		}
 	}
 }
