@@ -2,6 +2,7 @@ package compose
 
 import (
 	"bytes"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -116,7 +117,17 @@ func RenderService(spec engine.Spec) []byte {
 // renderMount writes a mount in Compose's short syntax (NAME:/path[:ro], /path for an
 // anonymous volume) where it says everything, and in the long syntax otherwise.
 func renderMount(m volumes.Mount, scalar, plain func(string) *yaml.Node) *yaml.Node {
-	if (m.Type == "volume" || m.Type == "bind") && !m.NoCopy {
+	if m.InTree {
+		// A directory of the tree, relative to the spec file's.
+		rel, err := filepath.Rel(TreeSpecDir, m.Source)
+		if err == nil && !strings.HasPrefix(rel, "..") {
+			rel = "./" + rel
+		}
+		m.Source = rel
+	}
+	// The short syntax makes a missing bind source.
+	longBind := m.Type == "bind" && !m.CreateHostPath && !m.InTree
+	if (m.Type == "volume" || m.Type == "bind") && !m.NoCopy && !longBind {
 		short := m.Target
 		if m.Source != "" {
 			short = m.Source + ":" + m.Target
@@ -138,6 +149,9 @@ func renderMount(m volumes.Mount, scalar, plain func(string) *yaml.Node) *yaml.N
 	if m.ReadOnly {
 		kv("read_only", plain("true"))
 	}
+	if longBind {
+		kv("bind", &yaml.Node{Kind: yaml.MappingNode, Style: yaml.FlowStyle, Content: []*yaml.Node{plain("create_host_path"), plain("false")}})
+	}
 	if m.NoCopy {
 		kv("volume", &yaml.Node{Kind: yaml.MappingNode, Style: yaml.FlowStyle, Content: []*yaml.Node{plain("nocopy"), plain("true")}})
 	}
@@ -147,7 +161,8 @@ func renderMount(m volumes.Mount, scalar, plain func(string) *yaml.Node) *yaml.N
 			t.Content = append(t.Content, plain("size"), plain(formatInt(m.TmpfsSize)))
 		}
 		if m.TmpfsMode != 0 {
-			t.Content = append(t.Content, plain("mode"), plain(strconv.FormatUint(uint64(m.TmpfsMode), 10)))
+			// In octal, as people write modes (YAML reads 01777 so).
+			t.Content = append(t.Content, plain("mode"), plain("0"+strconv.FormatUint(uint64(m.TmpfsMode), 8)))
 		}
 		kv("tmpfs", t)
 	}

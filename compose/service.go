@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -38,11 +39,29 @@ var quietLoader sync.Once
 // autoRemoveKey is the extension key for what `dutchman run --rm` asks: compose has none.
 const autoRemoveKey = "x-auto-remove"
 
+// TreeSpecDir is where spec files are in the tree, which is / to the loader (in the jail
+// of the tree's backing directory).
+const TreeSpecDir = "/containers"
+
+// LoadOptions say how LoadService reads a spec file.
+type LoadOptions struct {
+	// Env holds the values of the variables (${VAR}) the file uses.
+	Env map[string]string
+	// InTree tells that the file is a spec file of the tree, and filename its path in
+	// the tree (the loader runs in the jail of the tree's backing directory). A relative
+	// bind source is then a directory of the tree, which the engine resolves inside it.
+	InTree bool
+	// HostBinds allows bind sources that are host paths (absolute, or under ~). A spec
+	// file of the tree allows them only if the tree's owner is root: a bind gives the
+	// container's root the host's files.
+	HostBinds bool
+}
+
 // LoadService reads a container's spec file: data, named filename, is the body of one
 // compose service (a mapping of image, command, environment, ...). Relative paths in it
-// (env_file) are relative to the file's directory; variables (${VAR}) are interpolated
-// from env. An error says which line is wrong.
-func LoadService(ctx context.Context, filename string, data []byte, env map[string]string) (engine.Spec, error) {
+// (env_file, bind sources) are relative to the file's directory; variables (${VAR}) are
+// interpolated from opts.Env. An error says which line is wrong.
+func LoadService(ctx context.Context, filename string, data []byte, opts LoadOptions) (engine.Spec, error) {
 	quietLoader.Do(func() {
 		// The loader warns on its own logger (of unset variables, as Compose does);
 		// nothing here reads that logger, and its lines would only clutter the
@@ -115,13 +134,19 @@ func LoadService(ctx context.Context, filename string, data []byte, env map[stri
 	if err != nil {
 		return engine.Spec{}, fail(keyLine["volumes"], "volumes: %v", err)
 	}
-	if err := checkEnvFiles(body["env_file"], filepath.Dir(filename)); err != nil {
+	dir := filepath.Dir(filename)
+	if err := checkEnvFiles(body["env_file"], dir); err != nil {
 		return engine.Spec{}, fail(keyLine["env_file"], "env_file: %v", err)
+	}
+	// The loader leaves paths as they are written (bind sources are told apart below):
+	// the env files' are made absolute here.
+	if v, ok := body["env_file"]; ok {
+		body["env_file"] = absEnvFiles(v, dir)
 	}
 
 	name := strings.TrimSuffix(base, filepath.Ext(base))
 	envMap := types.Mapping{}
-	for k, v := range env {
+	for k, v := range opts.Env {
 		envMap[k] = v
 	}
 	details := types.ConfigDetails{
@@ -131,6 +156,7 @@ func LoadService(ctx context.Context, filename string, data []byte, env map[stri
 	}
 	project, err := loader.LoadWithContext(ctx, details, func(o *loader.Options) {
 		o.SetProjectName("dutchman", true)
+		o.ResolvePaths = false
 	})
 	if err != nil {
 		key := blame(err.Error(), name, keyLine)
@@ -173,12 +199,18 @@ func LoadService(ctx context.Context, filename string, data []byte, env map[stri
 		spec.StopGracePeriod = &d
 	}
 	for _, v := range s.Volumes {
-		if v.Type != "volume" && v.Type != "tmpfs" {
-			// Checked again once loaded: a variable (type: ${T:-bind}) can make a bind of
-			// what the check of the raw file took for something else.
-			return engine.Spec{}, fail(keyLine["volumes"], "volumes: %s mounts (%s) are not taken in spec files yet: use a named volume, or dutchman run -v", v.Type, v.Source)
-		}
 		m := volumes.Mount{Type: v.Type, Source: v.Source, Target: v.Target, ReadOnly: v.ReadOnly}
+		switch v.Type {
+		case "volume", "tmpfs":
+		case "bind":
+			// Told apart once loaded: a variable (${SRC}, or type: ${T:-bind}) can make
+			// a host path of what the raw file does not show as one.
+			if err := bindSource(&m, v, dir, opts); err != nil {
+				return engine.Spec{}, fail(keyLine["volumes"], "volumes: %v", err)
+			}
+		default:
+			return engine.Spec{}, fail(keyLine["volumes"], "volumes: %s mounts (%s) are not supported yet", v.Type, v.Source)
+		}
 		if v.Volume != nil {
 			m.NoCopy = v.Volume.NoCopy
 		}
@@ -200,11 +232,73 @@ func LoadService(ctx context.Context, filename string, data []byte, env map[stri
 	return spec, nil
 }
 
+// bindSource sets the source of bind m, which the file at dir says as v.Source: a host
+// path (absolute, or under ~), which opts may refuse, or a path relative to dir, which in
+// the tree is a directory of the tree.
+func bindSource(m *volumes.Mount, v types.ServiceVolumeConfig, dir string, opts LoadOptions) error {
+	src := v.Source
+	// Compose makes a missing source unless bind.create_host_path is false.
+	m.CreateHostPath = v.Bind == nil || bool(v.Bind.CreateHostPath)
+	hostPath := filepath.IsAbs(src) || strings.HasPrefix(src, "~")
+	switch {
+	case src == "":
+		return errors.New("a bind mount needs a source")
+	case hostPath && !opts.HostBinds:
+		return fmt.Errorf("bind mount of %s: a spec file in the tree of a user other than root binds only directories of the tree (a path relative to the spec, such as ./site); a bind of a host path gives the container's root the host's files. Use a named volume, or dutchman run -v", src)
+	case hostPath:
+		if strings.HasPrefix(src, "~") {
+			home, err := os.UserHomeDir()
+			if err != nil {
+				return fmt.Errorf("bind mount of %s: %w", src, err)
+			}
+			src = filepath.Join(home, strings.TrimPrefix(src, "~"))
+		}
+		m.Source = filepath.Clean(src)
+	case opts.InTree:
+		// The tree's directories are not made for a bind: the directory would be
+		// root's, not the tree owner's.
+		m.Source, m.InTree, m.CreateHostPath = filepath.Join(dir, src), true, false
+	default:
+		m.Source = filepath.Join(dir, src)
+	}
+	return nil
+}
+
+// absEnvFiles makes the relative paths of a spec's env_file: absolute, in dir.
+func absEnvFiles(v any, dir string) any {
+	abs := func(p string) string {
+		if filepath.IsAbs(p) {
+			return p
+		}
+		return filepath.Join(dir, p)
+	}
+	switch v := v.(type) {
+	case string:
+		return abs(v)
+	case []any:
+		out := make([]any, len(v))
+		for i, e := range v {
+			switch e := e.(type) {
+			case string:
+				out[i] = abs(e)
+			case map[string]any:
+				m := maps.Clone(e)
+				if p, ok := m["path"].(string); ok {
+					m["path"] = abs(p)
+				}
+				out[i] = m
+			default:
+				out[i] = e
+			}
+		}
+		return out
+	}
+	return v
+}
+
 // namedVolumes reads a spec's volumes: and returns the named volumes it uses, declared
 // as a compose project's top-level volumes must be (each is the engine's volume of that
-// name, not a project's). Bind mounts are refused: a spec saved in the tree is its
-// owner's, who may not be root, and which host paths such a spec may mount is not
-// settled yet.
+// name, not a project's).
 func namedVolumes(v any) (map[string]any, error) {
 	top := map[string]any{}
 	list, ok := v.([]any)
@@ -230,8 +324,6 @@ func namedVolumes(v any) (map[string]any, error) {
 			return nil, fmt.Errorf("want a mount (NAME:/path or type: ...), not %v", e)
 		}
 		switch typ {
-		case "bind":
-			return nil, fmt.Errorf("bind mounts (%s) are not taken in spec files yet: use a named volume, or dutchman run -v", source)
 		case "volume", "":
 			if source != "" {
 				if err := volumes.ValidName(source); err != nil {

@@ -20,7 +20,7 @@ import (
 func load(t *testing.T, body string) (engine.Spec, error) {
 	t.Helper()
 	dir := t.TempDir()
-	return LoadService(context.Background(), filepath.Join(dir, "web.yaml"), []byte(body), nil)
+	return LoadService(context.Background(), filepath.Join(dir, "web.yaml"), []byte(body), LoadOptions{})
 }
 
 func TestLoadServiceTakesComposeKeys(t *testing.T) {
@@ -48,7 +48,7 @@ tty: true
 stdin_open: true
 x-note: extensions are allowed
 `
-	spec, err := LoadService(context.Background(), filepath.Join(dir, "web.yaml"), []byte(body), nil)
+	spec, err := LoadService(context.Background(), filepath.Join(dir, "web.yaml"), []byte(body), LoadOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +63,7 @@ x-note: extensions are allowed
 		t.Errorf("spec:\n got %s\nwant %s", g, w)
 	}
 	// What RenderService writes, LoadService reads back the same.
-	again, err := LoadService(context.Background(), filepath.Join(dir, "web.yaml"), RenderService(spec), nil)
+	again, err := LoadService(context.Background(), filepath.Join(dir, "web.yaml"), RenderService(spec), LoadOptions{})
 	if err != nil {
 		t.Fatalf("%v\n%s", err, RenderService(spec))
 	}
@@ -123,7 +123,7 @@ func TestLoadServiceErrorsNameTheLine(t *testing.T) {
 
 func TestLoadServiceInterpolates(t *testing.T) {
 	spec, err := LoadService(context.Background(), filepath.Join(t.TempDir(), "web.yaml"),
-		[]byte("image: ${IMAGE}\ncommand: [echo, '${MISSING:-default}', '$$HOME']\n"), map[string]string{"IMAGE": "busybox"})
+		[]byte("image: ${IMAGE}\ncommand: [echo, '${MISSING:-default}', '$$HOME']\n"), LoadOptions{Env: map[string]string{"IMAGE": "busybox"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +150,7 @@ func TestLoadServiceReadsNoFileItDoesNotTake(t *testing.T) {
 	} {
 		done := make(chan error, 1)
 		go func() {
-			_, err := LoadService(context.Background(), filepath.Join(dir, "web.yaml"), []byte(body), nil)
+			_, err := LoadService(context.Background(), filepath.Join(dir, "web.yaml"), []byte(body), LoadOptions{})
 			done <- err
 		}()
 		select {
@@ -179,13 +179,19 @@ func TestLoadServiceVolumes(t *testing.T) {
 		t.Errorf("mounts: %+v\nwant %+v", spec.Mounts, want)
 	}
 	// Rendered and read back, the same.
-	again, err := LoadService(context.Background(), filepath.Join(t.TempDir(), "web.yaml"), RenderService(spec), nil)
+	again, err := LoadService(context.Background(), filepath.Join(t.TempDir(), "web.yaml"), RenderService(spec), LoadOptions{})
 	if err != nil || !reflect.DeepEqual(again.Mounts, want) {
 		t.Errorf("mounts rendered and read back: %+v, %v", again.Mounts, err)
 	}
+	// A tmpfs's mode is a number, written in octal as in Compose (YAML reads 01777 so).
+	spec, err = load(t, "image: busybox\nvolumes: [{type: tmpfs, target: /t, tmpfs: {mode: 01777, size: 1m}}]\ntmpfs: [\"/u:mode=1770\"]\n")
+	if err != nil || len(spec.Mounts) != 2 || spec.Mounts[0].TmpfsMode != 0o1777 || spec.Mounts[0].TmpfsSize != 1<<20 || spec.Mounts[1].TmpfsMode != 0o1770 {
+		t.Errorf("tmpfs modes: %+v, %v; want 01777 with 1 MiB, and 01770", spec.Mounts, err)
+	}
 	for _, body := range []string{
-		"image: busybox\nvolumes: [\"./src:/src\"]\n",
 		"image: busybox\nvolumes: [\"/etc:/host\"]\n",
+		"image: busybox\nvolumes: [\"~/x:/host\"]\n",
+		"image: busybox\nvolumes: [{type: bind, source: \"${SRC:-/etc}\", target: /x}]\n",
 		"image: busybox\nvolumes: [{type: bind, source: /etc, target: /x}]\n",
 		"image: busybox\nvolumes: [{type: \"${T:-bind}\", source: /, target: /host}]\n",
 		"image: busybox\nvolumes: [{type: \"${T-bind}\", source: /, target: /host}]\n",
@@ -195,5 +201,47 @@ func TestLoadServiceVolumes(t *testing.T) {
 		if _, err := load(t, body); !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), "line 2") {
 			t.Errorf("%q: %v; want an invalid-argument error on line 2", body, err)
 		}
+	}
+}
+
+func TestLoadServiceBinds(t *testing.T) {
+	ctx := context.Background()
+	body := "image: busybox\nvolumes: [\"./site:/srv:ro\", \"../shared:/shared\", {type: bind, source: \"${DATA}\", target: /data}]\n"
+	env := map[string]string{"DATA": "data/db"}
+
+	// In the tree: relative sources are the tree's directories, in the tree's terms.
+	spec, err := LoadService(ctx, "/containers/web.yaml", []byte(body), LoadOptions{Env: env, InTree: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []volumes.Mount{
+		{Type: "bind", Source: "/containers/site", Target: "/srv", ReadOnly: true, InTree: true},
+		{Type: "bind", Source: "/shared", Target: "/shared", InTree: true},
+		{Type: "bind", Source: "/containers/data/db", Target: "/data", InTree: true},
+	}
+	if !reflect.DeepEqual(spec.Mounts, want) {
+		t.Errorf("binds in the tree: %+v\nwant %+v", spec.Mounts, want)
+	}
+	again, err := LoadService(ctx, "/containers/web.yaml", RenderService(spec), LoadOptions{InTree: true})
+	if err != nil || !reflect.DeepEqual(again.Mounts, want) {
+		t.Errorf("binds in the tree rendered and read back: %+v, %v\n%s", again.Mounts, err, RenderService(spec))
+	}
+	// Host paths only where allowed (a tree owned by root), ~ as the daemon's home.
+	for _, src := range []string{"/srv/x", "${DIR}/x", "~/x"} {
+		b := "image: busybox\nvolumes: [\"" + src + ":/x\"]\n"
+		if _, err := LoadService(ctx, "/containers/web.yaml", []byte(b), LoadOptions{Env: map[string]string{"DIR": "/etc"}, InTree: true}); !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), "line 2") || !strings.Contains(err.Error(), "user other than root") {
+			t.Errorf("%s in the tree of a user: %v; want it refused on line 2", src, err)
+		}
+	}
+	home, _ := os.UserHomeDir()
+	spec, err = LoadService(ctx, "/containers/web.yaml", []byte("image: busybox\nvolumes: [\"/srv/x/:/x\", \"~/y:/y\"]\n"), LoadOptions{InTree: true, HostBinds: true})
+	if err != nil || len(spec.Mounts) != 2 || spec.Mounts[0].Source != "/srv/x" || spec.Mounts[0].InTree || !spec.Mounts[0].CreateHostPath || spec.Mounts[1].Source != filepath.Join(home, "y") {
+		t.Errorf("host binds in root's tree: %+v, %v", spec.Mounts, err)
+	}
+	// Outside the tree, relative sources are host paths beside the file, as in Compose.
+	dir := t.TempDir()
+	spec, err = LoadService(ctx, filepath.Join(dir, "web.yaml"), []byte("image: busybox\nvolumes: [{type: bind, source: ./src, target: /src, bind: {create_host_path: false}}]\n"), LoadOptions{HostBinds: true})
+	if err != nil || len(spec.Mounts) != 1 || spec.Mounts[0].Source != filepath.Join(dir, "src") || spec.Mounts[0].CreateHostPath {
+		t.Errorf("a relative bind outside the tree: %+v, %v", spec.Mounts, err)
 	}
 }

@@ -479,6 +479,13 @@ func (e *Engine) runTask(ctx context.Context, c *Container, opts StartOptions) (
 		return nil, err
 	}
 	cfg.ConsoleSize = opts.ConsoleSize
+	unstage, err := e.stageBinds(c, cfg.Mounts)
+	if err != nil {
+		return nil, err
+	}
+	// The runtime binds the staged sources while it starts the container, which keeps
+	// its own mounts of them.
+	defer unstage()
 	task, err := runtime.Create(ctx, cfg, e.logDir(c.ID))
 	if err != nil {
 		return nil, err
@@ -1210,6 +1217,10 @@ func (e *Engine) ReportError(ref string, failure error) {
 
 // DataRoot is the directory the engine keeps its state in.
 func (e *Engine) DataRoot() string { return e.cfg.DataRoot }
+
+// TreeDir is the tree's backing directory: the files people keep in the tree (spec
+// files, and the directories a spec's relative binds name).
+func (e *Engine) TreeDir() string { return filepath.Join(e.cfg.DataRoot, "tree") }
 
 // Rootfs returns where container ref's root filesystem is, mounting it if it is not (a
 // stopped container's is not): the tree shows it as containers/NAME/rootfs/. It stays

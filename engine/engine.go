@@ -105,6 +105,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		e.images.Close()
 		return fail(fmt.Errorf("volume store: %w", err))
 	}
+	e.unstageAll()
 	if e.runtimes, err = e.newRuntimes(); err != nil {
 		e.images.Close()
 		return fail(err)

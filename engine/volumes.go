@@ -191,6 +191,13 @@ func (e *Engine) resolveMounts(ctx context.Context, spec *Spec, img *images.Imag
 	for _, m := range want {
 		switch m.Type {
 		case "bind":
+			if m.InTree {
+				if err := e.checkTreeBind(m); err != nil {
+					undo()
+					return nil, nil, nil, err
+				}
+				break
+			}
 			if _, err := os.Stat(m.Source); errors.Is(err, os.ErrNotExist) {
 				if !m.CreateHostPath {
 					undo()
@@ -303,7 +310,11 @@ func (e *Engine) runtimeMounts(c *Container) ([]rt.Mount, error) {
 		}
 		switch m.Type {
 		case "bind":
-			out = append(out, rt.Mount{Destination: m.Target, Type: "bind", Source: m.Source, Options: opts})
+			source := m.Source
+			if m.InTree {
+				source = filepath.Join(e.TreeDir(), m.Source) // where it is; a start mounts it safely
+			}
+			out = append(out, rt.Mount{Destination: m.Target, Type: "bind", Source: source, Options: opts})
 		case "volume":
 			v, err := e.volumes.Get(m.Source)
 			if err != nil {

@@ -142,12 +142,14 @@ type status struct {
 	Error        string        `json:"error"`
 }
 
-// statusMount is one of a container's mounts: a volume's name, a bind's host path.
+// statusMount is one of a container's mounts: a volume's name, a bind's host path (or
+// its path in the tree, in_tree).
 type statusMount struct {
 	Type     string `json:"type"`
 	Source   string `json:"source,omitempty"`
 	Target   string `json:"target"`
 	ReadOnly bool   `json:"read_only"`
+	InTree   bool   `json:"in_tree,omitempty"`
 }
 
 type statusImage struct {
@@ -164,7 +166,7 @@ func statusOf(c *engine.Container) *status {
 		Command: c.Args, IPAddresses: []string{}, Ports: []string{}, Mounts: []statusMount{}, Error: c.Error,
 	}
 	for _, m := range c.Mounts {
-		s.Mounts = append(s.Mounts, statusMount{Type: m.Type, Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly})
+		s.Mounts = append(s.Mounts, statusMount{Type: m.Type, Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly, InTree: m.InTree})
 	}
 	if s.Restart == "" {
 		s.Restart = "no"

@@ -59,7 +59,7 @@ func New(ctx context.Context, opts Options) (*Mount, error) {
 	}
 	// The files people write in the tree (specs, scratch files) live under the data
 	// root, mirroring the tree's directories.
-	backing := filepath.Join(opts.Engine.DataRoot(), "tree")
+	backing := opts.Engine.TreeDir()
 	if err := os.MkdirAll(filepath.Join(backing, "containers"), 0o755); err != nil {
 		return nil, err
 	}

@@ -141,7 +141,9 @@ func (s *specs) saveLater(file string) {
 // directory: the daemon reads as root what a spec names (env_file), and a spec is its
 // owner's, who may read only what is in the tree.
 func (s *specs) load(ctx context.Context, file string, data []byte) (spec engine.Spec, err error) {
-	if errno := s.t.backingDir.in(ctx, func() { spec, err = compose.LoadService(ctx, "/containers/"+file, data, nil) }); errno != 0 {
+	if errno := s.t.backingDir.in(ctx, func() {
+		spec, err = compose.LoadService(ctx, filepath.Join(compose.TreeSpecDir, file), data, compose.LoadOptions{InTree: true, HostBinds: s.t.uid == 0})
+	}); errno != 0 {
 		return engine.Spec{}, fmt.Errorf("load %s: %w", file, errno)
 	}
 	return spec, err

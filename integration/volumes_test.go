@@ -254,14 +254,75 @@ func TestTreeSpecVolumes(t *testing.T) {
 	if got := mustSh(t, d, "cat containers/app/status.json"); !strings.Contains(got, `"source": "data"`) || !strings.Contains(got, `"target": "/scratch"`) {
 		t.Errorf("status.json lacks the mounts:\n%s", got)
 	}
-	// Bind mounts are not taken from spec files (yet): their owner may not be root.
-	if r := save("image: " + bb + "\nvolumes: [\"/etc:/host\"]\n"); r.Code == 0 || !strings.Contains(mustSh(t, d, "cat containers/app/error"), "line 2: volumes: bind mounts (/etc) are not taken in spec files") {
+	// A spec in the tree of a user other than root binds no host path.
+	if r := save("image: " + bb + "\nvolumes: [\"/etc:/host\"]\n"); r.Code == 0 || !strings.Contains(mustSh(t, d, "cat containers/app/error"), "line 2: volumes: bind mount of /etc: a spec file in the tree of a user other than root binds only directories of the tree") {
 		t.Errorf("a spec binding /etc: exit %d", r.Code)
 	}
 	// A container the CLI makes with a volume shows it in its spec file.
 	d.MustRun("create", "--name", "cli", "-v", "cache:/cache:ro", bb, "true")
 	if got := mustSh(t, d, "cat containers/cli.yaml"); !strings.Contains(got, "volumes:\n  - cache:/cache:ro\n") {
 		t.Errorf("the CLI container's spec file:\n%s", got)
+	}
+}
+
+// TestTreeSpecBinds binds directories of the tree into a container from its spec file,
+// as its owner (an ordinary user) keeps them: a site beside the spec.
+func TestTreeSpecBinds(t *testing.T) {
+	d, bb := treeDaemon(t)
+	mustOwnerSh(t, d, "mkdir containers/site containers/out && echo hello > containers/site/index.html")
+	mustOwnerSh(t, d, `printf 'image: `+bb+`\ncommand: [sleep, "300"]\nvolumes: ["./site:/srv:ro", "./out:/out"]\n' > containers/web.yaml`)
+	d.MustRun("start", "web")
+	if got := d.MustRun("exec", "web", "cat", "/srv/index.html"); got != "hello\n" {
+		t.Errorf("the container reads %q", got)
+	}
+	// Edits in the tree show inside at once; the read-only bind refuses writes; what
+	// the container writes in the other shows in the tree.
+	mustOwnerSh(t, d, "echo changed > containers/site/index.html")
+	if got := d.MustRun("exec", "web", "cat", "/srv/index.html"); got != "changed\n" {
+		t.Errorf("after an edit in the tree the container reads %q", got)
+	}
+	if r := d.Run("exec", "web", "sh", "-c", "echo x > /srv/new"); r.Code == 0 {
+		t.Errorf("a read-only bind took a write")
+	}
+	d.MustRun("exec", "web", "sh", "-c", "echo from-container > /out/f")
+	if got := mustOwnerSh(t, d, "cat containers/out/f"); got != "from-container\n" {
+		t.Errorf("the tree reads %q of the container's file", got)
+	}
+	if got := mustSh(t, d, "cat containers/web/status.json"); !strings.Contains(got, `"source": "/containers/site"`) || !strings.Contains(got, `"in_tree": true`) {
+		t.Errorf("status.json of the binds:\n%s", got)
+	}
+	if got := mustSh(t, d, "cat containers/web/spec.yaml"); !strings.Contains(got, "./site:/srv:ro") {
+		t.Errorf("spec.yaml of the binds:\n%s", got)
+	}
+	// Nothing of the start stays mounted on the host.
+	if m := harness.Mounts(filepath.Join(d.DataRoot, "binds")); len(m) > 0 {
+		t.Errorf("staged binds left mounted: %v", m)
+	}
+	// A source swapped for a link out of the tree after the spec was saved leads
+	// nowhere at the next start.
+	d.MustRun("kill", "web")
+	d.MustRun("wait", "web")
+	mustOwnerSh(t, d, "mv containers/site containers/site.old && ln -s /etc containers/site")
+	if r := d.Run("start", "web"); r.Code == 0 || !strings.Contains(r.Stderr, "bind source /containers/site in the tree: no such file or directory") {
+		t.Errorf("start with a source swapped for a link to /etc: exit %d, %s", r.Code, r.Stderr)
+	}
+
+	// A source missing, or a link that leads out of the tree (resolved in the tree, it
+	// leads to a directory the tree does not have), fails with the line.
+	save := func(body string) harness.Result {
+		// cp, which reports a failed close (bash's redirection does not).
+		return ownerSh(t, d, "f=$(mktemp) && printf '"+body+"' > $f && cp $f containers/bad.yaml; r=$?; rm $f; exit $r")
+	}
+	for _, c := range []struct{ source, words string }{
+		{"./missing", "bind source /containers/missing is not in the tree"},
+		{"./evil", "bind source /containers/evil is not in the tree"},
+		{"./evil/passwd", "bind source /containers/evil/passwd is not in the tree"},
+		{"../../../../../etc", "bind source /etc is not in the tree"},
+	} {
+		mustOwnerSh(t, d, "ln -sfn /etc containers/evil")
+		if r := save("image: " + bb + "\\nvolumes: [\"" + c.source + ":/x\"]\\n"); r.Code == 0 || !strings.Contains(r.Stderr+mustSh(t, d, "cat events | tail -1"), c.words) {
+			t.Errorf("a bind of %s: exit %d, %s; want %q", c.source, r.Code, mustSh(t, d, "cat events | tail -1"), c.words)
+		}
 	}
 }
 

@@ -28,6 +28,10 @@ type Mount struct {
 	NoCopy         bool   `json:"nocopy,omitempty"`     // volume: do not copy the image's content in
 	TmpfsSize      int64  `json:"tmpfs_size,omitempty"` // bytes, 0 = default
 	TmpfsMode      uint32 `json:"tmpfs_mode,omitempty"` // 0 = default 1777
+	// InTree marks a bind whose source is a directory of the tree (a spec file's
+	// relative path): Source is then a path in the tree's backing directory, absolute
+	// there, and is resolved inside it whatever links its owner puts in the way.
+	InTree bool `json:"in_tree,omitempty"`
 	// Anonymous marks, in a container's resolved mounts, a volume made for that
 	// container (asked without a name, or an image's VOLUME path): rm -v and --rm
 	// remove only those, never a volume the container named.
@@ -94,6 +98,7 @@ type typedOption struct {
 func (m Mount) typedOptions() []typedOption {
 	return []typedOption{
 		{"create_host_path", TypeBind, m.CreateHostPath},
+		{"in_tree", TypeBind, m.InTree},
 		{"nocopy", TypeVolume, m.NoCopy},
 		{"tmpfs size", TypeTmpfs, m.TmpfsSize != 0},
 		{"tmpfs mode", TypeTmpfs, m.TmpfsMode != 0},
