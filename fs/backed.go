@@ -52,7 +52,7 @@ func (t *tree) newBackedDir(root *gofs.LoopbackRoot, specs bool, virtual func(ct
 
 // jailPath is where a backed node is in the backing directory (its root, and its jail).
 func jailPath(n *gofs.LoopbackNode) string {
-	return filepath.Join("/", n.Path(n.RootData.RootNode.EmbeddedInode()))
+	return filepath.Join(n.RootData.Path, n.Path(n.RootData.RootNode.EmbeddedInode()))
 }
 
 // Getattr shows the directory as the tree's owner's.

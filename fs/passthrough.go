@@ -21,9 +21,8 @@ import (
 // for a symbolic link to / between a lookup and the operation after it. So every path is
 // resolved inside the directory's root, as if it were / (openat2 with RESOLVE_IN_ROOT, on
 // Linux), and the operations act on the last name with the *at calls that do not follow
-// it: no path leads the daemon, which runs as root, out of the directory. The root of a
-// container's rootfs is its storage directory, where the rootfs is /merged; that of a
-// volume is the volume's directory, where the data is /_data. Image layers and views
+// it: no path leads the daemon, which runs as root, out of the directory (a container's
+// rootfs, merged/ in its storage directory; a volume's _data/). Image layers and views
 // never change once made, and are resolved from the host's root.
 type passNode struct {
 	gofs.LoopbackNode
@@ -41,6 +40,9 @@ type passDir struct {
 	// an image's directories are prepared on every look at the top.
 	prepare func(ctx context.Context) error
 	state   *rootfsState
+	// overlay tells that the directory is an overlay (a container's rootfs), whose
+	// copy-up gives a file a new birth time: its nodes take no generation from it.
+	overlay bool
 }
 
 var (
@@ -78,16 +80,17 @@ func (t *tree) newPassDir(path, key string, prepare func(ctx context.Context) er
 
 // newRootfsDir makes the top node of container id's rootfs/, read-write, in its jail.
 func (t *tree) newRootfsDir(id, key string) *passNode {
-	st := t.rootfs.get(id, filepath.Dir(t.eng.Images().RootfsPath(id)))
-	d := &passDir{t: t, state: st, prepare: func(ctx context.Context) error {
+	rootfs := t.eng.Images().RootfsPath(id)
+	st := t.rootfs.get(id, filepath.Dir(rootfs), filepath.Base(rootfs))
+	d := &passDir{t: t, state: st, overlay: true, prepare: func(ctx context.Context) error {
 		_, err := t.eng.Rootfs(ctx, id)
 		return err
 	}}
-	return newPassTop(d, "/merged", key)
+	return newPassTop(d, "/", key)
 }
 
 func newPassTop(d *passDir, path, key string) *passNode {
-	root := &gofs.LoopbackRoot{Path: path, Dev: ino(key) &^ (1 << 63)}
+	root := &gofs.LoopbackRoot{Path: d.rootPath(path), Dev: ino(key) &^ (1 << 63)}
 	n := &passNode{LoopbackNode: gofs.LoopbackNode{RootData: root}, d: d, top: true}
 	root.RootNode = n
 	return n
@@ -394,8 +397,10 @@ func (n *passNode) CopyFileRange(ctx context.Context, fhIn gofs.FileHandle, offI
 // events reset that when a container stops), and its root.
 type rootfsState struct {
 	ready atomic.Bool
-	// dir is the root under which the directory's paths resolve.
-	dir string
+	// dir is a directory of the daemon's own, and sub the name in it of the directory
+	// served ("merged", a container's rootfs; "_data", a volume's; "" for dir itself),
+	// under which its paths resolve as under /.
+	dir, sub string
 
 	// rootMu guards root, the directory dir opened once (or -1), and closed, which
 	// tells that the directory is gone.
@@ -408,8 +413,8 @@ type rootfsState struct {
 	j *jail
 }
 
-func newRootfsState(dir string) *rootfsState {
-	return &rootfsState{dir: dir, root: -1}
+func newRootfsState(dir, sub string) *rootfsState {
+	return &rootfsState{dir: dir, sub: sub, root: -1}
 }
 
 // jail returns the directory's jail, starting it the first time.
@@ -444,11 +449,11 @@ func (s *rootfsState) close() {
 // rootfsStates are the rootfsStates of the containers, by ID.
 type rootfsStates struct{ m sync.Map }
 
-func (r *rootfsStates) get(id, dir string) *rootfsState {
+func (r *rootfsStates) get(id, dir, sub string) *rootfsState {
 	if v, ok := r.m.Load(id); ok {
 		return v.(*rootfsState)
 	}
-	v, _ := r.m.LoadOrStore(id, newRootfsState(dir))
+	v, _ := r.m.LoadOrStore(id, newRootfsState(dir, sub))
 	return v.(*rootfsState)
 }
 

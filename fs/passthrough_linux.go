@@ -29,6 +29,10 @@ var umask = func() uint32 {
 	return uint32(m)
 }()
 
+// rootPath is the path of the top of a directory whose paths are path: resolved inside
+// the directory's root, they are the same.
+func (d *passDir) rootPath(path string) string { return path }
+
 // resolve opens path (absolute in the directory's root) with flags, never following
 // its last component.
 func (d *passDir) resolve(path string, flags int) (int, error) {
@@ -68,7 +72,21 @@ func (s *rootfsState) openat2(path string, how *unix.OpenHow) (int, error) {
 	if s.root < 0 {
 		return -1, syscall.ESTALE
 	}
-	return retryEAGAIN(func() (int, error) { return unix.Openat2(s.root, path, how) })
+	root := s.root
+	if s.sub != "" {
+		// The directory served, as it is now (a rootfs is mounted there while its
+		// container runs): a plain name in the daemon's own directory.
+		sub, err := unix.Openat2(s.root, s.sub, &unix.OpenHow{
+			Flags:   unix.O_PATH | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC,
+			Resolve: unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
+		})
+		if err != nil {
+			return -1, err
+		}
+		defer unix.Close(sub)
+		root = sub
+	}
+	return retryEAGAIN(func() (int, error) { return unix.Openat2(root, path, how) })
 }
 
 // retryEAGAIN retries an openat2 that a concurrent rename made give up (EAGAIN).
@@ -154,6 +172,9 @@ func statAt(dir int, name string, st *syscall.Stat_t) (gen uint64, err error) {
 
 // child makes the node of the file st describes, name in n.
 func (n *passNode) child(ctx context.Context, st *syscall.Stat_t, gen uint64, out *fuse.EntryOut) *gofs.Inode {
+	if n.d.overlay {
+		gen = 1
+	}
 	out.Attr.FromStat(st)
 	id := gofs.StableAttr{Mode: st.Mode, Gen: gen, Ino: backedIno(n.RootData, st)}
 	out.Attr.Ino = id.Ino
@@ -170,55 +191,66 @@ func (n *passNode) childAt(ctx context.Context, dir int, name string, out *fuse.
 	return n.child(ctx, &st, gen, out), 0
 }
 
-// made finishes what the caller made as name in dir: gives it to the caller (the daemon
-// made it as root), restores the mode bits the daemon's umask took, and makes its node.
-// What fails is undone by undo.
-func (n *passNode) made(ctx context.Context, dir int, name string, mode uint32, out *fuse.EntryOut, undo func()) (*gofs.Inode, syscall.Errno) {
-	if err := n.giveToCaller(ctx, dir, name); err != nil {
+// made finishes what the caller made as name in dir (fd, if it is open already; -1
+// otherwise): gives it to the caller (the daemon made it as root), restores the mode
+// bits the daemon's umask took, and makes its node. It acts on the file through a
+// descriptor, checked to be what was made: a container can rename another of its files
+// onto the name meanwhile. What fails is undone by undo.
+func (n *passNode) made(ctx context.Context, dir int, name string, fd int, mode uint32, out *fuse.EntryOut, undo func()) (*gofs.Inode, syscall.Errno) {
+	if fd < 0 {
+		var err error
+		if fd, err = unix.Openat(dir, name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); err != nil {
+			return nil, gofs.ToErrno(err)
+		}
+		defer syscall.Close(fd)
+	}
+	var st syscall.Stat_t
+	if _, err := statAt(fd, "", &st); err != nil {
 		undo()
 		return nil, gofs.ToErrno(err)
 	}
-	// Changing the owner clears the set-user-ID and set-group-ID bits of a file.
-	if mode&syscall.S_IFMT != syscall.S_IFLNK && (mode&umask&0o777 != 0 || mode&(syscall.S_ISUID|syscall.S_ISGID) != 0) {
-		if err := n.chmodAt(dir, name, mode&0o7777); err != 0 {
-			undo()
-			return nil, err
-		}
+	if st.Mode&syscall.S_IFMT != mode&syscall.S_IFMT || st.Uid != 0 || (st.Mode&syscall.S_IFMT != syscall.S_IFDIR && st.Nlink != 1) {
+		return nil, syscall.ESTALE // not what the daemon made: leave it alone
 	}
-	ch, errno := n.childAt(ctx, dir, name, out)
+	if errno := n.giveToCaller(ctx, dir, fd, mode, &st); errno != 0 {
+		undo()
+		return nil, errno
+	}
+	ch, errno := n.childAt(ctx, fd, "", out)
 	if errno != 0 {
 		undo()
 	}
 	return ch, errno
 }
 
-// giveToCaller makes name in dir the caller's: its user, and its group unless the
-// directory hands down its own (set-group-ID), as the kernel does for one who makes a
-// file himself.
-func (n *passNode) giveToCaller(ctx context.Context, dir int, name string) error {
-	c, ok := fuse.FromContext(ctx)
-	if !ok {
-		return nil
+// giveToCaller makes the file fd (O_PATH, or open), which the daemon made as root in
+// dir with mode and which st describes, the caller's: its user, its group unless dir
+// hands down its own (set-group-ID), as the kernel does for one who makes a file
+// himself; and the mode bits asked for that the daemon's umask took.
+func (n *passNode) giveToCaller(ctx context.Context, dir, fd int, mode uint32, st *syscall.Stat_t) syscall.Errno {
+	if c, ok := fuse.FromContext(ctx); ok {
+		gid := int(c.Gid)
+		var dst syscall.Stat_t
+		if _, err := statAt(dir, "", &dst); err != nil {
+			return gofs.ToErrno(err)
+		}
+		if dst.Mode&syscall.S_ISGID != 0 {
+			gid = -1
+		}
+		if err := unix.Fchownat(fd, "", int(c.Uid), gid, unix.AT_EMPTY_PATH); err != nil {
+			return gofs.ToErrno(err)
+		}
 	}
-	gid := int(c.Gid)
-	var st syscall.Stat_t
-	if _, err := statAt(dir, "", &st); err != nil {
-		return err
+	// Changing the owner clears the set-user-ID and set-group-ID bits of a file; a new
+	// directory keeps the set-group-ID bit it takes from its parent.
+	if mode&syscall.S_IFMT != syscall.S_IFLNK && (mode&umask&0o777 != 0 || mode&(syscall.S_ISUID|syscall.S_ISGID) != 0) {
+		perm := mode & 0o7777
+		if mode&syscall.S_IFMT == syscall.S_IFDIR {
+			perm |= st.Mode & syscall.S_ISGID
+		}
+		return chmodFd(fd, perm)
 	}
-	if st.Mode&syscall.S_ISGID != 0 {
-		gid = -1
-	}
-	return unix.Fchownat(dir, name, int(c.Uid), gid, unix.AT_SYMLINK_NOFOLLOW)
-}
-
-// chmodAt changes the mode of name in dir, which must not be a symbolic link.
-func (n *passNode) chmodAt(dir int, name string, mode uint32) syscall.Errno {
-	fd, err := unix.Openat(dir, name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return gofs.ToErrno(err)
-	}
-	defer syscall.Close(fd)
-	return chmodFd(fd, mode)
+	return 0
 }
 
 // chmodFd changes the mode of the file fd refers to (O_PATH), unless it is a symbolic
@@ -433,7 +465,7 @@ func (n *passNode) create(ctx context.Context, name string, flags, mode uint32, 
 		if err != nil {
 			return gofs.ToErrno(err)
 		}
-		ch, errno = n.made(ctx, dir, name, mode, out, func() { unix.Unlinkat(dir, name, 0) })
+		ch, errno = n.made(ctx, dir, name, fd, syscall.S_IFREG|mode, out, func() { unix.Unlinkat(dir, name, 0) })
 		if errno != 0 {
 			syscall.Close(fd)
 			return errno
@@ -457,11 +489,14 @@ func (n *passNode) Tmpfile(ctx context.Context, flags, mode uint32, out *fuse.En
 		if err != nil {
 			return gofs.ToErrno(err)
 		}
-		if c, ok := fuse.FromContext(ctx); ok {
-			syscall.Fchown(fd, int(c.Uid), int(c.Gid))
+		var st syscall.Stat_t
+		if _, err := statAt(fd, "", &st); err != nil {
+			syscall.Close(fd)
+			return gofs.ToErrno(err)
 		}
-		if mode&umask&0o777 != 0 || mode&(syscall.S_ISUID|syscall.S_ISGID) != 0 {
-			syscall.Fchmod(fd, mode&0o7777)
+		if errno = n.giveToCaller(ctx, dir, fd, syscall.S_IFREG|mode, &st); errno != 0 {
+			syscall.Close(fd)
+			return errno
 		}
 		if ch, errno = n.childAt(ctx, fd, "", out); errno != 0 {
 			syscall.Close(fd)
@@ -481,7 +516,7 @@ func (n *passNode) mkdir(ctx context.Context, name string, mode uint32, out *fus
 		if err := unix.Mkdirat(dir, name, mode&0o7777); err != nil {
 			return gofs.ToErrno(err)
 		}
-		ch, errno = n.made(ctx, dir, name, syscall.S_IFDIR|mode, out, func() { unix.Unlinkat(dir, name, unix.AT_REMOVEDIR) })
+		ch, errno = n.made(ctx, dir, name, -1, syscall.S_IFDIR|mode, out, func() { unix.Unlinkat(dir, name, unix.AT_REMOVEDIR) })
 		return errno
 	})
 	return ch, errno
@@ -492,7 +527,7 @@ func (n *passNode) mknod(ctx context.Context, name string, mode, rdev uint32, ou
 		if err := unix.Mknodat(dir, name, mode, int(rdev)); err != nil {
 			return gofs.ToErrno(err)
 		}
-		ch, errno = n.made(ctx, dir, name, mode, out, func() { unix.Unlinkat(dir, name, 0) })
+		ch, errno = n.made(ctx, dir, name, -1, mode, out, func() { unix.Unlinkat(dir, name, 0) })
 		return errno
 	})
 	return ch, errno
@@ -503,7 +538,7 @@ func (n *passNode) symlink(ctx context.Context, target, name string, out *fuse.E
 		if err := unix.Symlinkat(target, dir, name); err != nil {
 			return gofs.ToErrno(err)
 		}
-		ch, errno = n.made(ctx, dir, name, syscall.S_IFLNK, out, func() { unix.Unlinkat(dir, name, 0) })
+		ch, errno = n.made(ctx, dir, name, -1, syscall.S_IFLNK, out, func() { unix.Unlinkat(dir, name, 0) })
 		return errno
 	})
 	return ch, errno

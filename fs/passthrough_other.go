@@ -101,20 +101,24 @@ func (n *passNode) removexattr(ctx context.Context, attr string) syscall.Errno {
 	return n.LoopbackNode.Removexattr(ctx, attr)
 }
 
+// rootPath is the host path of the top of a directory whose paths are path (absolute in
+// its root): go-fuse's loopback resolves from the host's root.
+func (d *passDir) rootPath(path string) string { return d.hostPath(path) }
+
 // hostPath is where path of d is on the host.
 func (d *passDir) hostPath(path string) string {
 	if d.state == nil {
 		return path
 	}
-	return filepath.Join(d.state.dir, path)
+	return filepath.Join(d.state.dir, d.state.sub, path)
 }
 
 func (d *passDir) renameIn(from, name, to, newName string, flags uint32) syscall.Errno {
-	return gofs.ToErrno(renameFlags(filepath.Join(d.hostPath(from), name), filepath.Join(d.hostPath(to), newName), flags))
+	return gofs.ToErrno(renameFlags(filepath.Join(from, name), filepath.Join(to, newName), flags))
 }
 
 func (d *passDir) list(path string, root *gofs.LoopbackRoot) ([]fuse.DirEntry, error) {
-	dir := d.hostPath(path)
+	dir := path
 	ds, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err

@@ -18,8 +18,8 @@ func (t *tree) newRoot(backing string, dev uint64) *backedDir {
 	// Paths under the backing directory are resolved in its jail, where it is "/": the
 	// tree's owner must not lead the daemon, which runs as root, anywhere else (by
 	// swapping a directory for a symbolic link while an operation is on its way).
-	t.backingDir = &passDir{t: t, state: newRootfsState(backing)}
-	t.backing = &gofs.LoopbackRoot{Path: "/", Dev: dev}
+	t.backingDir = &passDir{t: t, state: newRootfsState(backing, "")}
+	t.backing = &gofs.LoopbackRoot{Path: t.backingDir.rootPath("/"), Dev: dev}
 	entries := []entry{
 		t.value("README.md", "README.md", func(context.Context) ([]byte, error) { return []byte(Readme(true)), nil }),
 		t.value("info", "info", t.renderInfo),

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sync"
 	"syscall"
+	"time"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -69,8 +70,8 @@ func (t *tree) volumeEntry(v *engine.VolumeInfo) entry {
 	key := fmt.Sprintf("volume@%s@%d", name, v.CreatedAt.UnixNano())
 	return entry{name: name, mode: syscall.S_IFDIR | 0o755, key: key, timeout: stableTimeout,
 		node: func() gofs.InodeEmbedder {
-			st := t.volumeStates.get(name, key, dir)
-			return newPassTop(&passDir{t: t, state: st}, "/"+filepath.Base(v.Mountpoint), key)
+			st := t.volumeStates.get(name, key, v.CreatedAt, dir)
+			return newPassTop(&passDir{t: t, state: st}, "/", key)
 		}}
 }
 
@@ -137,11 +138,12 @@ type volumeStates struct {
 // volumeState is the state of the volume that the key of its directory's inode names: a
 // volume removed and made again under its name has a new one.
 type volumeState struct {
-	key string
-	s   *rootfsState
+	key     string
+	created time.Time
+	s       *rootfsState
 }
 
-func (v *volumeStates) get(name, key, dir string) *rootfsState {
+func (v *volumeStates) get(name, key string, created time.Time, dir string) *rootfsState {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.m == nil {
@@ -151,12 +153,17 @@ func (v *volumeStates) get(name, key, dir string) *rootfsState {
 	if ok && vs.key == key {
 		return vs.s
 	}
+	s := newRootfsState(dir, "_data")
+	s.ready.Store(true)
+	if ok && created.Before(vs.created) {
+		// A node of a volume that went (from a listing older than its removal).
+		s.close()
+		return s
+	}
 	if ok {
 		vs.s.close()
 	}
-	s := newRootfsState(dir)
-	s.ready.Store(true)
-	v.m[name] = volumeState{key: key, s: s}
+	v.m[name] = volumeState{key: key, created: created, s: s}
 	return s
 }
 

@@ -704,6 +704,10 @@ func TestTreeContainerRootfs(t *testing.T) {
 	mustSh(t, d, "mkdir "+r+"/d && ls "+r+"/d")
 	d.MustRun("exec", "web", "sh", "-c", "rmdir /d && ln -s / /d")
 	sh(t, d, "touch "+r+"/d/"+name+"; mkdir "+r+"/d/"+name+".dir")
+	// The link leads to the container's own root, not to its storage directory.
+	if got := sh(t, d, "ls "+r+"/d/").Stdout; strings.Contains(got, "merged") || strings.Contains(got, "upper") {
+		t.Errorf("a link to / in rootfs/ leads to the container's storage: %q", got)
+	}
 	for _, p := range []string{"/" + name, "/" + name + ".dir"} {
 		if _, err := os.Lstat(p); err == nil {
 			os.RemoveAll(p)
@@ -994,8 +998,8 @@ func TestTreeVolumesOfTheirOwner(t *testing.T) {
 	}
 	// A set-group-ID directory hands its group down, as it does on disk.
 	mustSh(t, d, "cd "+v+" && mkdir shared && chgrp 4321 shared && chmod 2777 shared")
-	if got := mustOwnerSh(t, d, "cd "+v+"/shared && touch f && mkdir d && stat -c '%n %u:%g %A' f d"); got !=
-		fmt.Sprintf("f %d:4321 -rw-r--r--\nd %d:4321 drwxr-sr-x\n", treeOwner, treeOwner) {
+	if got := mustOwnerSh(t, d, "cd "+v+"/shared && umask 002 && touch f && mkdir d && stat -c '%n %u:%g %A' f d"); got !=
+		fmt.Sprintf("f %d:4321 -rw-rw-r--\nd %d:4321 drwxrwsr-x\n", treeOwner, treeOwner) {
 		t.Errorf("files made in a set-group-ID directory:\n%s", got)
 	}
 	// The owner cannot make devices (root can), nor read what is not his.

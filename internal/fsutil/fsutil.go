@@ -8,8 +8,13 @@ import (
 )
 
 // RemoveTree removes dir and everything below it, read-only directories included (an
-// unpacked layer, a volume's data). A missing dir is not an error.
+// unpacked layer, a volume's data). A missing dir is not an error. Filesystems mounted
+// below dir are unmounted first, never emptied: one may be a host directory bound
+// there.
 func RemoveTree(dir string) error {
+	if err := UnmountAll(dir); err != nil {
+		return err
+	}
 	err := os.RemoveAll(dir)
 	if err != nil {
 		// Directories without write permission stop RemoveAll when not running as root.

@@ -1,0 +1,9 @@
+//go:build !linux
+
+package fsutil
+
+// MountsUnder: the mounts are Linux's to list here.
+func MountsUnder(dir string) ([]string, error) { return nil, nil }
+
+// UnmountAll: see MountsUnder.
+func UnmountAll(dir string) error { return nil }
