@@ -433,6 +433,7 @@ func (e *Engine) start(ctx context.Context, ct *container, opts StartOptions, ac
 	c := ct.snapshot()
 	task, err := e.runTask(ctx, c, opts)
 	if err != nil {
+		e.releaseVolumes(c)
 		code := startFailureCode(err)
 		terr := e.transition(ct, Stopped, "die", map[string]string{"exitCode": fmt.Sprint(code), "error": err.Error()}, func(c *Container) {
 			c.ExitCode, c.Error, c.FinishedAt, c.Pid = code, err.Error(), time.Now().UTC(), 0
@@ -486,6 +487,9 @@ func (e *Engine) runTask(ctx context.Context, c *Container, opts StartOptions) (
 	// The runtime binds the staged sources while it starts the container, which keeps
 	// its own mounts of them.
 	defer unstage()
+	if err := e.mountVolumes(ctx, c); err != nil {
+		return nil, err
+	}
 	task, err := runtime.Create(ctx, cfg, e.logDir(c.ID))
 	if err != nil {
 		return nil, err
@@ -564,9 +568,11 @@ func (e *Engine) exited(ct *container, task rt.Task, st rt.ExitStatus) {
 		e.log.Warn("clean up after exit", "container", c.Name, "err", err)
 	}
 	// A stopped container's filesystem is not mounted (as in Docker); start mounts it.
+	// Nor are the filesystems of its volumes, unless another container uses them.
 	if err := e.images.Unmount(e.ctx, c.ID); err != nil {
 		e.log.Warn("unmount after exit", "container", c.Name, "err", err)
 	}
+	e.releaseVolumes(c)
 	task.Close()
 	attrs := map[string]string{"exitCode": fmt.Sprint(st.Code)}
 	if st.Error != "" {

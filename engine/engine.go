@@ -118,6 +118,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		e.images.Close()
 		return fail(fmt.Errorf("restore containers: %w", err))
 	}
+	e.releaseIdleVolumes()
 	return e, nil
 }
 

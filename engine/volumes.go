@@ -33,10 +33,6 @@ type VolumeInfo struct {
 
 // CreateVolume makes volume name (a random name if "").
 func (e *Engine) CreateVolume(ctx context.Context, name string, opts volumes.CreateOptions) (*volumes.Volume, error) {
-	if len(opts.DriverOpts) > 0 {
-		// Recorded but not mounted would be worse than refused.
-		return nil, errdefs.Invalid(errors.New("volume driver options (type, device, o) are not supported yet: the local driver keeps a volume in a directory"))
-	}
 	if name == "" {
 		opts.Anonymous = true
 	}
@@ -272,6 +268,11 @@ func (e *Engine) copyUp(ctx context.Context, rootfs string, mounts []volumes.Mou
 		if m.Type != "volume" || m.NoCopy || len(users[m.Source]) > 0 || holds[m.Source] > 1 {
 			continue
 		}
+		// A volume the local driver mounts (a tmpfs, a device) is not mounted yet: a
+		// copy would land in the directory below it.
+		if v, err := e.volumes.Get(m.Source); err != nil || len(v.Options) > 0 {
+			continue
+		}
 		empty, err := e.volumes.Empty(m.Source)
 		if err != nil {
 			return err
@@ -298,6 +299,79 @@ func (e *Engine) copyUp(ctx context.Context, rootfs string, mounts []volumes.Mou
 		}
 	}
 	return nil
+}
+
+// mountVolumes mounts the filesystems of c's volumes that the local driver's options
+// name (a tmpfs, a device, a host directory bound), which stay mounted while a container
+// that uses them runs.
+func (e *Engine) mountVolumes(ctx context.Context, c *Container) error {
+	e.volMu.Lock()
+	defer e.volMu.Unlock()
+	for _, m := range c.Mounts {
+		if m.Type != "volume" {
+			continue
+		}
+		if err := e.volumes.Mount(ctx, m.Source); err != nil {
+			e.releaseVolumesLocked(c)
+			return err
+		}
+	}
+	return nil
+}
+
+// releaseVolumes unmounts the filesystems of c's volumes that no other running
+// container uses (c stopped, or did not start).
+func (e *Engine) releaseVolumes(c *Container) {
+	e.volMu.Lock()
+	defer e.volMu.Unlock()
+	e.releaseVolumesLocked(c)
+}
+
+func (e *Engine) releaseVolumesLocked(c *Container) {
+	inUse := e.runningVolumes(c.ID)
+	for _, m := range c.Mounts {
+		if m.Type == "volume" && !inUse[m.Source] {
+			if err := e.volumes.Unmount(m.Source); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+				e.log.Warn("unmount a volume", "volume", m.Source, "err", err)
+			}
+		}
+	}
+}
+
+// releaseIdleVolumes unmounts the filesystems of the volumes no running container uses:
+// what a daemon that stopped meanwhile left mounted.
+func (e *Engine) releaseIdleVolumes() {
+	vs, err := e.volumes.List()
+	if err != nil {
+		return
+	}
+	e.volMu.Lock()
+	defer e.volMu.Unlock()
+	inUse := e.runningVolumes("")
+	for _, v := range vs {
+		if len(v.Options) > 0 && !inUse[v.Name] {
+			if err := e.volumes.Unmount(v.Name); err != nil {
+				e.log.Warn("unmount an idle volume", "volume", v.Name, "err", err)
+			}
+		}
+	}
+}
+
+// runningVolumes are the volumes that containers other than except use while they run
+// (or start, or are paused).
+func (e *Engine) runningVolumes(except string) map[string]bool {
+	out := map[string]bool{}
+	for _, c := range e.List() {
+		if c.ID == except || (c.State != Running && c.State != Starting && c.State != Paused) {
+			continue
+		}
+		for _, m := range c.Mounts {
+			if m.Type == "volume" {
+				out[m.Source] = true
+			}
+		}
+	}
+	return out
 }
 
 // runtimeMounts are a container's mounts as the runtime takes them.

@@ -5,12 +5,14 @@ package integration
 import (
 	"archive/tar"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
@@ -323,6 +325,81 @@ func TestTreeSpecBinds(t *testing.T) {
 		if r := save("image: " + bb + "\\nvolumes: [\"" + c.source + ":/x\"]\\n"); r.Code == 0 || !strings.Contains(r.Stderr+mustSh(t, d, "cat events | tail -1"), c.words) {
 			t.Errorf("a bind of %s: exit %d, %s; want %q", c.source, r.Code, mustSh(t, d, "cat events | tail -1"), c.words)
 		}
+	}
+}
+
+// TestVolumeDriverOptions makes volumes the local driver mounts, as Docker's does: a
+// tmpfs, and a host directory bound. They are mounted while a container that uses them
+// runs, and removing one never touches what it binds.
+func TestVolumeDriverOptions(t *testing.T) {
+	d, bb := busyboxDaemon(t)
+	mountpoint := func(name string) string {
+		var vs []struct{ Mountpoint string }
+		if err := json.Unmarshal([]byte(d.MustRun("volume", "inspect", name)), &vs); err != nil || len(vs) != 1 {
+			t.Fatalf("volume inspect %s: %v", name, err)
+		}
+		return vs[0].Mountpoint
+	}
+	d.MustRun("volume", "create", "--opt", "type=tmpfs", "--opt", "device=tmpfs", "--opt", "o=size=8m,uid=1234,mode=0750", "scratch")
+	if got := d.MustRun("run", "--rm", "-v", "scratch:/s", bb, "sh", "-c", "grep -c ' /s tmpfs ' /proc/mounts; df -k /s | tail -1 | awk '{print $2}'; stat -c '%u %a' /s"); got != "1\n8192\n1234 750\n" {
+		t.Errorf("a tmpfs volume seen inside: %q", got)
+	}
+	mp := mountpoint("scratch")
+	if m := harness.Mounts(mp); len(m) > 0 {
+		t.Errorf("the tmpfs stayed mounted after its only user went: %v", m)
+	}
+	// Two users: mounted while either runs, and they share it.
+	d.MustRun("run", "-d", "--name", "keeper", "-v", "scratch:/s", bb, "sleep", "300")
+	d.MustRun("run", "--rm", "-v", "scratch:/s", bb, "sh", "-c", "echo shared > /s/f")
+	if got := d.MustRun("exec", "keeper", "cat", "/s/f"); got != "shared\n" {
+		t.Errorf("the second user wrote %q", got)
+	}
+	if len(harness.Mounts(mp)) == 0 {
+		t.Errorf("the tmpfs went while keeper still runs")
+	}
+	// A daemon killed and started again leaves the filesystem of a volume in use
+	// mounted, and unmounts it when its user goes.
+	d.Kill()
+	if err := d.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if got := d.MustRun("exec", "keeper", "cat", "/s/f"); got != "shared\n" || len(harness.Mounts(mp)) == 0 {
+		t.Errorf("after a restart of the daemon keeper reads %q, mounts %v", got, harness.Mounts(mp))
+	}
+	d.MustRun("rm", "-f", "keeper")
+	eventually(t, 10*time.Second, func() string {
+		if m := harness.Mounts(mp); len(m) > 0 {
+			return fmt.Sprintf("the tmpfs stays mounted after its last user went: %v", m)
+		}
+		return ""
+	})
+
+	// A host directory bound as a volume.
+	host := t.TempDir()
+	if err := os.WriteFile(filepath.Join(host, "keep"), []byte("host file\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d.MustRun("volume", "create", "-o", "type=none", "-o", "o=bind", "-o", "device="+host, "hostdir")
+	if got := d.MustRun("run", "--rm", "-v", "hostdir:/h", bb, "sh", "-c", "cat /h/keep; echo inside > /h/new"); got != "host file\n" {
+		t.Errorf("a bound host directory seen inside: %q", got)
+	}
+	d.MustRun("volume", "rm", "hostdir")
+	for _, f := range []string{"keep", "new"} {
+		if _, err := os.Stat(filepath.Join(host, f)); err != nil {
+			t.Errorf("removing the volume touched the directory it binds: %v", err)
+		}
+	}
+
+	// Options that name no filesystem are refused; one that cannot be mounted fails the
+	// start, saying what mount said.
+	for _, args := range [][]string{{"-o", "type=tmpfs"}, {"-o", "device=/dev/null"}, {"-o", "size=1g"}} {
+		if r := d.Run(append([]string{"volume", "create"}, append(args, "bad")...)...); r.Code == 0 || !strings.Contains(r.Stderr, "option") {
+			t.Errorf("volume create %v: exit %d, %s", args, r.Code, r.Stderr)
+		}
+	}
+	d.MustRun("volume", "create", "-o", "type=ext4", "-o", "device=/nonexistent-device", "broken")
+	if r := d.Run("run", "--rm", "-v", "broken:/b", bb, "true"); r.Code == 0 || !strings.Contains(r.Stderr, "mount volume broken") {
+		t.Errorf("a volume that cannot be mounted: exit %d, %s", r.Code, r.Stderr)
 	}
 }
 

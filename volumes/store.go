@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"maps"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -211,7 +212,57 @@ func checkOptions(opts CreateOptions) (string, error) {
 			return "", errdefs.Invalid(fmt.Errorf("invalid option %q for the %s driver (valid: %s)", key, DriverLocal, strings.Join(localOpts, ", ")))
 		}
 	}
+	if len(opts.DriverOpts) > 0 {
+		o := opts.DriverOpts
+		if o["device"] == "" {
+			return "", errdefs.Invalid(errors.New("the local driver's options need a device (device=tmpfs, device=/dev/sdb1, device=/srv/data with o=bind)"))
+		}
+		if o["type"] == "" && !slices.Contains(strings.Split(o["o"], ","), "bind") {
+			return "", errdefs.Invalid(errors.New("the local driver's options need a type (type=tmpfs, type=ext4, type=nfs; type=none with o=bind)"))
+		}
+	}
 	return DriverLocal, nil
+}
+
+// Mounted tells whether the data directory of v has a filesystem of its own mounted.
+func Mounted(v *Volume) bool {
+	mps, _ := fsutil.MountsUnder(v.Mountpoint)
+	return slices.Contains(mps, v.Mountpoint)
+}
+
+// Mount mounts, on the data directory of volume name, the filesystem its options (the
+// local driver's type, device and o, as mount -t TYPE -o O DEVICE takes them) name,
+// unless it is mounted already. A volume without options is a plain directory: nothing
+// to mount.
+func (s *Store) Mount(ctx context.Context, name string) error {
+	v, err := s.Get(name)
+	if err != nil || len(v.Options) == 0 || Mounted(v) {
+		return err
+	}
+	args := []string{}
+	if t := v.Options["type"]; t != "" {
+		args = append(args, "-t", t)
+	}
+	if o := v.Options["o"]; o != "" {
+		args = append(args, "-o", o)
+	}
+	args = append(args, "--", v.Options["device"], v.Mountpoint)
+	if out, err := exec.CommandContext(ctx, "mount", args...).CombinedOutput(); err != nil {
+		return fmt.Errorf("mount volume %s (mount %s): %s", name, strings.Join(args, " "), strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// Unmount unmounts what Mount mounted for volume name, if anything.
+func (s *Store) Unmount(name string) error {
+	v, err := s.Get(name)
+	if err != nil || len(v.Options) == 0 {
+		return err
+	}
+	if err := fsutil.UnmountAll(v.Mountpoint); err != nil {
+		return fmt.Errorf("unmount volume %s: %w", name, err)
+	}
+	return nil
 }
 
 // create makes v's directories, then its record; on failure it leaves neither.

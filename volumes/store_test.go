@@ -162,6 +162,19 @@ func TestCreateConflictAndBadOptions(t *testing.T) {
 	if !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), `"size"`) {
 		t.Fatalf("unknown option: %v", err)
 	}
+	for _, opts := range []map[string]string{
+		{"type": "tmpfs"},               // no device
+		{"device": "/dev/sdb1"},         // no type
+		{"device": "/srv", "o": "ro"},   // no type, and no bind
+		{"type": "", "device": "tmpfs"}, // an empty type
+	} {
+		if _, _, err := s.Create(ctx, "x", CreateOptions{DriverOpts: opts}); !errors.Is(err, errdefs.ErrInvalidArgument) {
+			t.Errorf("options %v: %v; want them refused", opts, err)
+		}
+	}
+	if _, _, err := s.Create(ctx, "bound", CreateOptions{DriverOpts: map[string]string{"device": "/srv", "o": "bind,ro"}}); err != nil {
+		t.Errorf("a bind without a type: %v", err)
+	}
 	if _, err := os.Stat(s.dir("x")); !os.IsNotExist(err) {
 		t.Fatalf("failed create left a directory: %v", err)
 	}
