@@ -228,6 +228,12 @@ func (e *Engine) create(ctx context.Context, name string, spec Spec, inherit map
 		release()
 		return nil, fmt.Errorf("create container %s: %w", name, err)
 	}
+	if err := checkMountTargets(fs.Path, c.Mounts); err != nil {
+		e.images.RemoveRootfs(ctx, id)
+		undoVolumes()
+		release()
+		return nil, fmt.Errorf("create container %s: %w", name, err)
+	}
 	if err := e.copyUp(ctx, fs.Path, c.Mounts); err != nil {
 		e.images.RemoveRootfs(ctx, id)
 		undoVolumes()

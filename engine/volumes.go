@@ -254,6 +254,27 @@ func (e *Engine) undoVolumes(ctx context.Context, made []string) {
 	}
 }
 
+// checkMountTargets refuses mounts whose targets lead, through symbolic links in the
+// image's root filesystem at rootfs, where a mount may not go (over /proc or /sys, or
+// over the root). runc keeps a target inside the root filesystem, but would mount over
+// what it leads to.
+func checkMountTargets(rootfs string, mounts []volumes.Mount) error {
+	for _, m := range mounts {
+		p, err := securejoin.SecureJoin(rootfs, m.Target)
+		if err != nil {
+			return err
+		}
+		to := "/" + strings.TrimPrefix(strings.TrimPrefix(p, rootfs), "/")
+		if to == m.Target {
+			continue
+		}
+		if err := volumes.CheckTarget(to); err != nil {
+			return errdefs.Invalid(fmt.Errorf("mount target %s leads to %s through a symbolic link in the image: %w", m.Target, to, err))
+		}
+	}
+	return nil
+}
+
 // copyUp copies what the image has at each volume mount's target into the volume, as
 // Docker does when a volume is new (empty) and the mount does not say nocopy. A volume
 // another container uses is left alone: the copy runs as root, and a process of that

@@ -47,10 +47,6 @@ func TestVolumeKeepsDataAcrossContainers(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(vs[0].Mountpoint, "table")); err != nil || string(b) != "row1\nrow2\n" {
 		t.Errorf("the volume's data on the host: %q, %v", b, err)
 	}
-	// Driver options are refused, not recorded and ignored.
-	if r := d.Run("volume", "create", "--opt", "type=tmpfs", "tmp"); r.Code == 0 || !strings.Contains(r.Stderr, "not supported yet") {
-		t.Errorf("volume create --opt: exit %d, %q", r.Code, r.Stderr)
-	}
 	// A second create of the same name is the same volume, as in Docker.
 	d.MustRun("volume", "create", "db")
 	if got := d.MustRun("volume", "ls", "-q"); got != "db\n" {
@@ -225,6 +221,38 @@ func TestImageVolumesFollowARecreatedContainer(t *testing.T) {
 	}
 	if got := d.MustRun("volume", "ls", "-q"); got != vols {
 		t.Errorf("volumes after a recreate: %q; before: %q", got, vols)
+	}
+}
+
+// TestMountTargetsThroughLinks mounts on paths that are symbolic links in the image: one
+// that leads to /proc (or out of the root, which the root keeps to /) is refused, one
+// that leads elsewhere in the image mounts there.
+func TestMountTargetsThroughLinks(t *testing.T) {
+	reg := harness.StartRegistry(t)
+	img := harness.Image(t, harness.Amd64, harness.Layer(t, harness.BusyboxTar(t)),
+		harness.Layer(t, harness.Tar(
+			harness.Entry{Name: "kernel", Type: tar.TypeSymlink, Link: "/proc/sys"},
+			harness.Entry{Name: "up", Type: tar.TypeSymlink, Link: "../../../.."},
+			harness.Entry{Name: "real/", Type: tar.TypeDir},
+			harness.Entry{Name: "data", Type: tar.TypeSymlink, Link: "real"})))
+	ref := reg.Ref("test/links:v1")
+	harness.Push(t, ref, img)
+	d := harness.StartDaemon(t)
+	d.MustRun("pull", "-q", ref)
+	for _, c := range []struct{ mount, words string }{
+		{"v:/kernel", "mount target /kernel leads to /proc/sys through a symbolic link in the image"},
+		{"v:/up", "mount target /up leads to / through a symbolic link in the image"},
+		{"/kernel/x", "mount target /kernel/x leads to /proc/sys/x"},
+	} {
+		if r := d.Run("run", "--rm", "-v", c.mount, ref, "true"); r.Code != 125 || !strings.Contains(r.Stderr, c.words) {
+			t.Errorf("-v %s: exit %d, %s; want 125 saying %q", c.mount, r.Code, r.Stderr, c.words)
+		}
+	}
+	if got := d.MustRun("run", "--rm", "--tmpfs", "/data", ref, "sh", "-c", "grep -c ' /real tmpfs ' /proc/mounts"); got != "1\n" {
+		t.Errorf("a tmpfs on a link to /real: %q", got)
+	}
+	if got := d.MustRun("ps", "-aq"); got != "" {
+		t.Errorf("refused runs left containers: %q", got)
 	}
 }
 

@@ -68,7 +68,7 @@ func (m Mount) Validate() error {
 	if !ok {
 		return errdefs.Invalid(fmt.Errorf("unknown mount type %q (want %s, %s or %s)", m.Type, TypeBind, TypeVolume, TypeTmpfs))
 	}
-	if err := checkTarget(m.Target); err != nil {
+	if err := CheckTarget(m.Target); err != nil {
 		return errdefs.Invalid(err)
 	}
 	if err := check(m.Source); err != nil {
@@ -109,7 +109,10 @@ func (m Mount) typedOptions() []typedOption {
 // runtime mounts and the container's processes (ps, mount, free) read.
 var kernelDirs = []string{"/proc", "/sys"}
 
-func checkTarget(target string) error {
+// CheckTarget returns an error unless target is a clean absolute path where a mount may
+// go: not / (it would hide the container's root filesystem), nor /proc or /sys and what
+// is below them.
+func CheckTarget(target string) error {
 	switch {
 	case target == "":
 		return errors.New("mount target is empty")
