@@ -1,11 +1,12 @@
 package compose
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"maps"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -14,8 +15,10 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
+	"github.com/compose-spec/compose-go/v2/dotenv"
 	"github.com/compose-spec/compose-go/v2/loader"
 	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/sirupsen/logrus"
@@ -135,14 +138,12 @@ func LoadService(ctx context.Context, filename string, data []byte, opts LoadOpt
 		return engine.Spec{}, fail(keyLine["volumes"], "volumes: %v", err)
 	}
 	dir := filepath.Dir(filename)
-	if err := checkEnvFiles(body["env_file"], dir); err != nil {
+	// Env files are read here, not by the loader: see readEnvFiles.
+	envFiles, err := envFileList(body["env_file"], dir)
+	if err != nil {
 		return engine.Spec{}, fail(keyLine["env_file"], "env_file: %v", err)
 	}
-	// The loader leaves paths as they are written (bind sources are told apart below):
-	// the env files' are made absolute here.
-	if v, ok := body["env_file"]; ok {
-		body["env_file"] = absEnvFiles(v, dir)
-	}
+	delete(body, "env_file")
 
 	name := strings.TrimSuffix(base, filepath.Ext(base))
 	envMap := types.Mapping{}
@@ -177,8 +178,12 @@ func LoadService(ctx context.Context, filename string, data []byte, opts LoadOpt
 	if _, ok := body["entrypoint"]; ok {
 		spec.Entrypoint = append([]string{}, s.Entrypoint...)
 	}
-	for _, k := range sortedKeys(s.Environment) {
-		if v := s.Environment[k]; v != nil {
+	environment, err := readEnvFiles(envFiles, s.Environment, envMap)
+	if err != nil {
+		return engine.Spec{}, fail(keyLine["env_file"], "%v", err)
+	}
+	for _, k := range sortedKeys(environment) {
+		if v := environment[k]; v != nil {
 			spec.Env = append(spec.Env, k+"="+*v)
 		}
 	}
@@ -262,38 +267,6 @@ func bindSource(m *volumes.Mount, v types.ServiceVolumeConfig, dir string, opts 
 		m.Source = filepath.Join(dir, src)
 	}
 	return nil
-}
-
-// absEnvFiles makes the relative paths of a spec's env_file: absolute, in dir.
-func absEnvFiles(v any, dir string) any {
-	abs := func(p string) string {
-		if filepath.IsAbs(p) {
-			return p
-		}
-		return filepath.Join(dir, p)
-	}
-	switch v := v.(type) {
-	case string:
-		return abs(v)
-	case []any:
-		out := make([]any, len(v))
-		for i, e := range v {
-			switch e := e.(type) {
-			case string:
-				out[i] = abs(e)
-			case map[string]any:
-				m := maps.Clone(e)
-				if p, ok := m["path"].(string); ok {
-					m["path"] = abs(p)
-				}
-				out[i] = m
-			default:
-				out[i] = e
-			}
-		}
-		return out
-	}
-	return v
 }
 
 // namedVolumes reads a spec's volumes: and returns the named volumes it uses, declared
@@ -404,47 +377,113 @@ func blameSpec(err error) string {
 // maxEnvFile is the largest env_file a spec may name.
 const maxEnvFile = 1 << 20
 
-// checkEnvFiles refuses env files that are not regular files of at most 1 MiB (a FIFO
-// would block the loader, /dev/zero would fill the memory). v is env_file's value: a
-// path, or a list of paths or of {path, required} mappings. Missing files are left to
-// the loader, which knows which are required.
-func checkEnvFiles(v any, dir string) error {
-	var paths []string
-	switch v := v.(type) {
-	case nil:
-	case string:
-		paths = append(paths, v)
-	case []any:
-		for _, e := range v {
-			switch e := e.(type) {
-			case string:
-				paths = append(paths, e)
-			case map[string]any:
-				if p, ok := e["path"].(string); ok {
-					paths = append(paths, p)
-				}
-			}
-		}
-	}
-	for _, p := range paths {
+// envFileList reads a spec's env_file: (a path, or a list of paths or of {path,
+// required, format} mappings), with paths made absolute in dir.
+func envFileList(v any, dir string) ([]types.EnvFile, error) {
+	var list []types.EnvFile
+	add := func(p string, required bool, format string) error {
 		if strings.Contains(p, "$") {
 			return fmt.Errorf("%s: variables are not taken in env_file paths", p)
 		}
 		if !filepath.IsAbs(p) {
 			p = filepath.Join(dir, p)
 		}
-		st, err := os.Stat(p)
+		list = append(list, types.EnvFile{Path: p, Required: types.OptOut(required), Format: format})
+		return nil
+	}
+	switch v := v.(type) {
+	case nil:
+	case string:
+		return list, add(v, true, "")
+	case []any:
+		for _, e := range v {
+			var err error
+			switch e := e.(type) {
+			case string:
+				err = add(e, true, "")
+			case map[string]any:
+				p, _ := e["path"].(string)
+				if p == "" {
+					return nil, errors.New("an entry needs a path")
+				}
+				required := true
+				if r, ok := e["required"].(bool); ok {
+					required = r
+				}
+				format, _ := e["format"].(string)
+				err = add(p, required, format)
+			default:
+				return nil, fmt.Errorf("want a path or {path, required}, not %v", e)
+			}
+			if err != nil {
+				return nil, err
+			}
+		}
+	default:
+		return nil, fmt.Errorf("want a path or a list of paths, not %v", v)
+	}
+	return list, nil
+}
+
+// readEnvFiles reads the env files in order into the environment explicit starts, and
+// returns it, the explicit values winning, as Compose does. The daemon reads them (as
+// root): each is opened without blocking (a FIFO), checked on its descriptor to be a
+// regular file, and read through it, at most 1 MiB: a device node swapped in after a
+// check by path would hand the daemon a disk or /dev/zero.
+func readEnvFiles(files []types.EnvFile, explicit types.MappingWithEquals, project types.Mapping) (types.MappingWithEquals, error) {
+	if len(files) == 0 {
+		return explicit, nil
+	}
+	environment := explicit.ToMapping()
+	resolve := func(k string) (string, bool) {
+		if v, ok := project.Resolve(k); ok {
+			return v, true
+		}
+		if v, ok := explicit[k]; ok && v != nil {
+			return *v, true
+		}
+		return "", false
+	}
+	for _, ef := range files {
+		data, err := readEnvFile(ef.Path)
+		if errors.Is(err, fs.ErrNotExist) {
+			if !bool(ef.Required) {
+				continue
+			}
+			return nil, fmt.Errorf("env file %s not found", ef.Path)
+		}
 		if err != nil {
-			continue
+			return nil, err
 		}
-		if !st.Mode().IsRegular() {
-			return fmt.Errorf("%s is not a regular file", p)
-		}
-		if st.Size() > maxEnvFile {
-			return fmt.Errorf("%s is larger than 1 MiB", p)
+		if err := dotenv.ParseWithFormat(bytes.NewReader(data), ef.Path, environment, resolve, ef.Format); err != nil {
+			return nil, err
 		}
 	}
-	return nil
+	return environment.ToMappingWithEquals().OverrideBy(explicit), nil
+}
+
+// readEnvFile reads the env file at path: a regular file of at most 1 MiB.
+func readEnvFile(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxEnvFile+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxEnvFile {
+		return nil, fmt.Errorf("%s is larger than 1 MiB", path)
+	}
+	return data, nil
 }
 
 // composeKeys are the keys of a compose service, from compose-go's own type.

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/flyingdutchman/flyingdutchman/engine"
 	"github.com/flyingdutchman/flyingdutchman/errdefs"
 	"github.com/flyingdutchman/flyingdutchman/volumes"
@@ -243,5 +245,33 @@ func TestLoadServiceBinds(t *testing.T) {
 	spec, err = LoadService(ctx, filepath.Join(dir, "web.yaml"), []byte("image: busybox\nvolumes: [{type: bind, source: ./src, target: /src, bind: {create_host_path: false}}]\n"), LoadOptions{HostBinds: true})
 	if err != nil || len(spec.Mounts) != 1 || spec.Mounts[0].Source != filepath.Join(dir, "src") || spec.Mounts[0].CreateHostPath {
 		t.Errorf("a relative bind outside the tree: %+v, %v", spec.Mounts, err)
+	}
+}
+
+// TestLoadServiceEnvFiles reads env files as Compose does (in order, the explicit
+// environment winning, required unless said otherwise), and refuses what is not a
+// regular file without reading it: a device node the daemon, as root, would read.
+func TestLoadServiceEnvFiles(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "a.env"), []byte("A=1\nB=from-a\nC=${A}-c\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "b.env"), []byte("B=from-b\n"), 0o644)
+	body := "image: busybox\nenvironment: {D: explicit, B: explicit-b}\nenv_file: [a.env, b.env, {path: missing.env, required: false}]\n"
+	spec, err := LoadService(context.Background(), filepath.Join(dir, "web.yaml"), []byte(body), LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(spec.Env, " "); got != "A=1 B=explicit-b C=1-c D=explicit" {
+		t.Errorf("environment from env files: %q", got)
+	}
+	if err := syscall.Mknod(filepath.Join(dir, "dev.env"), syscall.S_IFCHR|0o644, int(unix.Mkdev(1, 5))); err != nil {
+		t.Fatal(err) // /dev/zero's numbers
+	}
+	for body, words := range map[string]string{
+		"image: busybox\nenv_file: missing.env\n": "missing.env",
+		"image: busybox\nenv_file: dev.env\n":     "dev.env is not a regular file",
+	} {
+		if _, err := LoadService(context.Background(), filepath.Join(dir, "web.yaml"), []byte(body), LoadOptions{}); !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), words) {
+			t.Errorf("%q: %v; want an error saying %q", body, err, words)
+		}
 	}
 }

@@ -14,8 +14,8 @@ import (
 	"github.com/flyingdutchman/flyingdutchman/volumes"
 )
 
-// openInTree opens path, a path in the tree's backing directory, resolved inside it (as
-// if it were /) whatever links are on the way, and not following a last link (O_PATH).
+// openInTree opens path (O_PATH), a path in the tree's backing directory, resolved
+// inside it (as if it were /) whatever links are on the way, a last one included.
 func (e *Engine) openInTree(path string) (int, error) {
 	root, err := unix.Open(e.TreeDir(), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {

@@ -45,6 +45,10 @@ type Spec struct {
 	AutoRemove bool `json:"auto_remove,omitempty"`
 	// Mounts are the container's volumes, binds and tmpfs mounts, as asked.
 	Mounts []volumes.Mount `json:"volumes,omitempty"`
+	// PlainVolumes refuses volumes that the local driver mounts (driver options: a
+	// host directory, a disk, which root chose): the spec comes from a spec file of a
+	// tree whose owner is not root. Not kept: it says where the spec comes from.
+	PlainVolumes bool `json:"-"`
 }
 
 // Duration is a time.Duration written as Go writes it ("10s", "1m30s") in JSON.

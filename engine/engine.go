@@ -86,6 +86,11 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The data root as the kernel names it (mountinfo does): what is mounted under it
+	// is found by its path.
+	if dir, err := filepath.EvalSymlinks(cfg.DataRoot); err == nil {
+		cfg.DataRoot = dir
+	}
 	e := &Engine{cfg: cfg, db: db, log: cfg.Logger, containers: map[string]*container{}, names: map[string]string{}, volHolds: map[string]int{}}
 	e.ctx, e.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	fail := func(err error) (*Engine, error) {

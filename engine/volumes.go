@@ -222,7 +222,9 @@ func (e *Engine) resolveMounts(ctx context.Context, spec *Spec, img *images.Imag
 				}
 			}
 			v, created, err := e.volumes.Create(ctx, m.Source, volumes.CreateOptions{Anonymous: m.Anonymous})
-			if err == nil {
+			if err == nil && spec.PlainVolumes && len(v.Options) > 0 {
+				err = errdefs.Invalid(fmt.Errorf("volume %s mounts a filesystem root chose (driver options: a host directory, a disk): a spec file in the tree of a user other than root may not use it", v.Name))
+			} else if err == nil {
 				hold(v.Name)
 			}
 			e.volMu.Unlock()
@@ -378,12 +380,12 @@ func (e *Engine) releaseIdleVolumes() {
 	}
 }
 
-// runningVolumes are the volumes that containers other than except use while they run
-// (or start, or are paused).
+// runningVolumes are the volumes that containers other than except use while their
+// process lives (starting, running, paused or stopping).
 func (e *Engine) runningVolumes(except string) map[string]bool {
 	out := map[string]bool{}
 	for _, c := range e.List() {
-		if c.ID == except || (c.State != Running && c.State != Starting && c.State != Paused) {
+		if c.ID == except || (c.State != Running && c.State != Starting && c.State != Paused && c.State != Stopping) {
 			continue
 		}
 		for _, m := range c.Mounts {

@@ -146,6 +146,8 @@ func (s *specs) load(ctx context.Context, file string, data []byte) (spec engine
 	}); errno != 0 {
 		return engine.Spec{}, fmt.Errorf("load %s: %w", file, errno)
 	}
+	// The owner of a tree who is not root may not reach what root mounted.
+	spec.PlainVolumes = s.t.uid != 0
 	return spec, err
 }
 

@@ -343,6 +343,11 @@ func TestTreeSpecBinds(t *testing.T) {
 		// cp, which reports a failed close (bash's redirection does not).
 		return ownerSh(t, d, "f=$(mktemp) && printf '"+body+"' > $f && cp $f containers/bad.yaml; r=$?; rm $f; exit $r")
 	}
+	// Nor may it use a volume whose filesystem root chose (a host directory bound).
+	d.MustRun("volume", "create", "-o", "type=none", "-o", "o=bind", "-o", "device=/etc", "rootvol")
+	if r := save("image: " + bb + "\\nvolumes: [\"rootvol:/x\"]\\n"); r.Code == 0 || !strings.Contains(mustSh(t, d, "cat events | tail -1"), "volume rootvol mounts a filesystem root chose") {
+		t.Errorf("a spec using root's bound volume: exit %d, %s", r.Code, mustSh(t, d, "cat events | tail -1"))
+	}
 	for _, c := range []struct{ source, words string }{
 		{"./missing", "bind source /containers/missing is not in the tree"},
 		{"./evil", "bind source /containers/evil is not in the tree"},

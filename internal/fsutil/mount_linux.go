@@ -19,6 +19,10 @@ func MountsUnder(dir string) ([]string, error) {
 		return nil, err
 	}
 	defer f.Close()
+	// mountinfo names mount points by their real paths.
+	if real, err := filepath.EvalSymlinks(dir); err == nil {
+		dir = real
+	}
 	dir = filepath.Clean(dir)
 	var out []string
 	sc := bufio.NewScanner(f)
@@ -71,8 +75,8 @@ func UnmountAll(dir string) error {
 			return nil
 		}
 		for _, mp := range mps {
-			if err := unix.Unmount(mp, 0); err != nil {
-				unix.Unmount(mp, unix.MNT_DETACH)
+			if err := unix.Unmount(mp, unix.UMOUNT_NOFOLLOW); err != nil {
+				unix.Unmount(mp, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW)
 			}
 		}
 	}
