@@ -10,7 +10,7 @@ BIN     := bin/dutchman
 TESTBIN := bin/dutchman.race
 
 # Debian packages the engine and its tests need. qemu-system-x86 joins with the vm runtime.
-DEBS       := runc fuse3 busybox-static docker-registry skopeo util-linux attr gcc vim rsync git
+DEBS       := runc fuse3 busybox-static docker-registry skopeo util-linux attr gcc vim rsync git containernetworking-plugins iptables iproute2
 BENCH_DEBS := podman conmon containernetworking-plugins golang-github-containers-common uidmap skopeo curl python3
 STATICCHECK_VERSION := v0.8.2
 

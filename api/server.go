@@ -69,6 +69,11 @@ func NewServer(eng *engine.Engine, version string, log *slog.Logger) *Server {
 		{"GET /v1/volumes/{name}", s.volumeInspect},
 		{"DELETE /v1/volumes/{name}", s.volumeRemove},
 		{"POST /v1/volumes/prune", s.volumePrune},
+		{"POST /v1/networks", s.networkCreate},
+		{"GET /v1/networks", s.networkList},
+		{"GET /v1/networks/{name}", s.networkInspect},
+		{"DELETE /v1/networks/{name}", s.networkRemove},
+		{"POST /v1/networks/prune", s.networkPrune},
 	}
 	for _, r := range routes {
 		s.mux.Handle(r.pattern, s.wrap(r.handler))

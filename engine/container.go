@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/flyingdutchman/flyingdutchman/engine/network"
 	"github.com/flyingdutchman/flyingdutchman/errdefs"
 	"github.com/flyingdutchman/flyingdutchman/volumes"
 )
@@ -45,6 +46,13 @@ type Spec struct {
 	AutoRemove bool `json:"auto_remove,omitempty"`
 	// Mounts are the container's volumes, binds and tmpfs mounts, as asked.
 	Mounts []volumes.Mount `json:"volumes,omitempty"`
+	// Networks are the networks the container joins (none: the default network). A
+	// network named "none" (loopback only) or "host" (the host's own) stands alone.
+	Networks []network.Request `json:"networks,omitempty"`
+	// Ports are the container's ports published on the host.
+	Ports []network.Port `json:"ports,omitempty"`
+	// PublishAll publishes every port the image exposes, on free host ports (-P).
+	PublishAll bool `json:"publish_all,omitempty"`
 	// PlainVolumes refuses volumes that the local driver mounts (driver options: a
 	// host directory, a disk, which root chose): the spec comes from a spec file of a
 	// tree whose owner is not root. Not kept: it says where the spec comes from.
@@ -98,6 +106,11 @@ type Container struct {
 	// Mounts are the spec's mounts resolved at create (volumes named, binds checked)
 	// and the anonymous volumes of the image's VOLUME paths.
 	Mounts []volumes.Mount `json:"mounts,omitempty"`
+	// NetNS is the network namespace the engine made for the container's run, and
+	// Endpoints its places on networks (addresses, published ports): what the end of
+	// the run takes down, after a daemon restart too.
+	NetNS     string             `json:"netns,omitempty"`
+	Endpoints []network.Endpoint `json:"endpoints,omitempty"`
 }
 
 // nameRule is Docker's rule for container names.
@@ -175,6 +188,9 @@ func (s *Spec) validate() error {
 		return errdefs.Invalid(fmt.Errorf("invalid stop grace period %s", time.Duration(*s.StopGracePeriod)))
 	}
 	if err := validateMounts(s.Mounts); err != nil {
+		return err
+	}
+	if err := validateNetworks(s.Networks, s.Ports); err != nil {
 		return err
 	}
 	if s.AutoRemove {

@@ -437,7 +437,7 @@ func (e *Engine) start(ctx context.Context, ct *container, opts StartOptions, ac
 		return err
 	}
 	c := ct.snapshot()
-	task, err := e.runTask(ctx, c, opts)
+	task, nr, err := e.runTask(ctx, c, opts)
 	if err != nil {
 		e.releaseVolumes(c)
 		code := startFailureCode(err)
@@ -458,44 +458,62 @@ func (e *Engine) start(ctx context.Context, ct *container, opts StartOptions, ac
 	ct.task, ct.exited = task, exited
 	err = e.transitionLocked(ct, Running, action, nil, func(c *Container) {
 		c.Pid, c.StartedAt, c.ExitCode, c.OOMKilled = task.Pid(), time.Now().UTC(), 0, false
+		c.NetNS, c.Endpoints = nr.NetNS, nr.Endpoints
 	})
 	ct.mu.Unlock()
 	if err != nil {
 		task.Kill(ctx, syscall.SIGKILL, true)
 	}
+	e.refreshHosts(nr.Endpoints)
 	e.monitor(ct, task, exited)
 	return err
 }
 
-// runTask prepares and starts the container's task.
-func (e *Engine) runTask(ctx context.Context, c *Container, opts StartOptions) (rt.Task, error) {
+// runTask prepares and starts the container's task, and returns it with what it made
+// of the container's network for this run.
+func (e *Engine) runTask(ctx context.Context, c *Container, opts StartOptions) (task rt.Task, nr *netRun, err error) {
 	runtime := e.runtimes[c.Runtime]
 	if runtime == nil {
-		return nil, errdefs.Invalid(fmt.Errorf("unknown runtime %q", c.Runtime))
+		return nil, nil, errdefs.Invalid(fmt.Errorf("unknown runtime %q", c.Runtime))
 	}
 	fs, err := e.images.Rootfs(ctx, c.ID)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// What an earlier run left (after a crash, or a restart) goes first.
 	if err := runtime.Delete(ctx, c.ID); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cfg, err := e.runtimeConfig(c, fs.Path)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cfg.ConsoleSize = opts.ConsoleSize
 	unstage, err := e.stageBinds(c, cfg.Mounts)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// The runtime binds the staged sources while it starts the container, which keeps
 	// its own mounts of them.
 	defer unstage()
 	if err := e.mountVolumes(ctx, c); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	if nr, err = e.connect(ctx, c); err != nil {
+		return nil, nil, err
+	}
+	defer func() {
+		if err != nil {
+			e.disconnect(ctx, c.ID, nr.NetNS, nr.Endpoints)
+		}
+	}()
+	cfg.NetNS, cfg.HostsFile, cfg.ResolvConf = nr.NetNS, nr.HostsFile, nr.ResolvConf
+	task, err = e.createTask(ctx, runtime, c, cfg, opts)
+	return task, nr, err
+}
+
+// createTask creates and starts the task of container c.
+func (e *Engine) createTask(ctx context.Context, runtime rt.Runtime, c *Container, cfg *rt.Config, opts StartOptions) (rt.Task, error) {
 	task, err := runtime.Create(ctx, cfg, e.logDir(c.ID))
 	if err != nil {
 		return nil, err
@@ -574,11 +592,14 @@ func (e *Engine) exited(ct *container, task rt.Task, st rt.ExitStatus) {
 		e.log.Warn("clean up after exit", "container", c.Name, "err", err)
 	}
 	// A stopped container's filesystem is not mounted (as in Docker); start mounts it.
-	// Nor are the filesystems of its volumes, unless another container uses them.
+	// Nor are the filesystems of its volumes, unless another container uses them, and
+	// its network goes (addresses and published ports are freed).
 	if err := e.images.Unmount(e.ctx, c.ID); err != nil {
 		e.log.Warn("unmount after exit", "container", c.Name, "err", err)
 	}
 	e.releaseVolumes(c)
+	e.disconnect(e.ctx, c.ID, c.NetNS, c.Endpoints)
+	defer e.refreshHosts(c.Endpoints)
 	task.Close()
 	attrs := map[string]string{"exitCode": fmt.Sprint(st.Code)}
 	if st.Error != "" {
@@ -598,6 +619,7 @@ func (e *Engine) exited(ct *container, task rt.Task, st rt.ExitStatus) {
 	}
 	err := e.transitionLocked(ct, to, "die", attrs, func(c *Container) {
 		c.ExitCode, c.OOMKilled, c.FinishedAt, c.Pid = st.Code, st.OOMKilled, st.At, 0
+		c.NetNS, c.Endpoints = "", nil
 		if st.Error != "" {
 			c.Error = st.Error
 		}

@@ -14,6 +14,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/flyingdutchman/flyingdutchman/engine/logs"
+	"github.com/flyingdutchman/flyingdutchman/engine/network"
 	rt "github.com/flyingdutchman/flyingdutchman/engine/runtime"
 	"github.com/flyingdutchman/flyingdutchman/engine/store"
 	"github.com/flyingdutchman/flyingdutchman/images"
@@ -49,6 +50,7 @@ type Engine struct {
 	db       *store.DB
 	images   *images.Store
 	volumes  *volumes.Store
+	networks *network.Manager
 	runtimes map[string]rt.Runtime
 	events   *events
 	log      *slog.Logger
@@ -109,6 +111,10 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	if e.volumes, err = volumes.Open(filepath.Join(cfg.DataRoot, "volumes"), db.DB); err != nil {
 		e.images.Close()
 		return fail(fmt.Errorf("volume store: %w", err))
+	}
+	if e.networks, err = network.Open(filepath.Join(cfg.DataRoot, "networks"), db.DB); err != nil {
+		e.images.Close()
+		return fail(fmt.Errorf("networks: %w", err))
 	}
 	e.unstageAll()
 	if e.runtimes, err = e.newRuntimes(); err != nil {

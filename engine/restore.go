@@ -2,8 +2,11 @@ package engine
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"time"
 
+	"github.com/flyingdutchman/flyingdutchman/engine/network"
 	rt "github.com/flyingdutchman/flyingdutchman/engine/runtime"
 )
 
@@ -26,6 +29,13 @@ func (e *Engine) restore(ctx context.Context) error {
 	var toStart []*container
 	for _, ct := range cts {
 		c := ct.snapshot()
+		if c.NetNS != "" {
+			switch c.State {
+			case Stopped, Created, Restarting, Removing:
+				// Its run ended while the daemon was away: its network goes.
+				e.dropNetwork(ct)
+			}
+		}
 		switch c.State {
 		case Removing:
 			go e.finishRemoval(ct)
@@ -46,6 +56,25 @@ func (e *Engine) restore(ctx context.Context) error {
 				if c.State == Stopped {
 					toStart = append(toStart, ct)
 				}
+			}
+		}
+	}
+	// What CNI still holds for containers whose runs are over (the daemon crashed before
+	// it took their networks down, or they went meanwhile) is released, and so are
+	// their network namespaces.
+	running := map[string]bool{}
+	for _, ct := range cts {
+		if c := ct.snapshot(); c.NetNS != "" {
+			running[c.ID] = true
+		}
+	}
+	if err := e.networks.ReleaseStale(ctx, func(id string) bool { return running[id] }); err != nil {
+		e.log.Warn("release the networks of containers no longer running", "err", err)
+	}
+	if ents, err := os.ReadDir(filepath.Join(e.cfg.DataRoot, "netns")); err == nil {
+		for _, ent := range ents {
+			if !running[ent.Name()] {
+				network.RemoveNS(filepath.Join(e.cfg.DataRoot, "netns", ent.Name()))
 			}
 		}
 	}
@@ -121,5 +150,18 @@ func (e *Engine) finishRemoval(ct *container) {
 	}
 	if err := e.Remove(e.ctx, c.ID, RemoveOptions{Force: true}); err != nil {
 		e.log.Warn("finish removal", "container", c.Name, "err", err)
+	}
+}
+
+// dropNetwork takes down the network of a container whose run is over, and forgets it.
+func (e *Engine) dropNetwork(ct *container) {
+	ct.mu.Lock()
+	defer ct.mu.Unlock()
+	c := ct.rec.Load()
+	e.disconnect(e.ctx, c.ID, c.NetNS, c.Endpoints)
+	next := *c
+	next.NetNS, next.Endpoints = "", nil
+	if err := e.persist(&next); err == nil {
+		ct.rec.Store(&next)
 	}
 }

@@ -48,6 +48,7 @@ func treeDaemon(t *testing.T, opts ...harness.DaemonOption) (*harness.Daemon, st
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
+		d.RemoveContainers()
 		if err := d.Stop(); err != nil {
 			t.Errorf("daemon: %v", err)
 		}

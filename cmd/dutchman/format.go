@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -97,4 +98,23 @@ func shortID(digest string) string {
 		return s[:12]
 	}
 	return s
+}
+
+// printEach prints, as one JSON list, what get returns for each of names, and then
+// returns the errors of those it could not get.
+func printEach[T any](w io.Writer, names []string, get func(name string) (T, error)) error {
+	out := []T{}
+	var errs []error
+	for _, n := range names {
+		v, err := get(n)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		out = append(out, v)
+	}
+	if err := printJSON(w, out); err != nil {
+		return err
+	}
+	return errors.Join(errs...)
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/flyingdutchman/flyingdutchman/api"
 	"github.com/flyingdutchman/flyingdutchman/engine"
+	"github.com/flyingdutchman/flyingdutchman/engine/network"
 	"github.com/flyingdutchman/flyingdutchman/errdefs"
 	"github.com/flyingdutchman/flyingdutchman/volumes"
 )
@@ -28,6 +29,9 @@ type createFlags struct {
 	stopSignal, runtime, pull, platform                        string
 	env, envFiles, labels                                      []string
 	volumes, mounts, tmpfs                                     []string
+	publish, networks, aliases                                 []string
+	ip                                                         string
+	publishAll                                                 bool
 	cpus                                                       float64
 	stopTimeout                                                int
 	rm, interactive, tty                                       bool
@@ -53,6 +57,11 @@ func addCreateFlags(cmd *cobra.Command, f *createFlags) {
 	fl.StringArrayVarP(&f.volumes, "volume", "v", nil, "mount a volume or a host path: NAME:/path, /host/path:/path[:ro], or /path for a new anonymous volume")
 	fl.StringArrayVar(&f.mounts, "mount", nil, "mount, long form: type=bind|volume|tmpfs,source=...,target=...[,readonly]")
 	fl.StringArrayVar(&f.tmpfs, "tmpfs", nil, "mount a tmpfs: /path[:size=64m,mode=1777]")
+	fl.StringArrayVarP(&f.publish, "publish", "p", nil, "publish a port: [IP:][HOSTPORT:]CONTAINERPORT[/tcp|udp] (a free host port if none)")
+	fl.BoolVarP(&f.publishAll, "publish-all", "P", false, "publish every port the image exposes, on free host ports")
+	fl.StringArrayVar(&f.networks, "network", nil, "join a network (repeatable), or none, or host (default: bridge)")
+	fl.StringVar(&f.ip, "ip", "", "the container's IPv4 address on its first network")
+	fl.StringArrayVar(&f.aliases, "network-alias", nil, "another name the container has on its networks")
 	fl.StringVar(&f.stopSignal, "stop-signal", "", "signal that stops the container (default SIGTERM)")
 	fl.IntVar(&f.stopTimeout, "stop-timeout", -1, "seconds stop waits before SIGKILL (default 10)")
 	fl.StringVar(&f.runtime, "runtime", "", "runtime: oci, vm or auto")
@@ -117,6 +126,26 @@ func (f *createFlags) spec(cmd *cobra.Command, args []string) (engine.Spec, erro
 			return s, err
 		}
 		s.Mounts = append(s.Mounts, m)
+	}
+	for _, p := range f.publish {
+		ports, err := network.ParsePort(p)
+		if err != nil {
+			return s, err
+		}
+		s.Ports = append(s.Ports, ports...)
+	}
+	s.PublishAll = f.publishAll
+	for _, n := range f.networks {
+		s.Networks = append(s.Networks, network.Request{Network: n})
+	}
+	if f.ip != "" || len(f.aliases) > 0 {
+		if len(s.Networks) == 0 {
+			s.Networks = []network.Request{{Network: network.Default}}
+		}
+		s.Networks[0].IP = f.ip
+		for i := range s.Networks {
+			s.Networks[i].Aliases = f.aliases
+		}
 	}
 	if len(f.labels) > 0 {
 		s.Labels = map[string]string{}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 
@@ -97,20 +96,7 @@ func newVolumeCommand(c *cli) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			out := []*engine.VolumeInfo{}
-			var errs []error
-			for _, a := range args {
-				v, err := cl.VolumeInspect(cmd.Context(), a)
-				if err != nil {
-					errs = append(errs, err)
-					continue
-				}
-				out = append(out, v)
-			}
-			if err := printJSON(cmd.OutOrStdout(), out); err != nil {
-				return err
-			}
-			return errors.Join(errs...)
+			return printEach(cmd.OutOrStdout(), args, func(name string) (*engine.VolumeInfo, error) { return cl.VolumeInspect(cmd.Context(), name) })
 		},
 	}
 

@@ -41,6 +41,12 @@ type Config struct {
 	Mounts []Mount
 	// Labels are passed to the runtime's own metadata (OCI annotations).
 	Labels map[string]string
+	// NetNS is the network namespace the container joins: a path the engine pinned, or
+	// "host" for the host's own; "" for a new one with loopback only.
+	NetNS string
+	// HostsFile and ResolvConf are the files the container sees as /etc/hosts and
+	// /etc/resolv.conf (the engine keeps them current); "" for the runtime's own.
+	HostsFile, ResolvConf string
 }
 
 // Mount is a filesystem mounted into a container.

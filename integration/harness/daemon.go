@@ -112,11 +112,25 @@ func StartDaemon(t testing.TB, opts ...DaemonOption) *Daemon {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
+		d.RemoveContainers()
 		if err := d.Stop(); err != nil {
 			t.Errorf("daemon: %v", err)
 		}
 	})
 	return d
+}
+
+// RemoveContainers removes every container of a running daemon, which takes their
+// networks down (addresses, published ports, firewall rules) as a test's end should;
+// runc delete, in the harness's cleanup, would leave those behind.
+func (d *Daemon) RemoveContainers() {
+	if d.cmd == nil {
+		return
+	}
+	ids := strings.Fields(d.Run("ps", "-aq").Stdout)
+	if len(ids) > 0 {
+		d.Run(append([]string{"rm", "-f"}, ids...)...)
+	}
 }
 
 // Start runs the daemon and waits for its socket to answer.

@@ -100,6 +100,7 @@ func alive(pid int) bool {
 func cleanDir(dir string) {
 	deleteContainers(dir)
 	killUsers(dir)
+	deleteIdleBridges()
 	for _, m := range mountsUnder(dir) {
 		if err := unix.Unmount(m, 0); err != nil {
 			unix.Unmount(m, unix.MNT_DETACH)
@@ -234,6 +235,34 @@ func deleteContainers(dir string) {
 		for _, e := range ents {
 			if e.IsDir() {
 				exec.Command("runc", "--root", root, "delete", "--force", e.Name()).Run()
+			}
+		}
+	}
+}
+
+// deleteIdleBridges deletes the networks' bridges (dm-*) that no container is on: a
+// daemon keeps its networks' bridges, as Docker keeps docker0, and a test's daemon goes
+// with its test. One that another test's container is on stays; an idle one that a
+// running daemon still uses is made again at its next container's start.
+func deleteIdleBridges() {
+	ents, _ := os.ReadDir("/sys/class/net")
+	for _, e := range ents {
+		name := e.Name()
+		if !strings.HasPrefix(name, "dm-") {
+			continue
+		}
+		ports, err := os.ReadDir(filepath.Join("/sys/class/net", name, "brif"))
+		if err == nil && len(ports) == 0 {
+			exec.Command("ip", "link", "delete", name).Run()
+		}
+	}
+	// And the isolation rules of the bridges that are gone.
+	out, _ := exec.Command("iptables", "-w", "-S", "DUTCHMAN-ISOLATION").Output()
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 8 && f[0] == "-A" && f[2] == "-i" && f[7] == "RETURN" {
+			if _, err := os.Stat(filepath.Join("/sys/class/net", f[3])); os.IsNotExist(err) {
+				exec.Command("iptables", append([]string{"-w", "-D"}, f[1:]...)...).Run()
 			}
 		}
 	}

@@ -163,11 +163,15 @@ func (r *Runtime) Create(ctx context.Context, cfg *rt.Config, logDir string) (rt
 	if err := os.WriteFile(hostname, []byte(cfg.Hostname+"\n"), 0o644); err != nil {
 		return nil, err
 	}
-	hostsData := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t" + cfg.Hostname + "\n"
-	if err := os.WriteFile(hosts, []byte(hostsData), 0o644); err != nil {
-		return nil, err
+	if cfg.HostsFile != "" {
+		hosts = cfg.HostsFile
+	} else {
+		hostsData := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t" + cfg.Hostname + "\n"
+		if err := os.WriteFile(hosts, []byte(hostsData), 0o644); err != nil {
+			return nil, err
+		}
 	}
-	spec, err := Spec(cfg, SpecOptions{CgroupsPath: cgroupsPath(cfg.ID), HostnameFile: hostname, HostsFile: hosts})
+	spec, err := Spec(cfg, SpecOptions{CgroupsPath: cgroupsPath(cfg.ID), HostnameFile: hostname, HostsFile: hosts, ResolvConf: cfg.ResolvConf})
 	if err != nil {
 		return nil, err
 	}
@@ -218,8 +222,12 @@ func (r *Runtime) Describe(ctx context.Context, cfg *rt.Config) ([]byte, error) 
 		return nil, err
 	}
 	bundle := r.bundle(cfg.ID)
+	hosts := filepath.Join(bundle, "hosts")
+	if cfg.HostsFile != "" {
+		hosts = cfg.HostsFile
+	}
 	spec, err := Spec(cfg, SpecOptions{CgroupsPath: cgroupsPath(cfg.ID),
-		HostnameFile: filepath.Join(bundle, "hostname"), HostsFile: filepath.Join(bundle, "hosts")})
+		HostnameFile: filepath.Join(bundle, "hostname"), HostsFile: hosts, ResolvConf: cfg.ResolvConf})
 	if err != nil {
 		return nil, err
 	}

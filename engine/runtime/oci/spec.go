@@ -186,15 +186,21 @@ func buildSpec(cfg *runtime.Config, o SpecOptions, h specHost) (*specs.Spec, err
 		return nil, err
 	}
 
-	namespaces := []specs.LinuxNamespace{
-		{Type: specs.MountNamespace},
-		// A new network namespace holds only loopback (runc brings it up); the network
-		// package attaches the container to its networks later.
-		{Type: specs.NetworkNamespace},
-		{Type: specs.UTSNamespace},
-		{Type: specs.PIDNamespace},
-		{Type: specs.IPCNamespace},
+	namespaces := []specs.LinuxNamespace{{Type: specs.MountNamespace}}
+	switch cfg.NetNS {
+	case "host":
+		// The host's own network.
+	case "":
+		// A new network namespace holds only loopback (runc brings it up).
+		namespaces = append(namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace})
+	default:
+		// The one the engine made and put on the container's networks.
+		namespaces = append(namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: cfg.NetNS})
 	}
+	namespaces = append(namespaces,
+		specs.LinuxNamespace{Type: specs.UTSNamespace},
+		specs.LinuxNamespace{Type: specs.PIDNamespace},
+		specs.LinuxNamespace{Type: specs.IPCNamespace})
 	// Docker's default cgroupns mode: private on the unified hierarchy, the host's on v1,
 	// where runc already shows the container only its own cgroups (it bind-mounts them
 	// at /sys/fs/cgroup/<controller>) and tools of that era expect host paths in

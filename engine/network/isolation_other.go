@@ -1,0 +1,7 @@
+//go:build !linux
+
+package network
+
+func isolate(bridge string) error { return nil }
+
+func unisolate(bridge string) {}

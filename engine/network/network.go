@@ -1,0 +1,500 @@
+package network
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/types"
+	current "github.com/containernetworking/cni/pkg/types/100"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/flyingdutchman/flyingdutchman/errdefs"
+)
+
+// Default is the network a container joins when it names none, as Docker's "bridge".
+const Default = "bridge"
+
+// PluginDirs are where CNI plugins are looked for: Debian's containernetworking-plugins.
+var PluginDirs = []string{"/usr/lib/cni", "/opt/cni/bin"}
+
+// pool is where networks take their subnets from, a /24 each, skipping the host's routes.
+var pool = net.IPNet{IP: net.IPv4(10, 89, 0, 0).To4(), Mask: net.CIDRMask(16, 32)}
+
+var bucket = []byte("networks")
+
+// Network is a bridge network.
+type Network struct {
+	Name    string            `json:"name"`
+	ID      string            `json:"id"`
+	Driver  string            `json:"driver"`
+	Subnet  string            `json:"subnet"`
+	Gateway string            `json:"gateway"`
+	Bridge  string            `json:"bridge"` // the host's bridge device
+	Labels  map[string]string `json:"labels,omitempty"`
+	Created time.Time         `json:"created"`
+}
+
+// CreateOptions are what a new network may say; the rest is chosen.
+type CreateOptions struct {
+	Subnet  string // CIDR; one that clashes with no route of the host's if ""
+	Gateway string // the subnet's first address if ""
+	Labels  map[string]string
+}
+
+// Request asks for a container's place on a network.
+type Request struct {
+	Network string   `json:"network"`
+	IP      string   `json:"ip,omitempty"` // a static address in the network's subnet, or "" for any
+	Aliases []string `json:"aliases,omitempty"`
+}
+
+// The network modes that are not networks.
+const (
+	None = "none" // loopback only
+	Host = "host" // the host's own network namespace
+)
+
+// Port is a published port: HostPort on the host (HostIP, or every address) to
+// ContainerPort in the container.
+type Port struct {
+	HostIP        string `json:"host_ip,omitempty"`
+	HostPort      int    `json:"host_port"`
+	ContainerPort int    `json:"container_port"`
+	Protocol      string `json:"protocol"` // tcp or udp
+}
+
+// Endpoint is a container's place on a network, as CNI made it.
+type Endpoint struct {
+	Network string   `json:"network"`
+	IfName  string   `json:"ifname"`
+	IP      string   `json:"ip"` // without the prefix length
+	Prefix  int      `json:"prefix"`
+	Gateway string   `json:"gateway"`
+	MAC     string   `json:"mac,omitempty"`
+	Aliases []string `json:"aliases,omitempty"`
+	// Ports are the ports published through this endpoint: the DEL that removes them
+	// must name them again.
+	Ports []Port `json:"ports,omitempty"`
+}
+
+// Manager keeps the networks and attaches containers to them.
+type Manager struct {
+	db  *bolt.DB
+	dir string
+	cni *libcni.CNIConfig
+	// mu serialises changes to the networks (create, remove) and the choice of subnets.
+	mu sync.Mutex
+}
+
+// Open opens the networks whose records are in db and whose CNI state lives under dir,
+// and makes the default network if it is missing.
+func Open(dir string, db *bolt.DB) (*Manager, error) {
+	if err := os.MkdirAll(filepath.Join(dir, "cache"), 0o700); err != nil {
+		return nil, err
+	}
+	if err := db.Update(func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(bucket)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	m := &Manager{db: db, dir: dir, cni: libcni.NewCNIConfigWithCacheDir(PluginDirs, filepath.Join(dir, "cache"), nil)}
+	if _, err := m.Get(Default); errors.Is(err, errdefs.ErrNotFound) {
+		if _, err := m.create(Default, CreateOptions{}, ""); err != nil {
+			return nil, fmt.Errorf("default network: %w", err)
+		}
+	} else if err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+var validName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$`)
+
+// ValidName returns an errdefs.Invalid error unless name can name a network.
+func ValidName(name string) error {
+	if !validName.MatchString(name) {
+		return errdefs.Invalid(fmt.Errorf("invalid network name %q: only [a-zA-Z0-9][a-zA-Z0-9_.-]* is allowed, at most 64 characters", name))
+	}
+	switch name {
+	case "none", "host", "container", "default":
+		return errdefs.Invalid(fmt.Errorf("invalid network name %q: it is a network mode", name))
+	}
+	return nil
+}
+
+// Create makes network name.
+func (m *Manager) Create(name string, opts CreateOptions) (*Network, error) {
+	if err := ValidName(name); err != nil {
+		return nil, err
+	}
+	return m.create(name, opts, "")
+}
+
+func (m *Manager) create(name string, opts CreateOptions, bridge string) (*Network, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, err := m.Get(name); err == nil {
+		return nil, errdefs.Conflict(fmt.Errorf("network %s already exists", name))
+	}
+	existing, err := m.List()
+	if err != nil {
+		return nil, err
+	}
+	subnet, err := m.chooseSubnet(opts.Subnet, existing)
+	if err != nil {
+		return nil, err
+	}
+	gw := firstHost(subnet)
+	if opts.Gateway != "" {
+		if gw = net.ParseIP(opts.Gateway).To4(); gw == nil || !subnet.Contains(gw) {
+			return nil, errdefs.Invalid(fmt.Errorf("gateway %s is not an address of %s", opts.Gateway, subnet))
+		}
+	}
+	id := randomID()
+	if bridge == "" {
+		bridge = "dm-" + id[:10]
+	}
+	n := &Network{Name: name, ID: id, Driver: "bridge", Subnet: subnet.String(), Gateway: gw.String(), Bridge: bridge, Labels: opts.Labels, Created: time.Now().UTC().Round(0)}
+	data, err := json.Marshal(n)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucket).Put([]byte(name), data) }); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// Get returns network name.
+func (m *Manager) Get(name string) (*Network, error) {
+	var n *Network
+	err := m.db.View(func(tx *bolt.Tx) error {
+		data := tx.Bucket(bucket).Get([]byte(name))
+		if data == nil {
+			return errdefs.NotFound(fmt.Errorf("no such network: %s", name))
+		}
+		n = &Network{}
+		return json.Unmarshal(data, n)
+	})
+	return n, err
+}
+
+// List returns the networks by name.
+func (m *Manager) List() ([]*Network, error) {
+	var out []*Network
+	err := m.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucket).ForEach(func(_, v []byte) error {
+			n := &Network{}
+			if err := json.Unmarshal(v, n); err != nil {
+				return err
+			}
+			out = append(out, n)
+			return nil
+		})
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, err
+}
+
+// Remove removes network name; the caller checks that no container uses it. Its bridge
+// goes with it.
+func (m *Manager) Remove(name string) error {
+	if name == Default {
+		return errdefs.Invalid(errors.New("the default network cannot be removed"))
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n, err := m.Get(name)
+	if err != nil {
+		return err
+	}
+	if err := m.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucket).Delete([]byte(name)) }); err != nil {
+		return err
+	}
+	deleteLink(n.Bridge)
+	unisolate(n.Bridge)
+	os.RemoveAll(filepath.Join(m.dir, "ipam", n.Name))
+	return nil
+}
+
+// chooseSubnet returns want, checked, or the first /24 of the pool that no network and
+// no route of the host's overlaps.
+func (m *Manager) chooseSubnet(want string, existing []*Network) (*net.IPNet, error) {
+	var taken []*net.IPNet
+	for _, n := range existing {
+		if _, s, err := net.ParseCIDR(n.Subnet); err == nil {
+			taken = append(taken, s)
+		}
+	}
+	if want != "" {
+		_, s, err := net.ParseCIDR(want)
+		if err != nil || s.IP.To4() == nil {
+			return nil, errdefs.Invalid(fmt.Errorf("invalid subnet %q: want an IPv4 CIDR such as 10.90.0.0/24", want))
+		}
+		if ones, _ := s.Mask.Size(); ones > 30 {
+			return nil, errdefs.Invalid(fmt.Errorf("subnet %s is too small", want))
+		}
+		for _, t := range taken {
+			if overlaps(s, t) {
+				return nil, errdefs.Conflict(fmt.Errorf("subnet %s overlaps %s of another network", s, t))
+			}
+		}
+		return s, nil
+	}
+	taken = append(taken, hostRoutes()...)
+	base := binary.BigEndian.Uint32(pool.IP.To4())
+	for i := uint32(0); i < 256; i++ {
+		ip := make(net.IP, 4)
+		binary.BigEndian.PutUint32(ip, base+i<<8)
+		s := &net.IPNet{IP: ip, Mask: net.CIDRMask(24, 32)}
+		free := true
+		for _, t := range taken {
+			if overlaps(s, t) {
+				free = false
+				break
+			}
+		}
+		if free {
+			return s, nil
+		}
+	}
+	return nil, errdefs.Conflict(fmt.Errorf("no free subnet left in %s", pool.String()))
+}
+
+func overlaps(a, b *net.IPNet) bool { return a.Contains(b.IP) || b.Contains(a.IP) }
+
+// firstHost is the first address of subnet s (the gateway's, by default).
+func firstHost(s *net.IPNet) net.IP {
+	ip := make(net.IP, 4)
+	binary.BigEndian.PutUint32(ip, binary.BigEndian.Uint32(s.IP.To4())+1)
+	return ip
+}
+
+// hostRoutes are the IPv4 destinations of the host's routes but the default one.
+func hostRoutes() []*net.IPNet {
+	data, err := os.ReadFile("/proc/net/route")
+	if err != nil {
+		return nil
+	}
+	var out []*net.IPNet
+	for _, line := range strings.Split(string(data), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) < 8 {
+			continue
+		}
+		dst, err1 := hex.DecodeString(f[1])
+		mask, err2 := hex.DecodeString(f[7])
+		if err1 != nil || err2 != nil || len(dst) != 4 || len(mask) != 4 {
+			continue
+		}
+		// Little-endian words.
+		n := &net.IPNet{IP: net.IP{dst[3], dst[2], dst[1], dst[0]}, Mask: net.IPMask{mask[3], mask[2], mask[1], mask[0]}}
+		if ones, _ := n.Mask.Size(); ones == 0 {
+			continue
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+func randomID() string {
+	b := make([]byte, 32)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// conflist is network n's CNI configuration.
+func (m *Manager) conflist(n *Network) (*libcni.NetworkConfigList, error) {
+	conf := map[string]any{
+		"cniVersion": "1.0.0",
+		"name":       n.Name,
+		"plugins": []any{
+			map[string]any{
+				"type": "bridge", "bridge": n.Bridge, "isGateway": true, "ipMasq": true, "hairpinMode": true,
+				"ipam": map[string]any{
+					"type":    "host-local",
+					"ranges":  [][]map[string]string{{{"subnet": n.Subnet, "gateway": n.Gateway}}},
+					"routes":  []map[string]string{{"dst": "0.0.0.0/0"}},
+					"dataDir": filepath.Join(m.dir, "ipam"),
+				},
+			},
+			map[string]any{"type": "portmap", "capabilities": map[string]bool{"portMappings": true}, "snat": true},
+			map[string]any{"type": "firewall"},
+		},
+	}
+	data, err := json.Marshal(conf)
+	if err != nil {
+		return nil, err
+	}
+	return libcni.ConfListFromBytes(data)
+}
+
+var loopback, _ = libcni.ConfListFromBytes([]byte(`{"cniVersion":"1.0.0","name":"loopback","plugins":[{"type":"loopback"}]}`))
+
+// Up brings loopback up in the namespace at ns: a container on no network has that.
+func (m *Manager) Up(ctx context.Context, id, ns string) error {
+	_, err := m.cni.AddNetworkList(ctx, loopback, &libcni.RuntimeConf{ContainerID: id, NetNS: ns, IfName: "lo"})
+	if err != nil {
+		return fmt.Errorf("loopback: %w", err)
+	}
+	return nil
+}
+
+// Attach puts container id, in the namespace at ns, on the networks reqs ask for (eth0,
+// eth1, ...), and publishes ports on the first. On failure what it made is undone.
+func (m *Manager) Attach(ctx context.Context, id, ns string, reqs []Request, ports []Port) ([]Endpoint, error) {
+	var eps []Endpoint
+	for i, r := range reqs {
+		n, err := m.Get(r.Network)
+		if err != nil {
+			m.Detach(context.WithoutCancel(ctx), id, ns, eps)
+			return nil, err
+		}
+		rt := runtimeConf(id, ns, fmt.Sprintf("eth%d", i))
+		if r.IP != "" {
+			ip := net.ParseIP(r.IP).To4()
+			if _, s, _ := net.ParseCIDR(n.Subnet); ip == nil || !s.Contains(ip) {
+				m.Detach(context.WithoutCancel(ctx), id, ns, eps)
+				return nil, errdefs.Invalid(fmt.Errorf("address %s is not in network %s's subnet %s", r.IP, n.Name, n.Subnet))
+			}
+			rt.Args = append(rt.Args, [2]string{"IP", ip.String()})
+		}
+		var published []Port
+		if i == 0 {
+			published = ports
+			publish(rt, ports)
+		}
+		list, err := m.conflist(n)
+		if err != nil {
+			m.Detach(context.WithoutCancel(ctx), id, ns, eps)
+			return nil, err
+		}
+		res, err := m.cni.AddNetworkList(ctx, list, rt)
+		if err != nil {
+			m.cni.DelNetworkList(context.WithoutCancel(ctx), list, rt)
+			m.Detach(context.WithoutCancel(ctx), id, ns, eps)
+			return nil, fmt.Errorf("attach to network %s: %w", n.Name, err)
+		}
+		if err := isolate(n.Bridge); err != nil {
+			m.cni.DelNetworkList(context.WithoutCancel(ctx), list, rt)
+			m.Detach(context.WithoutCancel(ctx), id, ns, eps)
+			return nil, fmt.Errorf("attach to network %s: %w", n.Name, err)
+		}
+		ep, err := endpoint(res, n, rt.IfName)
+		if err != nil {
+			m.Detach(context.WithoutCancel(ctx), id, ns, append(eps, Endpoint{Network: n.Name, IfName: rt.IfName}))
+			return nil, err
+		}
+		ep.Aliases, ep.Ports = r.Aliases, published
+		eps = append(eps, ep)
+	}
+	return eps, nil
+}
+
+// Detach takes container id off the networks of eps (its addresses, its interfaces
+// and its published ports go). It goes on past errors and returns the first.
+func (m *Manager) Detach(ctx context.Context, id, ns string, eps []Endpoint) error {
+	var first error
+	for i := len(eps) - 1; i >= 0; i-- {
+		ep := eps[i]
+		n, err := m.Get(ep.Network)
+		if err != nil {
+			// The network went (removed while nothing was attached, say): the record
+			// of what to undo is in libcni's cache, which a DEL of the same name reads.
+			n = &Network{Name: ep.Network, Bridge: "none"}
+		}
+		list, err := m.conflist(n)
+		if err == nil {
+			rt := runtimeConf(id, ns, ep.IfName)
+			publish(rt, ep.Ports)
+			err = m.cni.DelNetworkList(ctx, list, rt)
+		}
+		if err != nil && first == nil {
+			first = fmt.Errorf("detach from network %s: %w", ep.Network, err)
+		}
+	}
+	return first
+}
+
+// publish asks portmap, through rt, for ports.
+func publish(rt *libcni.RuntimeConf, ports []Port) {
+	if len(ports) == 0 {
+		return
+	}
+	var pm []map[string]any
+	for _, p := range ports {
+		pm = append(pm, map[string]any{"hostPort": p.HostPort, "containerPort": p.ContainerPort, "protocol": p.Protocol, "hostIP": p.HostIP})
+	}
+	rt.CapabilityArgs = map[string]any{"portMappings": pm}
+}
+
+func runtimeConf(id, ns, ifName string) *libcni.RuntimeConf {
+	return &libcni.RuntimeConf{ContainerID: id, NetNS: ns, IfName: ifName, Args: [][2]string{{"IgnoreUnknown", "1"}}}
+}
+
+// endpoint reads what CNI's ADD said of interface ifName.
+func endpoint(res types.Result, n *Network, ifName string) (Endpoint, error) {
+	r, err := current.NewResultFromResult(res)
+	if err != nil {
+		return Endpoint{}, err
+	}
+	ep := Endpoint{Network: n.Name, IfName: ifName, Gateway: n.Gateway}
+	for i, iface := range r.Interfaces {
+		if iface.Name != ifName || iface.Sandbox == "" {
+			continue
+		}
+		ep.MAC = iface.Mac
+		for _, ip := range r.IPs {
+			if ip.Interface != nil && *ip.Interface == i && ip.Address.IP.To4() != nil {
+				ep.IP = ip.Address.IP.String()
+				ep.Prefix, _ = ip.Address.Mask.Size()
+				if ip.Gateway != nil {
+					ep.Gateway = ip.Gateway.String()
+				}
+			}
+		}
+	}
+	if ep.IP == "" {
+		return ep, fmt.Errorf("network %s gave %s no IPv4 address", n.Name, ifName)
+	}
+	return ep, nil
+}
+
+// ReleaseStale takes down what CNI recorded for the containers keep does not keep
+// (their runs ended while the daemon was away, or they went): addresses, published
+// ports and firewall rules, from libcni's cache of each ADD. It returns the first error.
+func (m *Manager) ReleaseStale(ctx context.Context, keep func(containerID string) bool) error {
+	atts, err := m.cni.GetCachedAttachments("")
+	if err != nil {
+		return err
+	}
+	var first error
+	for _, a := range atts {
+		if a.Network == "loopback" || keep(a.ContainerID) {
+			continue
+		}
+		list, err := libcni.ConfListFromBytes(a.Config)
+		if err == nil {
+			err = m.cni.DelNetworkList(ctx, list, &libcni.RuntimeConf{ContainerID: a.ContainerID, NetNS: a.NetNS, IfName: a.IfName, Args: a.CniArgs, CapabilityArgs: a.CapabilityArgs})
+		}
+		if err != nil && first == nil {
+			first = fmt.Errorf("release %s of container %s: %w", a.Network, a.ContainerID, err)
+		}
+	}
+	return first
+}

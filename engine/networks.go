@@ -1,0 +1,408 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/flyingdutchman/flyingdutchman/engine/network"
+	"github.com/flyingdutchman/flyingdutchman/errdefs"
+)
+
+// validateNetworks checks a spec's networks and ports.
+func validateNetworks(reqs []network.Request, ports []network.Port) error {
+	seen := map[string]bool{}
+	for _, r := range reqs {
+		switch r.Network {
+		case network.None, network.Host:
+			if len(reqs) > 1 {
+				return errdefs.Invalid(fmt.Errorf("network %s cannot be combined with other networks", r.Network))
+			}
+			if r.IP != "" || len(r.Aliases) > 0 {
+				return errdefs.Invalid(fmt.Errorf("network %s takes no address or alias", r.Network))
+			}
+			if len(ports) > 0 {
+				return errdefs.Invalid(fmt.Errorf("ports cannot be published with network %s", r.Network))
+			}
+		default:
+			if err := network.ValidName(r.Network); err != nil {
+				return err
+			}
+		}
+		if seen[r.Network] {
+			return errdefs.Invalid(fmt.Errorf("network %s named twice", r.Network))
+		}
+		seen[r.Network] = true
+		if r.IP != "" && net.ParseIP(r.IP).To4() == nil {
+			return errdefs.Invalid(fmt.Errorf("invalid IPv4 address %q", r.IP))
+		}
+	}
+	published := map[string]bool{}
+	for _, p := range ports {
+		if p.ContainerPort < 1 || p.ContainerPort > 65535 || p.HostPort < 0 || p.HostPort > 65535 {
+			return errdefs.Invalid(fmt.Errorf("invalid port mapping %d:%d: ports are 1 to 65535", p.HostPort, p.ContainerPort))
+		}
+		if p.Protocol != "tcp" && p.Protocol != "udp" {
+			return errdefs.Invalid(fmt.Errorf("invalid protocol %q: tcp or udp", p.Protocol))
+		}
+		if p.HostIP != "" && net.ParseIP(p.HostIP).To4() == nil {
+			return errdefs.Invalid(fmt.Errorf("invalid host address %q", p.HostIP))
+		}
+		key := fmt.Sprintf("%s:%d/%s", p.HostIP, p.HostPort, p.Protocol)
+		if p.HostPort != 0 && published[key] {
+			return errdefs.Invalid(fmt.Errorf("host port %s published twice", key))
+		}
+		published[key] = true
+	}
+	return nil
+}
+
+// Networks are the engine's networks.
+func (e *Engine) Networks() *network.Manager { return e.networks }
+
+// netRequests are the networks c joins: the default one unless it names others.
+func netRequests(c *Container) []network.Request {
+	if len(c.Spec.Networks) == 0 {
+		return []network.Request{{Network: network.Default}}
+	}
+	return c.Spec.Networks
+}
+
+// netMode is "host", "none", or "" for networks.
+func netMode(c *Container) string {
+	if r := netRequests(c); len(r) == 1 && (r[0].Network == network.Host || r[0].Network == network.None) {
+		return r[0].Network
+	}
+	return ""
+}
+
+func (e *Engine) netnsPath(id string) string { return filepath.Join(e.cfg.DataRoot, "netns", id) }
+
+// netRun is what connect made for one run of a container.
+type netRun struct {
+	NetNS      string // "host" for the host's
+	Endpoints  []network.Endpoint
+	HostsFile  string
+	ResolvConf string
+}
+
+// connect makes c's network namespace and puts it on its networks, publishing its ports
+// (a host port of 0 becomes a free one). On failure it undoes what it made.
+func (e *Engine) connect(ctx context.Context, c *Container) (*netRun, error) {
+	run := &netRun{HostsFile: filepath.Join(e.containerDir(c.ID), "hosts"), ResolvConf: filepath.Join(e.containerDir(c.ID), "resolv.conf")}
+	if err := os.MkdirAll(e.containerDir(c.ID), 0o700); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(run.ResolvConf, resolvConf(), 0o644); err != nil {
+		return nil, err
+	}
+	switch netMode(c) {
+	case network.Host:
+		run.NetNS, run.HostsFile = network.Host, "/etc/hosts"
+		return run, nil
+	}
+	ns := e.netnsPath(c.ID)
+	network.RemoveNS(ns) // what a crash left
+	if err := network.NewNS(ns); err != nil {
+		return nil, err
+	}
+	run.NetNS = ns
+	if err := e.networks.Up(ctx, c.ID, ns); err != nil {
+		network.RemoveNS(ns)
+		return nil, err
+	}
+	if netMode(c) != network.None {
+		ports, err := freePorts(e.publishedPorts(ctx, c))
+		if err != nil {
+			network.RemoveNS(ns)
+			return nil, err
+		}
+		if run.Endpoints, err = e.networks.Attach(ctx, c.ID, ns, netRequests(c), ports); err != nil {
+			network.RemoveNS(ns)
+			return nil, err
+		}
+	}
+	if err := os.WriteFile(run.HostsFile, e.hostsFile(c, run.Endpoints), 0o644); err != nil {
+		e.disconnect(ctx, c.ID, run.NetNS, run.Endpoints)
+		return nil, err
+	}
+	return run, nil
+}
+
+// disconnect takes a run's endpoints and network namespace down. It goes on past
+// errors, which it logs.
+func (e *Engine) disconnect(ctx context.Context, id, ns string, eps []network.Endpoint) {
+	if ns == "" || ns == network.Host {
+		return
+	}
+	ctx = context.WithoutCancel(ctx)
+	if err := e.networks.Detach(ctx, id, ns, eps); err != nil {
+		e.log.Warn("take a container off its networks", "container", id, "err", err)
+	}
+	if err := network.RemoveNS(ns); err != nil {
+		e.log.Warn("remove a network namespace", "container", id, "err", err)
+	}
+}
+
+// publishedPorts are the ports c publishes: those its spec names, and with PublishAll
+// every port its image exposes that they do not.
+func (e *Engine) publishedPorts(ctx context.Context, c *Container) []network.Port {
+	ports := slices.Clone(c.Spec.Ports)
+	if !c.Spec.PublishAll {
+		return ports
+	}
+	img, err := e.images.Get(ctx, c.ImageID)
+	if err != nil || img.Config == nil {
+		return ports
+	}
+	var exposed []string
+	for p := range img.Config.Config.ExposedPorts {
+		exposed = append(exposed, p)
+	}
+	slices.Sort(exposed)
+	for _, x := range exposed {
+		ps, err := network.ParsePort(x)
+		if err != nil {
+			e.log.Warn("an image's EXPOSE that is no port is left alone", "image", c.Image, "port", x)
+			continue
+		}
+		for _, p := range ps {
+			if !slices.ContainsFunc(ports, func(q network.Port) bool { return q.ContainerPort == p.ContainerPort && q.Protocol == p.Protocol }) {
+				ports = append(ports, p)
+			}
+		}
+	}
+	return ports
+}
+
+// freePorts gives each port published on host port 0 a free port of the host's.
+func freePorts(ports []network.Port) ([]network.Port, error) {
+	out := slices.Clone(ports)
+	for i, p := range out {
+		if p.HostPort != 0 {
+			continue
+		}
+		addr := net.JoinHostPort(p.HostIP, "0")
+		if p.Protocol == "udp" {
+			l, err := net.ListenPacket("udp4", addr)
+			if err != nil {
+				return nil, fmt.Errorf("find a free host port: %w", err)
+			}
+			out[i].HostPort = l.LocalAddr().(*net.UDPAddr).Port
+			l.Close()
+			continue
+		}
+		l, err := net.Listen("tcp4", addr)
+		if err != nil {
+			return nil, fmt.Errorf("find a free host port: %w", err)
+		}
+		out[i].HostPort = l.Addr().(*net.TCPAddr).Port
+		l.Close()
+	}
+	return out, nil
+}
+
+// resolvConf is the host's resolv.conf without its loopback name servers, which the
+// container cannot reach (a local caching resolver), and Google's as Docker falls back
+// to when none is left.
+func resolvConf() []byte {
+	data, _ := os.ReadFile("/etc/resolv.conf")
+	var b bytes.Buffer
+	servers := 0
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && f[0] == "nameserver" {
+			if ip := net.ParseIP(f[1]); ip == nil || ip.IsLoopback() {
+				continue
+			}
+			servers++
+		}
+		if strings.TrimSpace(line) != "" {
+			b.WriteString(line + "\n")
+		}
+	}
+	if servers == 0 {
+		b.WriteString("nameserver 8.8.8.8\nnameserver 8.8.4.4\n")
+	}
+	return b.Bytes()
+}
+
+// hostsFile is c's /etc/hosts: loopback, its own addresses under its host name and
+// name, and every running container that shares a network with it, under its name and
+// aliases on that network.
+func (e *Engine) hostsFile(c *Container, eps []network.Endpoint) []byte {
+	var b bytes.Buffer
+	b.WriteString("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+	hostname := c.Spec.Hostname
+	if hostname == "" {
+		hostname = c.ID[:12]
+	}
+	if len(eps) == 0 {
+		fmt.Fprintf(&b, "127.0.1.1\t%s\n", hostname)
+	}
+	mine := map[string]bool{}
+	for _, ep := range eps {
+		mine[ep.Network] = true
+		fmt.Fprintf(&b, "%s\t%s\n", ep.IP, strings.Join(uniq(append([]string{hostname, c.Name}, ep.Aliases...)), " "))
+	}
+	for _, o := range e.List() {
+		if o.ID == c.ID || (o.State != Running && o.State != Starting && o.State != Paused) {
+			continue
+		}
+		for _, ep := range o.Endpoints {
+			if mine[ep.Network] {
+				fmt.Fprintf(&b, "%s\t%s\n", ep.IP, strings.Join(uniq(append([]string{o.Name}, ep.Aliases...)), " "))
+			}
+		}
+	}
+	return b.Bytes()
+}
+
+func uniq(s []string) []string {
+	var out []string
+	for _, x := range s {
+		if !slices.Contains(out, x) {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// refreshHosts rewrites the /etc/hosts of the running containers that share a network
+// with eps (a container came or went), in place: the file is bind-mounted.
+func (e *Engine) refreshHosts(eps []network.Endpoint) {
+	nets := map[string]bool{}
+	for _, ep := range eps {
+		nets[ep.Network] = true
+	}
+	if len(nets) == 0 {
+		return
+	}
+	for _, o := range e.List() {
+		if o.State != Running && o.State != Starting && o.State != Paused {
+			continue
+		}
+		if !slices.ContainsFunc(o.Endpoints, func(ep network.Endpoint) bool { return nets[ep.Network] }) {
+			continue
+		}
+		p := filepath.Join(e.containerDir(o.ID), "hosts")
+		if err := os.WriteFile(p, e.hostsFile(o, o.Endpoints), 0o644); err != nil && !errors.Is(err, os.ErrNotExist) {
+			e.log.Warn("update a container's /etc/hosts", "container", o.Name, "err", err)
+		}
+	}
+}
+
+// NetworkInfo is a network and the containers on it.
+type NetworkInfo struct {
+	network.Network
+	// Containers are the containers whose specs name the network, in any state, with
+	// their addresses on it while they run.
+	Containers []NetworkMember `json:"containers"`
+}
+
+// NetworkMember is a container on a network.
+type NetworkMember struct {
+	Name string `json:"name"`
+	ID   string `json:"id"`
+	IP   string `json:"ip,omitempty"`
+}
+
+// CreateNetwork makes network name.
+func (e *Engine) CreateNetwork(name string, opts network.CreateOptions) (*NetworkInfo, error) {
+	n, err := e.networks.Create(name, opts)
+	if err != nil {
+		return nil, err
+	}
+	e.events.publish(Event{Type: "network", Action: "create", ID: n.ID, Name: n.Name})
+	return &NetworkInfo{Network: *n, Containers: []NetworkMember{}}, nil
+}
+
+// Network returns network name with its members.
+func (e *Engine) Network(name string) (*NetworkInfo, error) {
+	n, err := e.networks.Get(name)
+	if err != nil {
+		return nil, err
+	}
+	return &NetworkInfo{Network: *n, Containers: e.networkMembers()[name]}, nil
+}
+
+// NetworkList returns every network with its members.
+func (e *Engine) NetworkList() ([]*NetworkInfo, error) {
+	ns, err := e.networks.List()
+	if err != nil {
+		return nil, err
+	}
+	members := e.networkMembers()
+	out := make([]*NetworkInfo, 0, len(ns))
+	for _, n := range ns {
+		out = append(out, &NetworkInfo{Network: *n, Containers: members[n.Name]})
+	}
+	return out, nil
+}
+
+// networkMembers maps each network to the containers whose specs name it.
+func (e *Engine) networkMembers() map[string][]NetworkMember {
+	out := map[string][]NetworkMember{}
+	for _, c := range e.List() {
+		for _, r := range netRequests(c) {
+			m := NetworkMember{Name: c.Name, ID: c.ID}
+			for _, ep := range c.Endpoints {
+				if ep.Network == r.Network {
+					m.IP = ep.IP
+				}
+			}
+			out[r.Network] = append(out[r.Network], m)
+		}
+	}
+	for k, ms := range out {
+		slices.SortFunc(ms, func(a, b NetworkMember) int { return strings.Compare(a.Name, b.Name) })
+		out[k] = ms
+	}
+	return out
+}
+
+// RemoveNetwork removes network name, unless a container names it (in any state, as a
+// volume in use).
+func (e *Engine) RemoveNetwork(name string) error {
+	n, err := e.networks.Get(name)
+	if err != nil {
+		return err
+	}
+	if ms := e.networkMembers()[name]; len(ms) > 0 {
+		var names []string
+		for _, m := range ms {
+			names = append(names, m.Name)
+		}
+		return errdefs.Conflict(fmt.Errorf("network %s is in use by container %s", name, strings.Join(names, ", ")))
+	}
+	if err := e.networks.Remove(name); err != nil {
+		return err
+	}
+	e.events.publish(Event{Type: "network", Action: "destroy", ID: n.ID, Name: n.Name})
+	return nil
+}
+
+// PruneNetworks removes the networks no container names, but the default one.
+func (e *Engine) PruneNetworks() ([]string, error) {
+	ns, err := e.networks.List()
+	if err != nil {
+		return nil, err
+	}
+	members := e.networkMembers()
+	var removed []string
+	for _, n := range ns {
+		if n.Name == network.Default || len(members[n.Name]) > 0 {
+			continue
+		}
+		if err := e.RemoveNetwork(n.Name); err == nil {
+			removed = append(removed, n.Name)
+		}
+	}
+	return removed, nil
+}
