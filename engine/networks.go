@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -113,10 +114,6 @@ func (e *Engine) connect(ctx context.Context, c *Container) (*netRun, error) {
 		return nil, err
 	}
 	run.NetNS = ns
-	if err := e.networks.Up(ctx, c.ID, ns); err != nil {
-		network.RemoveNS(ns)
-		return nil, err
-	}
 	if netMode(c) != network.None {
 		ports, err := freePorts(e.publishedPorts(ctx, c))
 		if err != nil {
@@ -292,10 +289,29 @@ func (e *Engine) refreshHosts(eps []network.Endpoint) {
 			continue
 		}
 		p := filepath.Join(e.containerDir(o.ID), "hosts")
-		if err := os.WriteFile(p, e.hostsFile(o, o.Endpoints), 0o644); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := rewriteInPlace(p, e.hostsFile(o, o.Endpoints)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			e.log.Warn("update a container's /etc/hosts", "container", o.Name, "err", err)
 		}
 	}
+}
+
+// rewriteInPlace gives the file at path (bind-mounted in a container: it keeps its
+// inode) the content data, if it has not: written over the old content first and cut
+// to length after, so that a reader never finds it empty.
+func rewriteInPlace(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	old, err := io.ReadAll(f)
+	if err != nil || bytes.Equal(old, data) {
+		return err
+	}
+	if _, err := f.WriteAt(data, 0); err != nil {
+		return err
+	}
+	return f.Truncate(int64(len(data)))
 }
 
 // NetworkInfo is a network and the containers on it.

@@ -249,6 +249,12 @@ func (m *Mount) handle(ev engine.Event) {
 		}
 		return
 	}
+	if ev.Type == "network" {
+		if dir := t.root.EmbeddedInode().GetChild("networks"); dir != nil {
+			dir.NotifyEntry(ev.Name)
+		}
+		return
+	}
 	if ev.Type != "container" {
 		return
 	}

@@ -34,8 +34,9 @@ type tree struct {
 	// volumes/error.
 	volumeStates volumeStates
 	volumeErr    lastError
-	// imageErr is images/error.
-	imageErr lastError
+	// imageErr is images/error; networkErr is networks/error.
+	imageErr   lastError
+	networkErr lastError
 	// mountpoint is where the tree is mounted.
 	mountpoint string
 }

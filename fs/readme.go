@@ -69,6 +69,12 @@ lists the verbs it takes now.
       NAME/             a named volume's data, read-write; mkdir makes a volume, rmdir
                         of an emptied one removes it (EBUSY while a container uses it)
       error             the last failed mkdir or rmdir
+    networks/
+      NAME/             a network; mkdir makes one, rmdir removes it (EBUSY while a
+                        container names it)
+        config.json     driver, subnet, gateway, bridge
+        containers      its containers, "NAME ADDRESS" a line
+      error             the last failed mkdir or rmdir
 
 Watching: inotify sees only changes made through this folder, not those the engine
 makes itself; follow events (tail -f events) to see everything that happens.

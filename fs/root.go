@@ -29,6 +29,8 @@ func (t *tree) newRoot(backing string, dev uint64) *backedDir {
 		t.dir("images", "images", stableTimeout, func() *dirNode { return t.imagesDir() }),
 		{name: "volumes", mode: syscall.S_IFDIR | 0o755, key: "volumes", timeout: stableTimeout,
 			node: func() gofs.InodeEmbedder { return t.volumesDir() }},
+		{name: "networks", mode: syscall.S_IFDIR | 0o755, key: "networks", timeout: stableTimeout,
+			node: func() gofs.InodeEmbedder { return t.networksDir() }},
 	}
 	root := t.newBackedDir(t.backing, false, func(context.Context) ([]entry, error) { return entries, nil }, fixedFind(entries))
 	// The tree holds the containers' environments and logs: it is its owner's alone,

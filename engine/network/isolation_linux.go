@@ -7,15 +7,21 @@ import (
 	"sync"
 )
 
-// isolationChain keeps the members of different networks apart, as Docker's
-// DOCKER-ISOLATION chains do: the host forwards between the bridges of its networks
-// (CNI's bridge turns forwarding on), so without it a container would reach every
-// other network's containers by address. FORWARD jumps to it first; it lets traffic
-// within one bridge through and drops traffic from one of the networks' bridges to
-// another.
-const isolationChain = "DUTCHMAN-ISOLATION"
+// forwardChain holds what the host forwards for the networks' bridges, as Docker's
+// DOCKER-FORWARD and DOCKER-ISOLATION chains do, whatever FORWARD's policy (Docker sets
+// it to DROP): FORWARD jumps to it first. For each bridge it lets through traffic
+// within the network, from it to the world, replies to it, and connections to its
+// published ports (the ones portmap's DNAT sent there); the last rule drops traffic
+// from one of the networks' bridges to another, which the host would otherwise route:
+// networks are kept apart.
+const forwardChain = "DUTCHMAN-FORWARD"
 
-var isolationMu sync.Mutex
+var (
+	forwardMu sync.Mutex
+	// forwarding are the bridges whose rules this daemon set: each iptables run is a
+	// program started, so they are checked with one run, not set on every start.
+	forwarding = map[string]bool{}
+)
 
 func iptables(args ...string) error {
 	out, err := exec.Command("iptables", append([]string{"-w"}, args...)...).CombinedOutput()
@@ -36,24 +42,47 @@ func ensure(chain string, insert bool, rule ...string) error {
 	return iptables(append([]string{"-A", chain}, rule...)...)
 }
 
-// isolate keeps bridge's network apart from the others.
-func isolate(bridge string) error {
-	isolationMu.Lock()
-	defer isolationMu.Unlock()
-	iptables("-N", isolationChain) // there already, mostly
-	if err := ensure("FORWARD", true, "-j", isolationChain); err != nil {
-		return err
+// bridgeRules are what forwardChain lets through for bridge.
+func bridgeRules(bridge string) [][]string {
+	return [][]string{
+		{"-i", bridge, "-o", bridge, "-j", "ACCEPT"},
+		{"-i", bridge, "!", "-o", "dm-+", "-j", "ACCEPT"},
+		{"-o", bridge, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"},
+		{"-o", bridge, "-m", "conntrack", "--ctstate", "DNAT", "-j", "ACCEPT"},
 	}
-	if err := ensure(isolationChain, true, "-i", bridge, "-o", bridge, "-j", "RETURN"); err != nil {
-		return err
-	}
-	return ensure(isolationChain, false, "-i", "dm-+", "-o", "dm-+", "-j", "DROP")
 }
 
-// unisolate removes what isolate added for bridge (its network went).
+// isolate sets the forwarding rules of bridge's network.
+func isolate(bridge string) error {
+	forwardMu.Lock()
+	defer forwardMu.Unlock()
+	// Set by this daemon, and still there (one check for all).
+	if forwarding[bridge] && iptables(append([]string{"-C", forwardChain}, bridgeRules(bridge)[0]...)...) == nil {
+		return nil
+	}
+	iptables("-N", forwardChain) // there already, mostly
+	if err := ensure("FORWARD", true, "-j", forwardChain); err != nil {
+		return err
+	}
+	for _, r := range bridgeRules(bridge) {
+		if err := ensure(forwardChain, true, r...); err != nil {
+			return err
+		}
+	}
+	if err := ensure(forwardChain, false, "-i", "dm-+", "-o", "dm-+", "-j", "DROP"); err != nil {
+		return err
+	}
+	forwarding[bridge] = true
+	return nil
+}
+
+// unisolate removes the rules of bridge (its network went).
 func unisolate(bridge string) {
-	isolationMu.Lock()
-	defer isolationMu.Unlock()
-	for iptables("-D", isolationChain, "-i", bridge, "-o", bridge, "-j", "RETURN") == nil {
+	forwardMu.Lock()
+	defer forwardMu.Unlock()
+	delete(forwarding, bridge)
+	for _, r := range bridgeRules(bridge) {
+		for iptables(append([]string{"-D", forwardChain}, r...)...) == nil {
+		}
 	}
 }

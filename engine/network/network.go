@@ -18,8 +18,10 @@ import (
 	"time"
 
 	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/cni/pkg/version"
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/flyingdutchman/flyingdutchman/errdefs"
@@ -112,7 +114,10 @@ func Open(dir string, db *bolt.DB) (*Manager, error) {
 	}); err != nil {
 		return nil, err
 	}
-	m := &Manager{db: db, dir: dir, cni: libcni.NewCNIConfigWithCacheDir(PluginDirs, filepath.Join(dir, "cache"), nil)}
+	// An exec of our own: libcni makes its default lazily, unguarded, on the first of
+	// calls that may come together.
+	exec := &invoke.DefaultExec{RawExec: &invoke.RawExec{Stderr: os.Stderr}, PluginDecoder: version.PluginDecoder{}}
+	m := &Manager{db: db, dir: dir, cni: libcni.NewCNIConfigWithCacheDir(PluginDirs, filepath.Join(dir, "cache"), exec)}
 	if _, err := m.Get(Default); errors.Is(err, errdefs.ErrNotFound) {
 		if _, err := m.create(Default, CreateOptions{}, ""); err != nil {
 			return nil, fmt.Errorf("default network: %w", err)
@@ -318,41 +323,31 @@ func randomID() string {
 	return hex.EncodeToString(b)
 }
 
-// conflist is network n's CNI configuration.
-func (m *Manager) conflist(n *Network) (*libcni.NetworkConfigList, error) {
-	conf := map[string]any{
-		"cniVersion": "1.0.0",
-		"name":       n.Name,
-		"plugins": []any{
-			map[string]any{
-				"type": "bridge", "bridge": n.Bridge, "isGateway": true, "ipMasq": true, "hairpinMode": true,
-				"ipam": map[string]any{
-					"type":    "host-local",
-					"ranges":  [][]map[string]string{{{"subnet": n.Subnet, "gateway": n.Gateway}}},
-					"routes":  []map[string]string{{"dst": "0.0.0.0/0"}},
-					"dataDir": filepath.Join(m.dir, "ipam"),
-				},
+// conflist is network n's CNI configuration, with portmap for an attachment that
+// publishes ports (each plugin is a program run on every ADD and DEL: one that has
+// nothing to do costs a start-up of its own). What the host forwards is not CNI's
+// firewall plugin's but the network's own rules (see forwardChain), set once.
+func (m *Manager) conflist(n *Network, ports bool) (*libcni.NetworkConfigList, error) {
+	plugins := []any{
+		map[string]any{
+			"type": "bridge", "bridge": n.Bridge, "isGateway": true, "ipMasq": true, "hairpinMode": true,
+			"ipam": map[string]any{
+				"type":    "host-local",
+				"ranges":  [][]map[string]string{{{"subnet": n.Subnet, "gateway": n.Gateway}}},
+				"routes":  []map[string]string{{"dst": "0.0.0.0/0"}},
+				"dataDir": filepath.Join(m.dir, "ipam"),
 			},
-			map[string]any{"type": "portmap", "capabilities": map[string]bool{"portMappings": true}, "snat": true},
-			map[string]any{"type": "firewall"},
 		},
 	}
+	if ports {
+		plugins = append(plugins, map[string]any{"type": "portmap", "capabilities": map[string]bool{"portMappings": true}, "snat": true})
+	}
+	conf := map[string]any{"cniVersion": "1.0.0", "name": n.Name, "plugins": plugins}
 	data, err := json.Marshal(conf)
 	if err != nil {
 		return nil, err
 	}
 	return libcni.ConfListFromBytes(data)
-}
-
-var loopback, _ = libcni.ConfListFromBytes([]byte(`{"cniVersion":"1.0.0","name":"loopback","plugins":[{"type":"loopback"}]}`))
-
-// Up brings loopback up in the namespace at ns: a container on no network has that.
-func (m *Manager) Up(ctx context.Context, id, ns string) error {
-	_, err := m.cni.AddNetworkList(ctx, loopback, &libcni.RuntimeConf{ContainerID: id, NetNS: ns, IfName: "lo"})
-	if err != nil {
-		return fmt.Errorf("loopback: %w", err)
-	}
-	return nil
 }
 
 // Attach puts container id, in the namespace at ns, on the networks reqs ask for (eth0,
@@ -379,7 +374,7 @@ func (m *Manager) Attach(ctx context.Context, id, ns string, reqs []Request, por
 			published = ports
 			publish(rt, ports)
 		}
-		list, err := m.conflist(n)
+		list, err := m.conflist(n, len(published) > 0)
 		if err != nil {
 			m.Detach(context.WithoutCancel(ctx), id, ns, eps)
 			return nil, err
@@ -418,7 +413,7 @@ func (m *Manager) Detach(ctx context.Context, id, ns string, eps []Endpoint) err
 			// of what to undo is in libcni's cache, which a DEL of the same name reads.
 			n = &Network{Name: ep.Network, Bridge: "none"}
 		}
-		list, err := m.conflist(n)
+		list, err := m.conflist(n, len(ep.Ports) > 0)
 		if err == nil {
 			rt := runtimeConf(id, ns, ep.IfName)
 			publish(rt, ep.Ports)

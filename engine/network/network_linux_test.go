@@ -53,9 +53,6 @@ func TestAttachPublishDetach(t *testing.T) {
 	}
 	defer RemoveNS(ns)
 	ctx := context.Background()
-	if err := m.Up(ctx, "c1", ns); err != nil {
-		t.Fatal(err)
-	}
 	port := freePort(t)
 	eps, err := m.Attach(ctx, "c1", ns, []Request{{Network: "nettest"}}, []Port{{HostPort: port, ContainerPort: 80, Protocol: "tcp"}})
 	if err != nil {

@@ -256,13 +256,19 @@ func deleteIdleBridges() {
 			exec.Command("ip", "link", "delete", name).Run()
 		}
 	}
-	// And the isolation rules of the bridges that are gone.
-	out, _ := exec.Command("iptables", "-w", "-S", "DUTCHMAN-ISOLATION").Output()
+	// And the forwarding rules of the bridges that are gone.
+	out, _ := exec.Command("iptables", "-w", "-S", "DUTCHMAN-FORWARD").Output()
 	for _, line := range strings.Split(string(out), "\n") {
 		f := strings.Fields(line)
-		if len(f) == 8 && f[0] == "-A" && f[2] == "-i" && f[7] == "RETURN" {
-			if _, err := os.Stat(filepath.Join("/sys/class/net", f[3])); os.IsNotExist(err) {
-				exec.Command("iptables", append([]string{"-w", "-D"}, f[1:]...)...).Run()
+		if len(f) < 2 || f[0] != "-A" {
+			continue
+		}
+		for i := 2; i+1 < len(f); i++ {
+			if (f[i] == "-i" || f[i] == "-o") && strings.HasPrefix(f[i+1], "dm-") && f[i+1] != "dm-+" {
+				if _, err := os.Stat(filepath.Join("/sys/class/net", f[i+1])); os.IsNotExist(err) {
+					exec.Command("iptables", append([]string{"-w", "-D"}, f[1:]...)...).Run()
+					break
+				}
 			}
 		}
 	}
