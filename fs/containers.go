@@ -165,6 +165,12 @@ func statusOf(c *engine.Container) *status {
 		Created: c.Created, RestartCount: c.RestartCount, Restart: c.Spec.Restart, Runtime: c.Runtime,
 		Command: c.Args, IPAddresses: []string{}, Ports: []string{}, Mounts: []statusMount{}, Error: c.Error,
 	}
+	for _, ep := range c.Endpoints {
+		s.IPAddresses = append(s.IPAddresses, ep.IP)
+		for _, p := range ep.Ports {
+			s.Ports = append(s.Ports, p.String())
+		}
+	}
 	for _, m := range c.Mounts {
 		s.Mounts = append(s.Mounts, statusMount{Type: m.Type, Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly, InTree: m.InTree})
 	}

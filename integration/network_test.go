@@ -6,10 +6,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/flyingdutchman/flyingdutchman/integration/harness"
 )
 
 // httpdScript serves "hello from NAME" with busybox httpd on port 80.
@@ -142,5 +146,105 @@ func TestNetworksIsolateTheirMembers(t *testing.T) {
 	}
 	if r := d.Run("run", "--rm", "--network", "nosuch", bb, "true"); r.Code == 0 || !strings.Contains(r.Stderr, "no such network: nosuch") {
 		t.Errorf("run on a missing network: exit %d, %s", r.Code, r.Stderr)
+	}
+}
+
+// TestTreeNetworks makes and removes networks with mkdir and rmdir in the tree, and
+// reads their configuration, their members and a member's addresses and ports.
+func TestTreeNetworks(t *testing.T) {
+	d, bb := treeDaemon(t)
+	mustOwnerSh(t, d, "mkdir networks/web")
+	if got := d.MustRun("network", "ls", "-q"); got != "bridge\nweb\n" {
+		t.Fatalf("networks after mkdir: %q", got)
+	}
+	var conf struct{ Subnet, Gateway, Driver string }
+	if err := json.Unmarshal([]byte(mustSh(t, d, "cat networks/web/config.json")), &conf); err != nil || conf.Driver != "bridge" || !strings.HasSuffix(conf.Subnet, ".0/24") {
+		t.Errorf("networks/web/config.json: %+v, %v", conf, err)
+	}
+	failSh(t, d, "mkdir 'networks/bad name'", "Invalid argument")
+	failSh(t, d, "mkdir networks/web", "File exists")
+	port := freeHostPort(t)
+	d.MustRun("run", "-d", "--name", "site", "--network", "web", "-p", fmt.Sprintf("127.0.0.1:%d:80", port), bb, "sh", "-c", httpdScript("site"))
+	var st struct {
+		IPAddresses []string `json:"ip_addresses"`
+		Ports       []string `json:"ports"`
+	}
+	if err := json.Unmarshal([]byte(mustSh(t, d, "cat containers/site/status.json")), &st); err != nil || len(st.IPAddresses) != 1 || len(st.Ports) != 1 || st.Ports[0] != fmt.Sprintf("127.0.0.1:%d->80/tcp", port) {
+		t.Errorf("status.json of a published container: %+v, %v", st, err)
+	}
+	if got := mustSh(t, d, "cat networks/web/containers"); got != "site "+st.IPAddresses[0]+"\n" {
+		t.Errorf("networks/web/containers: %q", got)
+	}
+	failSh(t, d, "rmdir networks/web", "Device or resource busy")
+	if got := mustSh(t, d, "cat networks/error"); !strings.Contains(got, "in use by container site") {
+		t.Errorf("networks/error: %q", got)
+	}
+	d.MustRun("rm", "-f", "site")
+	mustOwnerSh(t, d, "rmdir networks/web")
+	if got := mustSh(t, d, "ls networks"); got != "bridge\nerror\n" {
+		t.Errorf("ls networks after rmdir: %q", got)
+	}
+}
+
+// TestNetworkUDPAndDaemonRestart publishes a UDP port (an echo server built for the
+// test: Debian's busybox has no UDP server), and kills the daemon with -9: the container
+// stays reachable, and a new daemon takes down nothing it uses, and releases its
+// network when it goes.
+func TestNetworkUDPAndDaemonRestart(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "udpecho")
+	build := exec.Command("go", "build", "-o", bin, "./testdata/udpecho")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build udpecho: %v\n%s", err, out)
+	}
+	body, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := harness.StartRegistry(t)
+	img := harness.Image(t, harness.Amd64, harness.Layer(t, harness.BusyboxTar(t)),
+		harness.Layer(t, harness.Tar(harness.Entry{Name: "udpecho", Body: string(body), Mode: 0o755})))
+	ref := reg.Ref("test/udpecho:v1")
+	harness.Push(t, ref, img)
+	d := harness.StartDaemon(t)
+	d.MustRun("pull", "-q", ref)
+
+	port := freeHostPort(t)
+	d.MustRun("run", "-d", "--name", "echo", "-p", fmt.Sprintf("127.0.0.1:%d:9000/udp", port), ref, "/udpecho", "9000")
+	udp := func() (string, error) {
+		var err error
+		for range 30 {
+			var c net.Conn
+			if c, err = net.Dial("udp4", fmt.Sprintf("127.0.0.1:%d", port)); err != nil {
+				return "", err
+			}
+			c.SetDeadline(time.Now().Add(300 * time.Millisecond))
+			c.Write([]byte("ping"))
+			buf := make([]byte, 16)
+			n, rerr := c.Read(buf)
+			c.Close()
+			if rerr == nil {
+				return string(buf[:n]), nil
+			}
+			err = rerr
+		}
+		return "", err
+	}
+	if got, err := udp(); got != "ping" {
+		t.Fatalf("a UDP echo through a published port: %q, %v", got, err)
+	}
+	d.Kill()
+	if got, err := udp(); got != "ping" {
+		t.Errorf("the UDP echo with the daemon killed: %q, %v", got, err)
+	}
+	if err := d.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := udp(); got != "ping" {
+		t.Errorf("the UDP echo after the daemon's restart: %q, %v", got, err)
+	}
+	d.MustRun("rm", "-f", "echo")
+	if out, _ := exec.Command("iptables-save", "-t", "nat").Output(); strings.Contains(string(out), fmt.Sprintf("--dport %d ", port)) {
+		t.Errorf("the port's rules stayed after the container went")
 	}
 }
