@@ -235,9 +235,67 @@ func deleteContainers(dir string) {
 		for _, e := range ents {
 			if e.IsDir() {
 				exec.Command("runc", "--root", root, "delete", "--force", e.Name()).Run()
+				deleteNetworkRules(e.Name())
 			}
 		}
 	}
+}
+
+// deleteNetworkRules deletes the firewall rules CNI's plugins made for container id
+// (NAT, published ports), which its deletion without the daemon left: every rule that
+// names the container, and the chains they jump to.
+func deleteNetworkRules(id string) {
+	for _, table := range []string{"nat", "filter"} {
+		out, _ := exec.Command("iptables-save", "-t", table).Output()
+		var chains []string
+		for _, line := range strings.Split(string(out), "\n") {
+			if !strings.HasPrefix(line, "-A ") || !strings.Contains(line, `id: \"`+id+`\"`) {
+				continue
+			}
+			args := []string{"-w", "-t", table, "-D"}
+			args = append(args, splitRule(line[3:])...)
+			exec.Command("iptables", args...).Run()
+			if i := strings.Index(line, " -j CNI-"); i >= 0 {
+				chains = append(chains, strings.Fields(line[i+4:])[0])
+			}
+		}
+		for _, c := range chains {
+			if strings.HasPrefix(c, "CNI-HOSTPORT") {
+				continue
+			}
+			exec.Command("iptables", "-w", "-t", table, "-F", c).Run()
+			exec.Command("iptables", "-w", "-t", table, "-X", c).Run()
+		}
+	}
+}
+
+// splitRule splits an iptables-save rule into arguments, keeping quoted comments whole.
+func splitRule(rule string) []string {
+	var out []string
+	var cur strings.Builder
+	quoted, escaped := false, false
+	for _, r := range rule {
+		switch {
+		case escaped:
+			cur.WriteRune(r)
+			escaped = false
+		case r == '\\':
+			escaped = true
+		case r == '"':
+			quoted = !quoted
+		case r == ' ' && !quoted:
+			if cur.Len() > 0 {
+				out = append(out, cur.String())
+				cur.Reset()
+			}
+		default:
+			cur.WriteRune(r)
+		}
+	}
+	if cur.Len() > 0 {
+		out = append(out, cur.String())
+	}
+	return out
 }
 
 // deleteIdleBridges deletes the networks' bridges (dm-*) that no container is on: a

@@ -3,10 +3,12 @@
 package harness
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -79,5 +81,29 @@ func TestCleanLeftoversOfACrashedRun(t *testing.T) {
 	}
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Errorf("the leftover directory is still there: %v", err)
+	}
+}
+
+// TestDeleteNetworkRules deletes the rules a container's CNI plugins left (as the bridge
+// plugin writes them: a comment naming the container, a chain of its own).
+func TestDeleteNetworkRules(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("iptables needs root; make test runs as root")
+	}
+	id := fmt.Sprintf("harnesstest%d", time.Now().UnixNano())
+	chain := "CNI-HT" + id[len(id)-8:]
+	for _, args := range [][]string{
+		{"-t", "nat", "-N", chain},
+		{"-t", "nat", "-A", chain, "-d", "10.250.0.0/24", "-m", "comment", "--comment", `name: "bridge" id: "` + id + `"`, "-j", "ACCEPT"},
+		{"-t", "nat", "-A", "POSTROUTING", "-s", "10.250.0.9/32", "-m", "comment", "--comment", `name: "bridge" id: "` + id + `"`, "-j", chain},
+	} {
+		if out, err := exec.Command("iptables", append([]string{"-w"}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("iptables %v: %v %s", args, err, out)
+		}
+	}
+	deleteNetworkRules(id)
+	out, _ := exec.Command("iptables-save", "-t", "nat").Output()
+	if strings.Contains(string(out), id) || strings.Contains(string(out), chain) {
+		t.Errorf("rules left:\n%s", out)
 	}
 }
