@@ -36,3 +36,13 @@ func (c *Client) NetworkPrune(ctx context.Context) ([]string, error) {
 	var res NetworkPruneResult
 	return res.Removed, c.sendJSON(ctx, http.MethodPost, "/networks/prune", nil, nil, &res)
 }
+
+// NetworkConnect puts a container on a network.
+func (c *Client) NetworkConnect(ctx context.Context, name string, req NetworkConnectRequest) error {
+	return c.sendJSON(ctx, http.MethodPost, "/networks/"+url.PathEscape(name)+"/connect", nil, req, nil)
+}
+
+// NetworkDisconnect takes a container off a network.
+func (c *Client) NetworkDisconnect(ctx context.Context, name, container string) error {
+	return c.sendJSON(ctx, http.MethodPost, "/networks/"+url.PathEscape(name)+"/disconnect", nil, NetworkConnectRequest{Container: container}, nil)
+}

@@ -68,3 +68,32 @@ func (s *Server) networkPrune(w http.ResponseWriter, r *http.Request) error {
 	}
 	return writeJSON(w, http.StatusOK, NetworkPruneResult{Removed: removed})
 }
+
+// NetworkConnectRequest is the body of POST /v1/networks/{name}/connect and disconnect.
+type NetworkConnectRequest struct {
+	Container string   `json:"container"`
+	IP        string   `json:"ip,omitempty"`
+	Aliases   []string `json:"aliases,omitempty"`
+}
+
+func (s *Server) networkConnect(w http.ResponseWriter, r *http.Request) error {
+	var req NetworkConnectRequest
+	if err := readJSON(r, &req); err != nil {
+		return err
+	}
+	if err := s.eng.ConnectNetwork(r.Context(), req.Container, network.Request{Network: r.PathValue("name"), IP: req.IP, Aliases: req.Aliases}); err != nil {
+		return err
+	}
+	return noContent(w)
+}
+
+func (s *Server) networkDisconnect(w http.ResponseWriter, r *http.Request) error {
+	var req NetworkConnectRequest
+	if err := readJSON(r, &req); err != nil {
+		return err
+	}
+	if err := s.eng.DisconnectNetwork(r.Context(), req.Container, r.PathValue("name")); err != nil {
+		return err
+	}
+	return noContent(w)
+}

@@ -74,6 +74,8 @@ func NewServer(eng *engine.Engine, version string, log *slog.Logger) *Server {
 		{"GET /v1/networks/{name}", s.networkInspect},
 		{"DELETE /v1/networks/{name}", s.networkRemove},
 		{"POST /v1/networks/prune", s.networkPrune},
+		{"POST /v1/networks/{name}/connect", s.networkConnect},
+		{"POST /v1/networks/{name}/disconnect", s.networkDisconnect},
 	}
 	for _, r := range routes {
 		s.mux.Handle(r.pattern, s.wrap(r.handler))

@@ -422,3 +422,105 @@ func (e *Engine) PruneNetworks() ([]string, error) {
 	}
 	return removed, nil
 }
+
+// ConnectNetwork puts container ref on network req.Network too, at once if it runs, and
+// in its spec for every run after.
+func (e *Engine) ConnectNetwork(ctx context.Context, ref string, req network.Request) error {
+	ct, err := e.lookup(ref)
+	if err != nil {
+		return err
+	}
+	ct.op.Lock()
+	defer ct.op.Unlock()
+	c := ct.snapshot()
+	if netMode(c) != "" {
+		return errdefs.Invalid(fmt.Errorf("container %s is on network %s, which stands alone", c.Name, netMode(c)))
+	}
+	reqs := netRequests(c)
+	if slices.ContainsFunc(reqs, func(r network.Request) bool { return r.Network == req.Network }) {
+		return errdefs.Conflict(fmt.Errorf("container %s is already on network %s", c.Name, req.Network))
+	}
+	if err := validateNetworks(append(slices.Clone(reqs), req), nil); err != nil {
+		return err
+	}
+	if _, err := e.networks.Get(req.Network); err != nil {
+		return err
+	}
+	var added []network.Endpoint
+	if c.NetNS != "" && c.NetNS != network.Host && (c.State == Running || c.State == Paused) {
+		next := 0 // the first free ethN: a disconnect may have left a gap
+		for _, ep := range c.Endpoints {
+			var n int
+			if _, err := fmt.Sscanf(ep.IfName, "eth%d", &n); err == nil && n >= next {
+				next = n + 1
+			}
+		}
+		if added, err = e.networks.AttachMore(ctx, c.ID, c.NetNS, []network.Request{req}, next); err != nil {
+			return err
+		}
+	}
+	err = e.updateNetworks(ct, func(c *Container) {
+		c.Spec.Networks = append(slices.Clone(reqs), req)
+		c.Endpoints = append(slices.Clone(c.Endpoints), added...)
+	})
+	if err != nil {
+		e.networks.Detach(context.WithoutCancel(ctx), c.ID, c.NetNS, added)
+		return err
+	}
+	e.refreshHosts(append(added, c.Endpoints...))
+	e.publishContainer(ct.snapshot(), "network-connect", map[string]string{"network": req.Network})
+	return nil
+}
+
+// DisconnectNetwork takes container ref off network name, at once if it runs, and out
+// of its spec. A container taken off its last network keeps loopback only.
+func (e *Engine) DisconnectNetwork(ctx context.Context, ref, name string) error {
+	ct, err := e.lookup(ref)
+	if err != nil {
+		return err
+	}
+	ct.op.Lock()
+	defer ct.op.Unlock()
+	c := ct.snapshot()
+	reqs := netRequests(c)
+	i := slices.IndexFunc(reqs, func(r network.Request) bool { return r.Network == name })
+	if i < 0 || netMode(c) != "" {
+		return errdefs.NotFound(fmt.Errorf("container %s is not on network %s", c.Name, name))
+	}
+	var gone []network.Endpoint
+	keep := slices.DeleteFunc(slices.Clone(c.Endpoints), func(ep network.Endpoint) bool {
+		if ep.Network == name {
+			gone = append(gone, ep)
+			return true
+		}
+		return false
+	})
+	if len(gone) > 0 {
+		if err := e.networks.Detach(ctx, c.ID, c.NetNS, gone); err != nil {
+			return err
+		}
+	}
+	left := slices.Delete(slices.Clone(reqs), i, i+1)
+	if len(left) == 0 {
+		left = []network.Request{{Network: network.None}}
+	}
+	if err := e.updateNetworks(ct, func(c *Container) { c.Spec.Networks, c.Endpoints = left, keep }); err != nil {
+		return err
+	}
+	e.refreshHosts(append(gone, keep...))
+	e.publishContainer(ct.snapshot(), "network-disconnect", map[string]string{"network": name})
+	return nil
+}
+
+// updateNetworks changes c's record with f and keeps it.
+func (e *Engine) updateNetworks(ct *container, f func(c *Container)) error {
+	ct.mu.Lock()
+	defer ct.mu.Unlock()
+	next := *ct.rec.Load()
+	f(&next)
+	if err := e.persist(&next); err != nil {
+		return err
+	}
+	ct.rec.Store(&next)
+	return nil
+}

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+
 	"github.com/flyingdutchman/flyingdutchman/integration/harness"
 )
 
@@ -246,5 +248,60 @@ func TestNetworkUDPAndDaemonRestart(t *testing.T) {
 	d.MustRun("rm", "-f", "echo")
 	if out, _ := exec.Command("iptables-save", "-t", "nat").Output(); strings.Contains(string(out), fmt.Sprintf("--dport %d ", port)) {
 		t.Errorf("the port's rules stayed after the container went")
+	}
+}
+
+// TestNetworkConnectAndDisconnect puts a running container on a second network and takes
+// it off again; -P publishes what the image exposes; resolv.conf has no loopback
+// resolver.
+func TestNetworkConnectAndDisconnect(t *testing.T) {
+	reg := harness.StartRegistry(t)
+	img := harness.Image(t, harness.Amd64, harness.Layer(t, harness.BusyboxTar(t)))
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf = cf.DeepCopy()
+	cf.Config.ExposedPorts = map[string]struct{}{"80/tcp": {}}
+	if img, err = mutate.ConfigFile(img, cf); err != nil {
+		t.Fatal(err)
+	}
+	ref := reg.Ref("test/exposed:v1")
+	harness.Push(t, ref, img)
+	d := harness.StartDaemon(t)
+	d.MustRun("pull", "-q", ref)
+
+	d.MustRun("network", "create", "side")
+	d.MustRun("run", "-d", "--name", "srv", "-P", ref, "sh", "-c", httpdScript("srv"))
+	out := d.MustRun("port", "srv", "80/tcp")
+	if got, err := hostFetch(t, "http://127.0.0.1:"+strings.TrimSpace(strings.TrimPrefix(out, "0.0.0.0:"))+"/"); err != nil || got != "hello from srv\n" {
+		t.Errorf("-P published %q: %q, %v", out, got, err)
+	}
+	fetchFromSide := func() harness.Result {
+		return d.Run("run", "--rm", "--network", "side", ref, "sh", "-c", "timeout 3 wget -q -O - http://srv/; exit $?")
+	}
+	if r := fetchFromSide(); r.Code == 0 {
+		t.Errorf("a member of side reached srv before the connect: %q", r.Stdout)
+	}
+	d.MustRun("network", "connect", "--alias", "www", "side", "srv")
+	if r := fetchFromSide(); r.Code != 0 || r.Stdout != "hello from srv\n" {
+		t.Errorf("fetch srv from side after the connect: exit %d, %q %s", r.Code, r.Stdout, r.Stderr)
+	}
+	if got := d.MustRun("exec", "srv", "sh", "-c", "ls /sys/class/net | tr '\\n' ' '"); got != "eth0 eth1 lo " {
+		t.Errorf("interfaces after the connect: %q", got)
+	}
+	if r := d.Run("network", "connect", "side", "srv"); r.Code == 0 || !strings.Contains(r.Stderr, "already on network side") {
+		t.Errorf("a second connect: exit %d, %s", r.Code, r.Stderr)
+	}
+	d.MustRun("network", "disconnect", "side", "srv")
+	if r := fetchFromSide(); r.Code == 0 {
+		t.Errorf("a member of side reached srv after the disconnect: %q", r.Stdout)
+	}
+	if got := d.MustRun("exec", "srv", "sh", "-c", "ls /sys/class/net | tr '\\n' ' '"); got != "eth0 lo " {
+		t.Errorf("interfaces after the disconnect: %q", got)
+	}
+	// resolv.conf: the host's, without loopback name servers.
+	if got := d.MustRun("run", "--rm", ref, "cat", "/etc/resolv.conf"); strings.Contains(got, "nameserver 127.") || !strings.Contains(got, "nameserver ") {
+		t.Errorf("resolv.conf in a container:\n%s", got)
 	}
 }

@@ -135,7 +135,35 @@ func newNetworkCommand(c *cli) *cobra.Command {
 			return err
 		},
 	}
-	cmd.AddCommand(create, ls, inspect, rm, prune)
+	var creq api.NetworkConnectRequest
+	connect := &cobra.Command{
+		Use:   "connect [OPTIONS] NETWORK CONTAINER",
+		Short: "Put a container on a network (at once if it runs)",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := c.client()
+			if err != nil {
+				return err
+			}
+			creq.Container = args[1]
+			return cl.NetworkConnect(cmd.Context(), args[0], creq)
+		},
+	}
+	connect.Flags().StringVar(&creq.IP, "ip", "", "the container's IPv4 address on the network")
+	connect.Flags().StringArrayVar(&creq.Aliases, "alias", nil, "another name the container has on the network")
+	disconnect := &cobra.Command{
+		Use:   "disconnect NETWORK CONTAINER",
+		Short: "Take a container off a network",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := c.client()
+			if err != nil {
+				return err
+			}
+			return cl.NetworkDisconnect(cmd.Context(), args[0], args[1])
+		},
+	}
+	cmd.AddCommand(create, ls, inspect, rm, prune, connect, disconnect)
 	return cmd
 }
 

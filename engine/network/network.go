@@ -353,6 +353,16 @@ func (m *Manager) conflist(n *Network, ports bool) (*libcni.NetworkConfigList, e
 // Attach puts container id, in the namespace at ns, on the networks reqs ask for (eth0,
 // eth1, ...), and publishes ports on the first. On failure what it made is undone.
 func (m *Manager) Attach(ctx context.Context, id, ns string, reqs []Request, ports []Port) ([]Endpoint, error) {
+	return m.attach(ctx, id, ns, reqs, ports, 0)
+}
+
+// AttachMore puts a running container, whose namespace has interfaces eth0 to
+// eth<first-1> already, on the networks reqs ask for too.
+func (m *Manager) AttachMore(ctx context.Context, id, ns string, reqs []Request, first int) ([]Endpoint, error) {
+	return m.attach(ctx, id, ns, reqs, nil, first)
+}
+
+func (m *Manager) attach(ctx context.Context, id, ns string, reqs []Request, ports []Port, first int) ([]Endpoint, error) {
 	var eps []Endpoint
 	for i, r := range reqs {
 		n, err := m.Get(r.Network)
@@ -360,7 +370,7 @@ func (m *Manager) Attach(ctx context.Context, id, ns string, reqs []Request, por
 			m.Detach(context.WithoutCancel(ctx), id, ns, eps)
 			return nil, err
 		}
-		rt := runtimeConf(id, ns, fmt.Sprintf("eth%d", i))
+		rt := runtimeConf(id, ns, fmt.Sprintf("eth%d", first+i))
 		if r.IP != "" {
 			ip := net.ParseIP(r.IP).To4()
 			if _, s, _ := net.ParseCIDR(n.Subnet); ip == nil || !s.Contains(ip) {
