@@ -152,6 +152,7 @@ func (e *Engine) Close() error {
 		}
 	}
 	e.events.close()
+	e.networks.ReleaseIdleBridges()
 	err := e.images.Close()
 	if cerr := e.db.Close(); err == nil {
 		err = cerr

@@ -503,3 +503,19 @@ func (m *Manager) ReleaseStale(ctx context.Context, keep func(containerID string
 	}
 	return first
 }
+
+// ReleaseIdleBridges deletes the bridges that no container is on, with their forwarding
+// rules: a stopping daemon leaves no idle device behind. A bridge is made again, with
+// its rules, when a container next joins its network.
+func (m *Manager) ReleaseIdleBridges() {
+	ns, err := m.List()
+	if err != nil {
+		return
+	}
+	for _, n := range ns {
+		if idleBridge(n.Bridge) {
+			deleteLink(n.Bridge)
+			unisolate(n.Bridge)
+		}
+	}
+}

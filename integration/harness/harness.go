@@ -100,7 +100,7 @@ func alive(pid int) bool {
 func cleanDir(dir string) {
 	deleteContainers(dir)
 	killUsers(dir)
-	deleteIdleBridges()
+	deleteStaleForwardRules()
 	for _, m := range mountsUnder(dir) {
 		if err := unix.Unmount(m, 0); err != nil {
 			unix.Unmount(m, unix.MNT_DETACH)
@@ -298,23 +298,11 @@ func splitRule(rule string) []string {
 	return out
 }
 
-// deleteIdleBridges deletes the networks' bridges (dm-*) that no container is on: a
-// daemon keeps its networks' bridges, as Docker keeps docker0, and a test's daemon goes
-// with its test. One that another test's container is on stays; an idle one that a
-// running daemon still uses is made again at its next container's start.
-func deleteIdleBridges() {
-	ents, _ := os.ReadDir("/sys/class/net")
-	for _, e := range ents {
-		name := e.Name()
-		if !strings.HasPrefix(name, "dm-") {
-			continue
-		}
-		ports, err := os.ReadDir(filepath.Join("/sys/class/net", name, "brif"))
-		if err == nil && len(ports) == 0 {
-			exec.Command("ip", "link", "delete", name).Run()
-		}
-	}
-	// And the forwarding rules of the bridges that are gone.
+// deleteStaleForwardRules deletes the forwarding rules of networks' bridges (dm-*) that
+// are gone: a daemon deletes its idle bridges when it stops, and one killed with its
+// test leaves their rules. (The bridges themselves are left to their daemons: another
+// package's test may be making one right now.)
+func deleteStaleForwardRules() {
 	out, _ := exec.Command("iptables", "-w", "-S", "DUTCHMAN-FORWARD").Output()
 	for _, line := range strings.Split(string(out), "\n") {
 		f := strings.Fields(line)
