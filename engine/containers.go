@@ -437,7 +437,7 @@ func (e *Engine) start(ctx context.Context, ct *container, opts StartOptions, ac
 		return err
 	}
 	c := ct.snapshot()
-	task, nr, err := e.runTask(ctx, c, opts)
+	task, nr, err := e.runTask(ctx, ct, c, opts)
 	if err != nil {
 		e.releaseVolumes(c)
 		code := startFailureCode(err)
@@ -471,7 +471,7 @@ func (e *Engine) start(ctx context.Context, ct *container, opts StartOptions, ac
 
 // runTask prepares and starts the container's task, and returns it with what it made
 // of the container's network for this run.
-func (e *Engine) runTask(ctx context.Context, c *Container, opts StartOptions) (task rt.Task, nr *netRun, err error) {
+func (e *Engine) runTask(ctx context.Context, ct *container, c *Container, opts StartOptions) (task rt.Task, nr *netRun, err error) {
 	runtime := e.runtimes[c.Runtime]
 	if runtime == nil {
 		return nil, nil, errdefs.Invalid(fmt.Errorf("unknown runtime %q", c.Runtime))
@@ -502,9 +502,16 @@ func (e *Engine) runTask(ctx context.Context, c *Container, opts StartOptions) (
 	if nr, err = e.connect(ctx, c); err != nil {
 		return nil, nil, err
 	}
+	// Recorded before the process exists: a daemon that dies meanwhile finds, at its
+	// restart, a network in use, not one to release.
+	if err := e.updateNetworks(ct, func(c *Container) { c.NetNS, c.Endpoints = nr.NetNS, nr.Endpoints }); err != nil {
+		e.disconnect(ctx, c.ID, nr.NetNS, nr.Endpoints)
+		return nil, nil, err
+	}
 	defer func() {
 		if err != nil {
 			e.disconnect(ctx, c.ID, nr.NetNS, nr.Endpoints)
+			e.updateNetworks(ct, func(c *Container) { c.NetNS, c.Endpoints = "", nil })
 		}
 	}()
 	cfg.NetNS, cfg.HostsFile, cfg.ResolvConf = nr.NetNS, nr.HostsFile, nr.ResolvConf

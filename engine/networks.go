@@ -9,12 +9,18 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/flyingdutchman/flyingdutchman/engine/network"
 	"github.com/flyingdutchman/flyingdutchman/errdefs"
 )
+
+// hostName is what a network alias may be: a host name.
+var hostName = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9.-]{0,251}[a-zA-Z0-9])?$`)
 
 // validateNetworks checks a spec's networks and ports.
 func validateNetworks(reqs []network.Request, ports []network.Port) error {
@@ -42,6 +48,11 @@ func validateNetworks(reqs []network.Request, ports []network.Port) error {
 		seen[r.Network] = true
 		if r.IP != "" && net.ParseIP(r.IP).To4() == nil {
 			return errdefs.Invalid(fmt.Errorf("invalid IPv4 address %q", r.IP))
+		}
+		for _, a := range r.Aliases {
+			if !hostName.MatchString(a) {
+				return errdefs.Invalid(fmt.Errorf("invalid network alias %q: a host name (letters, digits, '-' and '.', at most 253 characters)", a))
+			}
 		}
 	}
 	published := map[string]bool{}
@@ -105,7 +116,15 @@ func (e *Engine) connect(ctx context.Context, c *Container) (*netRun, error) {
 	}
 	switch netMode(c) {
 	case network.Host:
-		run.NetNS, run.HostsFile = network.Host, "/etc/hosts"
+		// A copy of the host's: the container may write its /etc/hosts.
+		hosts, err := os.ReadFile("/etc/hosts")
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+		if err := os.WriteFile(run.HostsFile, hosts, 0o644); err != nil {
+			return nil, err
+		}
+		run.NetNS = network.Host
 		return run, nil
 	}
 	ns := e.netnsPath(c.ID)
@@ -164,7 +183,13 @@ func (e *Engine) publishedPorts(ctx context.Context, c *Container) []network.Por
 	}
 	slices.Sort(exposed)
 	for _, x := range exposed {
+		// An image says which of its ports, never where on the host, and not too many.
+		port, _, _ := strings.Cut(x, "/")
+		lo, hi, _ := strings.Cut(port, "-")
 		ps, err := network.ParsePort(x)
+		if err == nil && (strings.Contains(x, ":") || (hi != "" && atoi(hi)-atoi(lo) >= 1000)) {
+			err = errors.New("not PORT[-PORT][/PROTO] of at most 1000 ports")
+		}
 		if err != nil {
 			e.log.Warn("an image's EXPOSE that is no port is left alone", "image", c.Image, "port", x)
 			continue
@@ -274,6 +299,9 @@ func uniq(s []string) []string {
 // refreshHosts rewrites the /etc/hosts of the running containers that share a network
 // with eps (a container came or went), in place: the file is bind-mounted.
 func (e *Engine) refreshHosts(eps []network.Endpoint) {
+	// One at a time: an older content written last would name a container that went.
+	hostsMu.Lock()
+	defer hostsMu.Unlock()
 	nets := map[string]bool{}
 	for _, ep := range eps {
 		nets[ep.Network] = true
@@ -295,6 +323,8 @@ func (e *Engine) refreshHosts(eps []network.Endpoint) {
 	}
 }
 
+var hostsMu sync.Mutex
+
 // rewriteInPlace gives the file at path (bind-mounted in a container: it keeps its
 // inode) the content data, if it has not: written over the old content first and cut
 // to length after, so that a reader never finds it empty.
@@ -304,7 +334,8 @@ func rewriteInPlace(path string, data []byte) error {
 		return err
 	}
 	defer f.Close()
-	old, err := io.ReadAll(f)
+	// The container may write the file: no more of it is read than can be equal.
+	old, err := io.ReadAll(io.LimitReader(f, int64(len(data))+1))
 	if err != nil || bytes.Equal(old, data) {
 		return err
 	}
@@ -433,10 +464,13 @@ func (e *Engine) ConnectNetwork(ctx context.Context, ref string, req network.Req
 	ct.op.Lock()
 	defer ct.op.Unlock()
 	c := ct.snapshot()
-	if netMode(c) != "" {
+	reqs := netRequests(c)
+	switch {
+	case netMode(c) == network.None && (c.NetNS != "" || !slices.Contains([]State{Running, Paused, Starting, Stopping}, c.State)):
+		reqs = nil // loopback only, as a disconnect from the last network leaves it
+	case netMode(c) != "":
 		return errdefs.Invalid(fmt.Errorf("container %s is on network %s, which stands alone", c.Name, netMode(c)))
 	}
-	reqs := netRequests(c)
 	if slices.ContainsFunc(reqs, func(r network.Request) bool { return r.Network == req.Network }) {
 		return errdefs.Conflict(fmt.Errorf("container %s is already on network %s", c.Name, req.Network))
 	}
@@ -523,4 +557,9 @@ func (e *Engine) updateNetworks(ct *container, f func(c *Container)) error {
 	}
 	ct.rec.Store(&next)
 	return nil
+}
+
+func atoi(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
 }

@@ -117,6 +117,7 @@ func (e *Engine) reattach(ctx context.Context, ct *container) {
 		if terr != nil {
 			e.log.Error("record lost container", "container", c.Name, "err", terr)
 		}
+		e.dropNetwork(ct)
 		return
 	}
 	exited := make(chan struct{})

@@ -72,6 +72,17 @@ func isolate(bridge string) error {
 	if err := ensure(forwardChain, false, "-i", "dm-+", "-o", "dm-+", "-j", "DROP"); err != nil {
 		return err
 	}
+	// New connections into a network from elsewhere (a host on the LAN with a route to
+	// it) are not let in but to published ports.
+	if err := ensure(forwardChain, false, "-o", "dm-+", "-j", "DROP"); err != nil {
+		return err
+	}
+	// portmap turns route_localnet on for a bridge (so that the host reaches published
+	// ports on 127.0.0.1): containers must not reach the host's loopback services
+	// through it, as Docker's rule keeps them from.
+	if err := ensure("PREROUTING", true, "-t", "raw", "-i", "dm-+", "-d", "127.0.0.0/8", "-j", "DROP"); err != nil {
+		return err
+	}
 	forwarding[bridge] = true
 	return nil
 }

@@ -11,6 +11,7 @@
 package harness
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -21,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
 	"golang.org/x/sys/unix"
 )
 
@@ -100,6 +102,7 @@ func alive(pid int) bool {
 func cleanDir(dir string) {
 	deleteContainers(dir)
 	killUsers(dir)
+	deleteBridges(dir)
 	deleteStaleForwardRules()
 	for _, m := range mountsUnder(dir) {
 		if err := unix.Unmount(m, 0); err != nil {
@@ -315,6 +318,39 @@ func deleteStaleForwardRules() {
 					exec.Command("iptables", append([]string{"-w", "-D"}, f[1:]...)...).Run()
 					break
 				}
+			}
+		}
+	}
+}
+
+// deleteBridges deletes the idle bridges of the networks recorded under dir, which a
+// daemon killed with its test (not stopped, which deletes them) leaves behind.
+func deleteBridges(dir string) {
+	dbs, _ := filepath.Glob(filepath.Join(dir, "*", "dutchman.db"))
+	more, _ := filepath.Glob(filepath.Join(dir, "*", "*", "dutchman.db"))
+	for _, p := range append(dbs, more...) {
+		db, err := bolt.Open(p, 0o600, &bolt.Options{Timeout: time.Second, ReadOnly: true})
+		if err != nil {
+			continue
+		}
+		var bridges []string
+		db.View(func(tx *bolt.Tx) error {
+			b := tx.Bucket([]byte("networks"))
+			if b == nil {
+				return nil
+			}
+			return b.ForEach(func(_, v []byte) error {
+				var n struct{ Bridge string }
+				if json.Unmarshal(v, &n) == nil && strings.HasPrefix(n.Bridge, "dm-") {
+					bridges = append(bridges, n.Bridge)
+				}
+				return nil
+			})
+		})
+		db.Close()
+		for _, br := range bridges {
+			if ports, err := os.ReadDir(filepath.Join("/sys/class/net", br, "brif")); err == nil && len(ports) == 0 {
+				exec.Command("ip", "link", "delete", br).Run()
 			}
 		}
 	}
