@@ -504,14 +504,14 @@ func (e *Engine) runTask(ctx context.Context, ct *container, c *Container, opts 
 	}
 	// Recorded before the process exists: a daemon that dies meanwhile finds, at its
 	// restart, a network in use, not one to release.
-	if err := e.updateNetworks(ct, func(c *Container) { c.NetNS, c.Endpoints = nr.NetNS, nr.Endpoints }); err != nil {
+	if err := e.updateNetworks(ct, func(c *Container) error { c.NetNS, c.Endpoints = nr.NetNS, nr.Endpoints; return nil }); err != nil {
 		e.disconnect(ctx, c.ID, nr.NetNS, nr.Endpoints)
 		return nil, nil, err
 	}
 	defer func() {
 		if err != nil {
 			e.disconnect(ctx, c.ID, nr.NetNS, nr.Endpoints)
-			e.updateNetworks(ct, func(c *Container) { c.NetNS, c.Endpoints = "", nil })
+			e.updateNetworks(ct, func(c *Container) error { c.NetNS, c.Endpoints = "", nil; return nil })
 		}
 	}()
 	cfg.NetNS, cfg.HostsFile, cfg.ResolvConf = nr.NetNS, nr.HostsFile, nr.ResolvConf

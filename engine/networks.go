@@ -481,6 +481,7 @@ func (e *Engine) ConnectNetwork(ctx context.Context, ref string, req network.Req
 		return err
 	}
 	var added []network.Endpoint
+	ns := c.NetNS
 	if c.NetNS != "" && c.NetNS != network.Host && (c.State == Running || c.State == Paused) {
 		next := 0 // the first free ethN: a disconnect may have left a gap
 		for _, ep := range c.Endpoints {
@@ -493,9 +494,15 @@ func (e *Engine) ConnectNetwork(ctx context.Context, ref string, req network.Req
 			return err
 		}
 	}
-	err = e.updateNetworks(ct, func(c *Container) {
+	err = e.updateNetworks(ct, func(c *Container) error {
+		// The run may have ended meanwhile (its exit does not wait for this): then what
+		// was added goes, and the connect fails.
+		if len(added) > 0 && c.NetNS != ns {
+			return errStaleRun
+		}
 		c.Spec.Networks = append(slices.Clone(reqs), req)
 		c.Endpoints = append(slices.Clone(c.Endpoints), added...)
+		return nil
 	})
 	if err != nil {
 		e.networks.Detach(context.WithoutCancel(ctx), c.ID, c.NetNS, added)
@@ -538,7 +545,7 @@ func (e *Engine) DisconnectNetwork(ctx context.Context, ref, name string) error 
 	if len(left) == 0 {
 		left = []network.Request{{Network: network.None}}
 	}
-	if err := e.updateNetworks(ct, func(c *Container) { c.Spec.Networks, c.Endpoints = left, keep }); err != nil {
+	if err := e.updateNetworks(ct, func(c *Container) error { c.Spec.Networks, c.Endpoints = left, keep; return nil }); err != nil {
 		return err
 	}
 	e.refreshHosts(append(gone, keep...))
@@ -546,12 +553,16 @@ func (e *Engine) DisconnectNetwork(ctx context.Context, ref, name string) error 
 	return nil
 }
 
-// updateNetworks changes c's record with f and keeps it.
-func (e *Engine) updateNetworks(ct *container, f func(c *Container)) error {
+var errStaleRun = errdefs.Conflict(errors.New("the container's run ended while it was being connected"))
+
+// updateNetworks changes c's record with f and keeps it, unless f fails.
+func (e *Engine) updateNetworks(ct *container, f func(c *Container) error) error {
 	ct.mu.Lock()
 	defer ct.mu.Unlock()
 	next := *ct.rec.Load()
-	f(&next)
+	if err := f(&next); err != nil {
+		return err
+	}
 	if err := e.persist(&next); err != nil {
 		return err
 	}

@@ -136,7 +136,7 @@ func ValidName(name string) error {
 		return errdefs.Invalid(fmt.Errorf("invalid network name %q: only [a-zA-Z0-9][a-zA-Z0-9_.-]* is allowed, at most 64 characters", name))
 	}
 	switch name {
-	case "none", "host", "container", "default":
+	case "none", "host", "container", "default", "loopback":
 		return errdefs.Invalid(fmt.Errorf("invalid network name %q: it is a network mode", name))
 	}
 	return nil
@@ -166,8 +166,8 @@ func (m *Manager) create(name string, opts CreateOptions, bridge string) (*Netwo
 	}
 	gw := firstHost(subnet)
 	if opts.Gateway != "" {
-		if gw = net.ParseIP(opts.Gateway).To4(); gw == nil || !subnet.Contains(gw) {
-			return nil, errdefs.Invalid(fmt.Errorf("gateway %s is not an address of %s", opts.Gateway, subnet))
+		if gw = net.ParseIP(opts.Gateway).To4(); gw == nil || !subnet.Contains(gw) || gw.Equal(subnet.IP) || gw.Equal(lastAddr(subnet)) {
+			return nil, errdefs.Invalid(fmt.Errorf("gateway %s is not a host address of %s", opts.Gateway, subnet))
 		}
 	}
 	id := randomID()
@@ -251,8 +251,11 @@ func (m *Manager) chooseSubnet(want string, existing []*Network) (*net.IPNet, er
 		if err != nil || s.IP.To4() == nil {
 			return nil, errdefs.Invalid(fmt.Errorf("invalid subnet %q: want an IPv4 CIDR such as 10.90.0.0/24", want))
 		}
-		if ones, _ := s.Mask.Size(); ones > 30 {
-			return nil, errdefs.Invalid(fmt.Errorf("subnet %s is too small", want))
+		if ones, _ := s.Mask.Size(); ones > 30 || ones < 8 {
+			return nil, errdefs.Invalid(fmt.Errorf("subnet %s: want a prefix of /8 to /30", want))
+		}
+		if ip := s.IP.To4(); ip.IsLoopback() || ip.IsMulticast() || ip.IsUnspecified() || ip.IsLinkLocalUnicast() {
+			return nil, errdefs.Invalid(fmt.Errorf("subnet %s is not one for a network (loopback, link-local, multicast or unspecified)", want))
 		}
 		for _, t := range taken {
 			if overlaps(s, t) {
@@ -282,6 +285,13 @@ func (m *Manager) chooseSubnet(want string, existing []*Network) (*net.IPNet, er
 }
 
 func overlaps(a, b *net.IPNet) bool { return a.Contains(b.IP) || b.Contains(a.IP) }
+
+// lastAddr is subnet s's broadcast address.
+func lastAddr(s *net.IPNet) net.IP {
+	ip := make(net.IP, 4)
+	binary.BigEndian.PutUint32(ip, binary.BigEndian.Uint32(s.IP.To4())|^binary.BigEndian.Uint32(net.IP(s.Mask).To4()))
+	return ip
+}
 
 // firstHost is the first address of subnet s (the gateway's, by default).
 func firstHost(s *net.IPNet) net.IP {
@@ -402,7 +412,7 @@ func (m *Manager) attach(ctx context.Context, id, ns string, reqs []Request, por
 		}
 		ep, err := endpoint(res, n, rt.IfName)
 		if err != nil {
-			m.Detach(context.WithoutCancel(ctx), id, ns, append(eps, Endpoint{Network: n.Name, IfName: rt.IfName}))
+			m.Detach(context.WithoutCancel(ctx), id, ns, append(eps, Endpoint{Network: n.Name, IfName: rt.IfName, Ports: published}))
 			return nil, err
 		}
 		ep.Aliases, ep.Ports = r.Aliases, published

@@ -1,0 +1,55 @@
+package network
+
+import (
+	"errors"
+	"path/filepath"
+	"testing"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/flyingdutchman/flyingdutchman/errdefs"
+)
+
+// TestCreateChecksItsInput refuses names that are modes, subnets no network can have,
+// and gateways that are not host addresses; two networks do not share a subnet.
+func TestCreateChecksItsInput(t *testing.T) {
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	m, err := Open(t.TempDir(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		opts CreateOptions
+	}{
+		{"none", CreateOptions{}},
+		{"loopback", CreateOptions{}},
+		{"a/b", CreateOptions{}},
+		{"x", CreateOptions{Subnet: "127.0.0.0/8"}},
+		{"x", CreateOptions{Subnet: "0.0.0.0/0"}},
+		{"x", CreateOptions{Subnet: "10.250.1.0/31"}},
+		{"x", CreateOptions{Subnet: "169.254.0.0/16"}},
+		{"x", CreateOptions{Subnet: "10.250.1.0/24", Gateway: "10.250.1.0"}},
+		{"x", CreateOptions{Subnet: "10.250.1.0/24", Gateway: "10.250.1.255"}},
+		{"x", CreateOptions{Subnet: "10.250.1.0/24", Gateway: "10.250.2.1"}},
+	} {
+		if n, err := m.Create(c.name, c.opts); !errors.Is(err, errdefs.ErrInvalidArgument) {
+			t.Errorf("Create(%q, %+v) = %+v, %v; want it refused", c.name, c.opts, n, err)
+		}
+	}
+	a, err := m.Create("a", CreateOptions{Subnet: "10.250.1.0/24", Gateway: "10.250.1.254"})
+	if err != nil || a.Gateway != "10.250.1.254" {
+		t.Fatalf("Create a: %+v, %v", a, err)
+	}
+	if _, err := m.Create("b", CreateOptions{Subnet: "10.250.0.0/16"}); !errors.Is(err, errdefs.ErrConflict) {
+		t.Errorf("an overlapping subnet: %v", err)
+	}
+	b, err := m.Create("b", CreateOptions{})
+	if err != nil || b.Subnet == a.Subnet {
+		t.Errorf("a chosen subnet: %+v, %v", b, err)
+	}
+}
