@@ -102,13 +102,15 @@ func alive(pid int) bool {
 func cleanDir(dir string) {
 	deleteContainers(dir)
 	killUsers(dir)
-	deleteBridges(dir)
-	deleteStaleForwardRules()
 	for _, m := range mountsUnder(dir) {
 		if err := unix.Unmount(m, 0); err != nil {
 			unix.Unmount(m, unix.MNT_DETACH)
 		}
 	}
+	// With the containers' network namespaces unpinned, their interfaces leave the
+	// bridges (the kernel takes a moment).
+	deleteBridges(dir)
+	deleteStaleForwardRules()
 	if err := os.RemoveAll(dir); err != nil {
 		fmt.Fprintf(os.Stderr, "harness: remove %s: %v\n", dir, err)
 	}
@@ -349,8 +351,18 @@ func deleteBridges(dir string) {
 		})
 		db.Close()
 		for _, br := range bridges {
-			if ports, err := os.ReadDir(filepath.Join("/sys/class/net", br, "brif")); err == nil && len(ports) == 0 {
-				exec.Command("ip", "link", "delete", br).Run()
+			for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+				ports, err := os.ReadDir(filepath.Join("/sys/class/net", br, "brif"))
+				if err != nil {
+					break // gone already
+				}
+				if len(ports) == 0 {
+					exec.Command("ip", "link", "delete", br).Run()
+					break
+				}
+				if time.Now().After(deadline) {
+					break // another test's container is on it
+				}
 			}
 		}
 	}
