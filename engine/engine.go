@@ -67,6 +67,10 @@ type Engine struct {
 	// by name the creates in flight that will mount a volume.
 	volMu    sync.Mutex
 	volHolds map[string]int
+	// portsMu guards published: the host ports the containers' runs publish, by
+	// protocol and port, with the address and the container they belong to.
+	portsMu   sync.Mutex
+	published map[string]publishedPort
 
 	// monitors counts the goroutines waiting for tasks to exit.
 	monitors sync.WaitGroup
@@ -93,7 +97,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	if dir, err := filepath.EvalSymlinks(cfg.DataRoot); err == nil {
 		cfg.DataRoot = dir
 	}
-	e := &Engine{cfg: cfg, db: db, log: cfg.Logger, containers: map[string]*container{}, names: map[string]string{}, volHolds: map[string]int{}}
+	e := &Engine{cfg: cfg, db: db, log: cfg.Logger, containers: map[string]*container{}, names: map[string]string{}, volHolds: map[string]int{}, published: map[string]publishedPort{}}
 	e.ctx, e.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	fail := func(err error) (*Engine, error) {
 		e.cancel()

@@ -134,12 +134,13 @@ func (e *Engine) connect(ctx context.Context, c *Container) (*netRun, error) {
 	}
 	run.NetNS = ns
 	if netMode(c) != network.None {
-		ports, err := freePorts(e.publishedPorts(ctx, c))
+		ports, err := e.reservePorts(c, e.publishedPorts(ctx, c))
 		if err != nil {
 			network.RemoveNS(ns)
 			return nil, err
 		}
 		if run.Endpoints, err = e.networks.Attach(ctx, c.ID, ns, netRequests(c), ports); err != nil {
+			e.releasePorts(c.ID)
 			network.RemoveNS(ns)
 			return nil, err
 		}
@@ -157,6 +158,7 @@ func (e *Engine) disconnect(ctx context.Context, id, ns string, eps []network.En
 	if ns == "" || ns == network.Host {
 		return
 	}
+	defer e.releasePorts(id)
 	ctx = context.WithoutCancel(ctx)
 	if err := e.networks.Detach(ctx, id, ns, eps); err != nil {
 		e.log.Warn("take a container off its networks", "container", id, "err", err)
@@ -203,31 +205,115 @@ func (e *Engine) publishedPorts(ctx context.Context, c *Container) []network.Por
 	return ports
 }
 
-// freePorts gives each port published on host port 0 a free port of the host's.
-func freePorts(ports []network.Port) ([]network.Port, error) {
+// publishedPort is a host port a container's run publishes.
+type publishedPort struct {
+	hostIP, container string
+}
+
+// reservePorts checks that no other container publishes c's ports, and that nothing
+// of the host's listens on them (portmap's DNAT would hide it), gives each port asked
+// on host port 0 a free one, and reserves them all for c until releasePorts.
+func (e *Engine) reservePorts(c *Container, ports []network.Port) ([]network.Port, error) {
+	e.portsMu.Lock()
+	defer e.portsMu.Unlock()
+	key := func(p network.Port) string { return fmt.Sprintf("%d/%s", p.HostPort, p.Protocol) }
+	taken := func(p network.Port) string {
+		if o, ok := e.published[key(p)]; ok && o.container != c.ID && (o.hostIP == "" || p.HostIP == "" || o.hostIP == p.HostIP) {
+			return o.container
+		}
+		return ""
+	}
 	out := slices.Clone(ports)
 	for i, p := range out {
-		if p.HostPort != 0 {
-			continue
-		}
-		addr := net.JoinHostPort(p.HostIP, "0")
-		if p.Protocol == "udp" {
-			l, err := net.ListenPacket("udp4", addr)
-			if err != nil {
-				return nil, fmt.Errorf("find a free host port: %w", err)
+		if p.HostPort == 0 {
+			for range 100 {
+				q, err := freePort(p)
+				if err != nil {
+					return nil, err
+				}
+				if taken(q) == "" {
+					out[i] = q
+					break
+				}
 			}
-			out[i].HostPort = l.LocalAddr().(*net.UDPAddr).Port
-			l.Close()
+			if out[i].HostPort == 0 {
+				return nil, errdefs.Conflict(errors.New("no free host port found"))
+			}
 			continue
 		}
-		l, err := net.Listen("tcp4", addr)
-		if err != nil {
-			return nil, fmt.Errorf("find a free host port: %w", err)
+		if id := taken(p); id != "" {
+			name := id
+			if o, err := e.Get(id); err == nil {
+				name = o.Name
+			}
+			return nil, errdefs.Conflict(fmt.Errorf("host port %s is already published by container %s", key(p), name))
 		}
-		out[i].HostPort = l.Addr().(*net.TCPAddr).Port
-		l.Close()
+		if err := probePort(p); err != nil {
+			return nil, errdefs.Conflict(fmt.Errorf("host port %s is in use on the host: %w", key(p), err))
+		}
+	}
+	for _, p := range out {
+		e.published[key(p)] = publishedPort{hostIP: p.HostIP, container: c.ID}
 	}
 	return out, nil
+}
+
+// releasePorts frees the host ports container id reserved.
+func (e *Engine) releasePorts(id string) {
+	e.portsMu.Lock()
+	defer e.portsMu.Unlock()
+	for k, p := range e.published {
+		if p.container == id {
+			delete(e.published, k)
+		}
+	}
+}
+
+// reservePublished reserves the ports of the runs restore found going.
+func (e *Engine) reservePublished(c *Container) {
+	e.portsMu.Lock()
+	defer e.portsMu.Unlock()
+	for _, ep := range c.Endpoints {
+		for _, p := range ep.Ports {
+			e.published[fmt.Sprintf("%d/%s", p.HostPort, p.Protocol)] = publishedPort{hostIP: p.HostIP, container: c.ID}
+		}
+	}
+}
+
+// probePort tells whether p's host port is free on the host, by binding it a moment.
+func probePort(p network.Port) error {
+	addr := net.JoinHostPort(p.HostIP, strconv.Itoa(p.HostPort))
+	if p.Protocol == "udp" {
+		l, err := net.ListenPacket("udp4", addr)
+		if err != nil {
+			return err
+		}
+		return l.Close()
+	}
+	l, err := net.Listen("tcp4", addr)
+	if err != nil {
+		return err
+	}
+	return l.Close()
+}
+
+// freePort gives p, published on host port 0, a port free on the host.
+func freePort(p network.Port) (network.Port, error) {
+	addr := net.JoinHostPort(p.HostIP, "0")
+	if p.Protocol == "udp" {
+		l, err := net.ListenPacket("udp4", addr)
+		if err != nil {
+			return p, fmt.Errorf("find a free host port: %w", err)
+		}
+		p.HostPort = l.LocalAddr().(*net.UDPAddr).Port
+		return p, l.Close()
+	}
+	l, err := net.Listen("tcp4", addr)
+	if err != nil {
+		return p, fmt.Errorf("find a free host port: %w", err)
+	}
+	p.HostPort = l.Addr().(*net.TCPAddr).Port
+	return p, l.Close()
 }
 
 // resolvConf is the host's resolv.conf without its loopback name servers, which the

@@ -66,6 +66,7 @@ func (e *Engine) restore(ctx context.Context) error {
 	for _, ct := range cts {
 		if c := ct.snapshot(); c.NetNS != "" {
 			running[c.ID] = true
+			e.reservePublished(c)
 		}
 	}
 	if err := e.networks.ReleaseStale(ctx, func(id string) bool { return running[id] }); err != nil {

@@ -83,6 +83,19 @@ func TestNetworkPublishAndNames(t *testing.T) {
 	if got := d.MustRun("run", "--rm", "--network", "host", bb, "sh", "-c", "ls /sys/class/net | grep -c ."); got == "1\n" {
 		t.Errorf("--network host shows only loopback")
 	}
+	// A port is published once: another container, or a service of the host's, has it.
+	if r := d.Run("run", "-d", "--name", "thief", "-p", fmt.Sprintf("%d:80", port), bb, "sleep", "60"); r.Code == 0 || !strings.Contains(r.Stderr, fmt.Sprintf("host port %d/tcp is already published by container web", port)) {
+		t.Errorf("a second container on web's port: exit %d, %s", r.Code, r.Stderr)
+	}
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	busy := l.Addr().(*net.TCPAddr).Port
+	if r := d.Run("run", "-d", "-p", fmt.Sprintf("127.0.0.1:%d:80", busy), bb, "sleep", "60"); r.Code == 0 || !strings.Contains(r.Stderr, "in use on the host") {
+		t.Errorf("a port a host service listens on: exit %d, %s", r.Code, r.Stderr)
+	}
 	// Removing the server frees its port.
 	d.MustRun("rm", "-f", "web")
 	if got, err := exec.Command("timeout", "5", "busybox", "wget", "-q", "-O", "-", url).CombinedOutput(); err == nil {
