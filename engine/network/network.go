@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -300,8 +301,47 @@ func firstHost(s *net.IPNet) net.IP {
 	return ip
 }
 
-// hostRoutes are the IPv4 destinations of the host's routes but the default one.
+// hostRoutes are the IPv4 destinations of the host's routes in every routing table (a
+// VPN's may be in a table of its own), but for default routes and the halves of the
+// address space some VPNs route instead (0.0.0.0/1, 128.0.0.0/1): a subnet under those
+// is as free as under a default route.
 func hostRoutes() []*net.IPNet {
+	out, err := exec.Command("ip", "-4", "-o", "route", "show", "table", "all").Output()
+	if err != nil {
+		return procRoutes()
+	}
+	var routes []*net.IPNet
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		dst := f[0]
+		switch dst {
+		case "local", "broadcast", "unicast", "multicast", "anycast", "blackhole", "unreachable", "prohibit", "throw", "nat":
+			if len(f) < 2 {
+				continue
+			}
+			dst = f[1]
+		}
+		if dst == "default" {
+			continue
+		}
+		if !strings.Contains(dst, "/") {
+			dst += "/32"
+		}
+		if _, n, err := net.ParseCIDR(dst); err == nil {
+			if ones, _ := n.Mask.Size(); ones >= 8 {
+				routes = append(routes, n)
+			}
+		}
+	}
+	return routes
+}
+
+// procRoutes are the destinations of the main table's routes, from /proc/net/route,
+// where ip is missing.
+func procRoutes() []*net.IPNet {
 	data, err := os.ReadFile("/proc/net/route")
 	if err != nil {
 		return nil
@@ -319,7 +359,7 @@ func hostRoutes() []*net.IPNet {
 		}
 		// Little-endian words.
 		n := &net.IPNet{IP: net.IP{dst[3], dst[2], dst[1], dst[0]}, Mask: net.IPMask{mask[3], mask[2], mask[1], mask[0]}}
-		if ones, _ := n.Mask.Size(); ones == 0 {
+		if ones, _ := n.Mask.Size(); ones < 8 {
 			continue
 		}
 		out = append(out, n)

@@ -53,3 +53,21 @@ func TestCreateChecksItsInput(t *testing.T) {
 		t.Errorf("a chosen subnet: %+v, %v", b, err)
 	}
 }
+
+// TestHostRoutes reads the host's routes as the subnet choice sees them: no default
+// route and nothing wider than /8, and loopback's /8 (from the local table) among them.
+func TestHostRoutes(t *testing.T) {
+	rs := hostRoutes()
+	loopback := false
+	for _, r := range rs {
+		if ones, _ := r.Mask.Size(); ones < 8 {
+			t.Errorf("a route wider than /8: %s", r)
+		}
+		if r.String() == "127.0.0.0/8" {
+			loopback = true
+		}
+	}
+	if !loopback {
+		t.Errorf("127.0.0.0/8 (the local table's) is not among %v", rs)
+	}
+}
