@@ -11,6 +11,7 @@ import (
 
 	rt "github.com/flyingdutchman/flyingdutchman/engine/runtime"
 	"github.com/flyingdutchman/flyingdutchman/errdefs"
+	"github.com/flyingdutchman/flyingdutchman/internal/fsutil"
 	"github.com/flyingdutchman/flyingdutchman/volumes"
 )
 
@@ -22,13 +23,7 @@ func (e *Engine) openInTree(path string) (int, error) {
 		return -1, err
 	}
 	defer unix.Close(root)
-	how := unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS}
-	for i := 0; ; i++ {
-		fd, err := unix.Openat2(root, path, &how)
-		if err != unix.EAGAIN || i == 16 {
-			return fd, err
-		}
-	}
+	return fsutil.Openat2(root, path, &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS})
 }
 
 // checkTreeBind checks that the source of a bind of the tree exists.

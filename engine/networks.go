@@ -145,7 +145,7 @@ func (e *Engine) connect(ctx context.Context, c *Container) (*netRun, error) {
 			return nil, err
 		}
 	}
-	if err := os.WriteFile(run.HostsFile, e.hostsFile(c, run.Endpoints), 0o644); err != nil {
+	if err := os.WriteFile(run.HostsFile, hostsFile(c, run.Endpoints, e.List()), 0o644); err != nil {
 		e.disconnect(ctx, c.ID, run.NetNS, run.Endpoints)
 		return nil, err
 	}
@@ -205,6 +205,9 @@ func (e *Engine) publishedPorts(ctx context.Context, c *Container) []network.Por
 	return ports
 }
 
+// portKey names a host port: 8080/tcp.
+func portKey(p network.Port) string { return fmt.Sprintf("%d/%s", p.HostPort, p.Protocol) }
+
 // publishedPort is a host port a container's run publishes.
 type publishedPort struct {
 	hostIP, container string
@@ -216,9 +219,8 @@ type publishedPort struct {
 func (e *Engine) reservePorts(c *Container, ports []network.Port) ([]network.Port, error) {
 	e.portsMu.Lock()
 	defer e.portsMu.Unlock()
-	key := func(p network.Port) string { return fmt.Sprintf("%d/%s", p.HostPort, p.Protocol) }
 	taken := func(p network.Port) string {
-		if o, ok := e.published[key(p)]; ok && o.container != c.ID && (o.hostIP == "" || p.HostIP == "" || o.hostIP == p.HostIP) {
+		if o, ok := e.published[portKey(p)]; ok && o.container != c.ID && (o.hostIP == "" || p.HostIP == "" || o.hostIP == p.HostIP) {
 			return o.container
 		}
 		return ""
@@ -227,11 +229,11 @@ func (e *Engine) reservePorts(c *Container, ports []network.Port) ([]network.Por
 	for i, p := range out {
 		if p.HostPort == 0 {
 			for range 100 {
-				q, err := freePort(p)
+				port, err := bindPort(p, 0)
 				if err != nil {
-					return nil, err
+					return nil, fmt.Errorf("find a free host port: %w", err)
 				}
-				if taken(q) == "" {
+				if q := (network.Port{HostIP: p.HostIP, HostPort: port, ContainerPort: p.ContainerPort, Protocol: p.Protocol}); taken(q) == "" {
 					out[i] = q
 					break
 				}
@@ -246,14 +248,14 @@ func (e *Engine) reservePorts(c *Container, ports []network.Port) ([]network.Por
 			if o, err := e.Get(id); err == nil {
 				name = o.Name
 			}
-			return nil, errdefs.Conflict(fmt.Errorf("host port %s is already published by container %s", key(p), name))
+			return nil, errdefs.Conflict(fmt.Errorf("host port %s is already published by container %s", portKey(p), name))
 		}
-		if err := probePort(p); err != nil {
-			return nil, errdefs.Conflict(fmt.Errorf("host port %s is in use on the host: %w", key(p), err))
+		if _, err := bindPort(p, p.HostPort); err != nil {
+			return nil, errdefs.Conflict(fmt.Errorf("host port %s is in use on the host: %w", portKey(p), err))
 		}
 	}
 	for _, p := range out {
-		e.published[key(p)] = publishedPort{hostIP: p.HostIP, container: c.ID}
+		e.published[portKey(p)] = publishedPort{hostIP: p.HostIP, container: c.ID}
 	}
 	return out, nil
 }
@@ -275,45 +277,29 @@ func (e *Engine) reservePublished(c *Container) {
 	defer e.portsMu.Unlock()
 	for _, ep := range c.Endpoints {
 		for _, p := range ep.Ports {
-			e.published[fmt.Sprintf("%d/%s", p.HostPort, p.Protocol)] = publishedPort{hostIP: p.HostIP, container: c.ID}
+			e.published[portKey(p)] = publishedPort{hostIP: p.HostIP, container: c.ID}
 		}
 	}
 }
 
-// probePort tells whether p's host port is free on the host, by binding it a moment.
-func probePort(p network.Port) error {
-	addr := net.JoinHostPort(p.HostIP, strconv.Itoa(p.HostPort))
+// bindPort binds p's host port (a free one if port is 0) on the host a moment, and
+// returns the port it got: it tells whether the port is free.
+func bindPort(p network.Port, port int) (int, error) {
+	addr := net.JoinHostPort(p.HostIP, strconv.Itoa(port))
 	if p.Protocol == "udp" {
 		l, err := net.ListenPacket("udp4", addr)
 		if err != nil {
-			return err
+			return 0, err
 		}
-		return l.Close()
+		defer l.Close()
+		return l.LocalAddr().(*net.UDPAddr).Port, nil
 	}
 	l, err := net.Listen("tcp4", addr)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	return l.Close()
-}
-
-// freePort gives p, published on host port 0, a port free on the host.
-func freePort(p network.Port) (network.Port, error) {
-	addr := net.JoinHostPort(p.HostIP, "0")
-	if p.Protocol == "udp" {
-		l, err := net.ListenPacket("udp4", addr)
-		if err != nil {
-			return p, fmt.Errorf("find a free host port: %w", err)
-		}
-		p.HostPort = l.LocalAddr().(*net.UDPAddr).Port
-		return p, l.Close()
-	}
-	l, err := net.Listen("tcp4", addr)
-	if err != nil {
-		return p, fmt.Errorf("find a free host port: %w", err)
-	}
-	p.HostPort = l.Addr().(*net.TCPAddr).Port
-	return p, l.Close()
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // resolvConf is the host's resolv.conf without its loopback name servers, which the
@@ -344,7 +330,7 @@ func resolvConf() []byte {
 // hostsFile is c's /etc/hosts: loopback, its own addresses under its host name and
 // name, and every running container that shares a network with it, under its name and
 // aliases on that network.
-func (e *Engine) hostsFile(c *Container, eps []network.Endpoint) []byte {
+func hostsFile(c *Container, eps []network.Endpoint, all []*Container) []byte {
 	var b bytes.Buffer
 	b.WriteString("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
 	hostname := c.Spec.Hostname
@@ -359,8 +345,8 @@ func (e *Engine) hostsFile(c *Container, eps []network.Endpoint) []byte {
 		mine[ep.Network] = true
 		fmt.Fprintf(&b, "%s\t%s\n", ep.IP, strings.Join(uniq(append([]string{hostname, c.Name}, ep.Aliases...)), " "))
 	}
-	for _, o := range e.List() {
-		if o.ID == c.ID || (o.State != Running && o.State != Starting && o.State != Paused) {
+	for _, o := range all {
+		if o.ID == c.ID || !o.State.live() {
 			continue
 		}
 		for _, ep := range o.Endpoints {
@@ -395,15 +381,16 @@ func (e *Engine) refreshHosts(eps []network.Endpoint) {
 	if len(nets) == 0 {
 		return
 	}
-	for _, o := range e.List() {
-		if o.State != Running && o.State != Starting && o.State != Paused {
+	all := e.List()
+	for _, o := range all {
+		if !o.State.live() {
 			continue
 		}
 		if !slices.ContainsFunc(o.Endpoints, func(ep network.Endpoint) bool { return nets[ep.Network] }) {
 			continue
 		}
 		p := filepath.Join(e.containerDir(o.ID), "hosts")
-		if err := rewriteInPlace(p, e.hostsFile(o, o.Endpoints)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := rewriteInPlace(p, hostsFile(o, o.Endpoints, all)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			e.log.Warn("update a container's /etc/hosts", "container", o.Name, "err", err)
 		}
 	}
@@ -551,11 +538,11 @@ func (e *Engine) ConnectNetwork(ctx context.Context, ref string, req network.Req
 	defer ct.op.Unlock()
 	c := ct.snapshot()
 	reqs := netRequests(c)
-	switch {
-	case netMode(c) == network.None && (c.NetNS != "" || !slices.Contains([]State{Running, Paused, Starting, Stopping}, c.State)):
+	switch netMode(c) {
+	case network.None:
 		reqs = nil // loopback only, as a disconnect from the last network leaves it
-	case netMode(c) != "":
-		return errdefs.Invalid(fmt.Errorf("container %s is on network %s, which stands alone", c.Name, netMode(c)))
+	case network.Host:
+		return errdefs.Invalid(fmt.Errorf("container %s is on the host's network, which stands alone", c.Name))
 	}
 	if slices.ContainsFunc(reqs, func(r network.Request) bool { return r.Network == req.Network }) {
 		return errdefs.Conflict(fmt.Errorf("container %s is already on network %s", c.Name, req.Network))

@@ -38,6 +38,16 @@ var transitions = map[State][]State{
 	Removed:    {},
 }
 
+// live tells whether a container in state s may have a process: its network and
+// volumes are in use.
+func (s State) live() bool {
+	switch s {
+	case Starting, Running, Paused, Stopping:
+		return true
+	}
+	return false
+}
+
 // canMove tells whether a container may go from one state to another.
 func canMove(from, to State) bool {
 	for _, s := range transitions[from] {

@@ -36,8 +36,8 @@ type passDir struct {
 	t  *tree
 	ro bool
 	// prepare makes the real directory ready (mounts it). A container's rootfs has
-	// state, which remembers that it did until the container stops, and the jail;
-	// an image's directories are prepared on every look at the top.
+	// state, which remembers that it did until the container stops, and its root; an
+	// image's directories are prepared on every look at the top.
 	prepare func(ctx context.Context) error
 	state   *rootfsState
 	// overlay tells that the directory is an overlay (a container's rootfs), whose
@@ -78,7 +78,8 @@ func (t *tree) newPassDir(path, key string, prepare func(ctx context.Context) er
 	return newPassTop(&passDir{t: t, ro: true, prepare: prepare}, path, key)
 }
 
-// newRootfsDir makes the top node of container id's rootfs/, read-write, in its jail.
+// newRootfsDir makes the top node of container id's rootfs/, read-write, resolved inside
+// merged/ of its storage directory.
 func (t *tree) newRootfsDir(id, key string) *passNode {
 	rootfs := t.eng.Images().RootfsPath(id)
 	st := t.rootfs.get(id, filepath.Dir(rootfs), filepath.Base(rootfs))

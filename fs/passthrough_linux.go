@@ -10,6 +10,8 @@ import (
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
+
+	"github.com/flyingdutchman/flyingdutchman/internal/fsutil"
 )
 
 // The operations of a passthrough directory, on Linux. Each resolves the directory it
@@ -41,7 +43,7 @@ func (d *passDir) resolve(path string, flags int) (int, error) {
 		Resolve: unix.RESOLVE_NO_MAGICLINKS,
 	}
 	if d.state == nil {
-		return retryEAGAIN(func() (int, error) { return unix.Openat2(unix.AT_FDCWD, path, &how) })
+		return fsutil.Openat2(unix.AT_FDCWD, path, &how)
 	}
 	how.Resolve |= unix.RESOLVE_IN_ROOT
 	return d.state.openat2(path, &how)
@@ -86,17 +88,7 @@ func (s *rootfsState) openat2(path string, how *unix.OpenHow) (int, error) {
 		defer unix.Close(sub)
 		root = sub
 	}
-	return retryEAGAIN(func() (int, error) { return unix.Openat2(root, path, how) })
-}
-
-// retryEAGAIN retries an openat2 that a concurrent rename made give up (EAGAIN).
-func retryEAGAIN(open func() (int, error)) (int, error) {
-	for i := 0; ; i++ {
-		fd, err := open()
-		if err != unix.EAGAIN || i == 16 {
-			return fd, err
-		}
-	}
+	return fsutil.Openat2(root, path, how)
 }
 
 // path is where the node is, absolute in its directory's root.
@@ -104,33 +96,21 @@ func (n *passNode) path() string {
 	return filepath.Join(n.RootData.Path, n.Path(n.RootData.RootNode.EmbeddedInode()))
 }
 
-// dir opens the node as a directory to work in (O_PATH).
-func (n *passNode) dir() (int, syscall.Errno) {
-	fd, err := n.d.resolve(n.path(), unix.O_PATH|unix.O_DIRECTORY)
-	return fd, gofs.ToErrno(err)
-}
-
-// self opens the node itself (O_PATH; a symbolic link is not followed).
-func (n *passNode) self() (int, syscall.Errno) {
-	fd, err := n.d.resolve(n.path(), unix.O_PATH)
-	return fd, gofs.ToErrno(err)
-}
-
-// inDir runs f on the node's directory.
+// inDir runs f on the node's directory (O_PATH).
 func (n *passNode) inDir(f func(dir int) syscall.Errno) syscall.Errno {
-	dir, errno := n.dir()
-	if errno != 0 {
-		return errno
-	}
-	defer syscall.Close(dir)
-	return f(dir)
+	return n.with(unix.O_PATH|unix.O_DIRECTORY, f)
 }
 
-// onSelf runs f on the node itself.
+// onSelf runs f on the node itself (O_PATH; a symbolic link is not followed).
 func (n *passNode) onSelf(f func(fd int) syscall.Errno) syscall.Errno {
-	fd, errno := n.self()
-	if errno != 0 {
-		return errno
+	return n.with(unix.O_PATH, f)
+}
+
+// with runs f on the node opened with flags.
+func (n *passNode) with(flags int, f func(fd int) syscall.Errno) syscall.Errno {
+	fd, err := n.d.resolve(n.path(), flags)
+	if err != nil {
+		return gofs.ToErrno(err)
 	}
 	defer syscall.Close(fd)
 	return f(fd)
@@ -248,7 +228,7 @@ func (n *passNode) giveToCaller(ctx context.Context, dir, fd int, mode uint32, s
 		if mode&syscall.S_IFMT == syscall.S_IFDIR {
 			perm |= st.Mode & syscall.S_ISGID
 		}
-		return chmodFd(fd, perm)
+		return gofs.ToErrno(syscall.Chmod(procFd(fd), perm))
 	}
 	return 0
 }
@@ -595,29 +575,24 @@ func (n *passNode) rename(ctx context.Context, name string, newParent *passNode,
 	})
 }
 
-// The extended attributes of a symbolic link are not reached through /proc (the path
-// would name the link in /proc); Linux keeps none a user may set on one.
-
-func (n *passNode) xattrPath(fd int) (string, syscall.Errno) {
-	var st syscall.Stat_t
-	if _, err := statAt(fd, "", &st); err != nil {
-		return "", gofs.ToErrno(err)
-	}
-	if st.Mode&syscall.S_IFMT == syscall.S_IFLNK {
-		return "", syscall.ENOTSUP
-	}
-	return procFd(fd), 0
+// onXattrs runs f on the path that reaches the node's extended attributes. A symbolic
+// link's are not reached through /proc (the path would name the link in /proc), and
+// Linux keeps none a user may set on one: for a link, onXattrs answers onLink.
+func (n *passNode) onXattrs(onLink syscall.Errno, f func(path string) syscall.Errno) syscall.Errno {
+	return n.onSelf(func(fd int) syscall.Errno {
+		var st syscall.Stat_t
+		if _, err := statAt(fd, "", &st); err != nil {
+			return gofs.ToErrno(err)
+		}
+		if st.Mode&syscall.S_IFMT == syscall.S_IFLNK {
+			return onLink
+		}
+		return f(procFd(fd))
+	})
 }
 
 func (n *passNode) getxattr(ctx context.Context, attr string, dest []byte) (size uint32, errno syscall.Errno) {
-	errno = n.onSelf(func(fd int) syscall.Errno {
-		p, errno := n.xattrPath(fd)
-		if errno == syscall.ENOTSUP {
-			return syscall.ENODATA
-		}
-		if errno != 0 {
-			return errno
-		}
+	errno = n.onXattrs(syscall.ENODATA, func(p string) syscall.Errno {
 		k, err := unix.Getxattr(p, attr, dest)
 		size = uint32(k)
 		return gofs.ToErrno(err)
@@ -626,14 +601,7 @@ func (n *passNode) getxattr(ctx context.Context, attr string, dest []byte) (size
 }
 
 func (n *passNode) listxattr(ctx context.Context, dest []byte) (size uint32, errno syscall.Errno) {
-	errno = n.onSelf(func(fd int) syscall.Errno {
-		p, errno := n.xattrPath(fd)
-		if errno == syscall.ENOTSUP {
-			return 0
-		}
-		if errno != 0 {
-			return errno
-		}
+	errno = n.onXattrs(0, func(p string) syscall.Errno {
 		k, err := unix.Listxattr(p, dest)
 		size = uint32(k)
 		return gofs.ToErrno(err)
@@ -642,27 +610,13 @@ func (n *passNode) listxattr(ctx context.Context, dest []byte) (size uint32, err
 }
 
 func (n *passNode) setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
-	return n.onSelf(func(fd int) syscall.Errno {
-		p, errno := n.xattrPath(fd)
-		if errno == syscall.ENOTSUP {
-			return syscall.EPERM
-		}
-		if errno != 0 {
-			return errno
-		}
+	return n.onXattrs(syscall.EPERM, func(p string) syscall.Errno {
 		return gofs.ToErrno(unix.Setxattr(p, attr, data, int(flags)))
 	})
 }
 
 func (n *passNode) removexattr(ctx context.Context, attr string) syscall.Errno {
-	return n.onSelf(func(fd int) syscall.Errno {
-		p, errno := n.xattrPath(fd)
-		if errno == syscall.ENOTSUP {
-			return syscall.ENODATA
-		}
-		if errno != 0 {
-			return errno
-		}
+	return n.onXattrs(syscall.ENODATA, func(p string) syscall.Errno {
 		return gofs.ToErrno(unix.Removexattr(p, attr))
 	})
 }

@@ -118,3 +118,28 @@ func printEach[T any](w io.Writer, names []string, get func(name string) (T, err
 	}
 	return errors.Join(errs...)
 }
+
+// printList prints what an ls command lists: as JSON with --format json, one name a
+// line with -q, or a table.
+func printList[T any](w io.Writer, items []T, format string, quiet bool, name func(T) string, header []string, cols func(T) []string) error {
+	switch {
+	case format == "json":
+		if items == nil {
+			items = []T{}
+		}
+		return printJSON(w, items)
+	case format != "":
+		return fmt.Errorf("unknown format %q (want json)", format)
+	case quiet:
+		for _, it := range items {
+			fmt.Fprintln(w, name(it))
+		}
+		return nil
+	}
+	tw := table(w)
+	row(tw, header...)
+	for _, it := range items {
+		row(tw, cols(it)...)
+	}
+	return tw.Flush()
+}

@@ -62,31 +62,15 @@ func newNetworkCommand(c *cli) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			out := cmd.OutOrStdout()
-			switch {
-			case format == "json":
-				if ns == nil {
-					ns = []*engine.NetworkInfo{}
-				}
-				return printJSON(out, ns)
-			case format != "":
-				return fmt.Errorf("unknown format %q (want json)", format)
-			case quiet:
-				for _, n := range ns {
-					fmt.Fprintln(out, n.Name)
-				}
-				return nil
-			}
-			tw := table(out)
-			row(tw, "NETWORK ID", "NAME", "DRIVER", "SUBNET", "CONTAINERS")
-			for _, n := range ns {
-				var names []string
-				for _, m := range n.Containers {
-					names = append(names, m.Name)
-				}
-				row(tw, n.ID[:12], n.Name, n.Driver, n.Subnet, strings.Join(names, ","))
-			}
-			return tw.Flush()
+			return printList(cmd.OutOrStdout(), ns, format, quiet, func(n *engine.NetworkInfo) string { return n.Name },
+				[]string{"NETWORK ID", "NAME", "DRIVER", "SUBNET", "CONTAINERS"},
+				func(n *engine.NetworkInfo) []string {
+					var names []string
+					for _, m := range n.Containers {
+						names = append(names, m.Name)
+					}
+					return []string{n.ID[:12], n.Name, n.Driver, n.Subnet, strings.Join(names, ",")}
+				})
 		},
 	}
 	ls.Flags().BoolVarP(&quiet, "quiet", "q", false, "only names")

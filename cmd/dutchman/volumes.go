@@ -61,27 +61,9 @@ func newVolumeCommand(c *cli) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			out := cmd.OutOrStdout()
-			switch {
-			case format == "json":
-				if vs == nil {
-					vs = []*engine.VolumeInfo{}
-				}
-				return printJSON(out, vs)
-			case format != "":
-				return fmt.Errorf("unknown format %q (want json)", format)
-			case quiet:
-				for _, v := range vs {
-					fmt.Fprintln(out, v.Name)
-				}
-				return nil
-			}
-			tw := table(out)
-			row(tw, "DRIVER", "VOLUME NAME", "USED BY")
-			for _, v := range vs {
-				row(tw, v.Driver, v.Name, strings.Join(v.UsedBy, ","))
-			}
-			return tw.Flush()
+			return printList(cmd.OutOrStdout(), vs, format, quiet, func(v *engine.VolumeInfo) string { return v.Name },
+				[]string{"DRIVER", "VOLUME NAME", "USED BY"},
+				func(v *engine.VolumeInfo) []string { return []string{v.Driver, v.Name, strings.Join(v.UsedBy, ",")} })
 		},
 	}
 	ls.Flags().BoolVarP(&quiet, "quiet", "q", false, "only names")

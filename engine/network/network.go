@@ -265,7 +265,11 @@ func (m *Manager) chooseSubnet(want string, existing []*Network) (*net.IPNet, er
 		}
 		return s, nil
 	}
-	taken = append(taken, hostRoutes()...)
+	routes, err := hostRoutes()
+	if err != nil {
+		return nil, err
+	}
+	taken = append(taken, routes...)
 	base := binary.BigEndian.Uint32(pool.IP.To4())
 	for i := uint32(0); i < 256; i++ {
 		ip := make(net.IP, 4)
@@ -305,10 +309,10 @@ func firstHost(s *net.IPNet) net.IP {
 // VPN's may be in a table of its own), but for default routes and the halves of the
 // address space some VPNs route instead (0.0.0.0/1, 128.0.0.0/1): a subnet under those
 // is as free as under a default route.
-func hostRoutes() []*net.IPNet {
+func hostRoutes() ([]*net.IPNet, error) {
 	out, err := exec.Command("ip", "-4", "-o", "route", "show", "table", "all").Output()
 	if err != nil {
-		return procRoutes()
+		return nil, fmt.Errorf("list the host's routes (ip route, from iproute2): %w", err)
 	}
 	var routes []*net.IPNet
 	for _, line := range strings.Split(string(out), "\n") {
@@ -336,35 +340,7 @@ func hostRoutes() []*net.IPNet {
 			}
 		}
 	}
-	return routes
-}
-
-// procRoutes are the destinations of the main table's routes, from /proc/net/route,
-// where ip is missing.
-func procRoutes() []*net.IPNet {
-	data, err := os.ReadFile("/proc/net/route")
-	if err != nil {
-		return nil
-	}
-	var out []*net.IPNet
-	for _, line := range strings.Split(string(data), "\n")[1:] {
-		f := strings.Fields(line)
-		if len(f) < 8 {
-			continue
-		}
-		dst, err1 := hex.DecodeString(f[1])
-		mask, err2 := hex.DecodeString(f[7])
-		if err1 != nil || err2 != nil || len(dst) != 4 || len(mask) != 4 {
-			continue
-		}
-		// Little-endian words.
-		n := &net.IPNet{IP: net.IP{dst[3], dst[2], dst[1], dst[0]}, Mask: net.IPMask{mask[3], mask[2], mask[1], mask[0]}}
-		if ones, _ := n.Mask.Size(); ones < 8 {
-			continue
-		}
-		out = append(out, n)
-	}
-	return out
+	return routes, nil
 }
 
 func randomID() string {
@@ -412,20 +388,24 @@ func (m *Manager) AttachMore(ctx context.Context, id, ns string, reqs []Request,
 	return m.attach(ctx, id, ns, reqs, nil, first)
 }
 
-func (m *Manager) attach(ctx context.Context, id, ns string, reqs []Request, ports []Port, first int) ([]Endpoint, error) {
-	var eps []Endpoint
+func (m *Manager) attach(ctx context.Context, id, ns string, reqs []Request, ports []Port, first int) (eps []Endpoint, err error) {
+	// What an ADD made, even in part, a DEL of its name undoes.
+	defer func() {
+		if err != nil {
+			m.Detach(context.WithoutCancel(ctx), id, ns, eps)
+			eps = nil
+		}
+	}()
 	for i, r := range reqs {
 		n, err := m.Get(r.Network)
 		if err != nil {
-			m.Detach(context.WithoutCancel(ctx), id, ns, eps)
-			return nil, err
+			return eps, err
 		}
 		rt := runtimeConf(id, ns, fmt.Sprintf("eth%d", first+i))
 		if r.IP != "" {
 			ip := net.ParseIP(r.IP).To4()
 			if _, s, _ := net.ParseCIDR(n.Subnet); ip == nil || !s.Contains(ip) {
-				m.Detach(context.WithoutCancel(ctx), id, ns, eps)
-				return nil, errdefs.Invalid(fmt.Errorf("address %s is not in network %s's subnet %s", r.IP, n.Name, n.Subnet))
+				return eps, errdefs.Invalid(fmt.Errorf("address %s is not in network %s's subnet %s", r.IP, n.Name, n.Subnet))
 			}
 			rt.Args = append(rt.Args, [2]string{"IP", ip.String()})
 		}
@@ -436,27 +416,22 @@ func (m *Manager) attach(ctx context.Context, id, ns string, reqs []Request, por
 		}
 		list, err := m.conflist(n, len(published) > 0)
 		if err != nil {
-			m.Detach(context.WithoutCancel(ctx), id, ns, eps)
-			return nil, err
+			return eps, err
 		}
 		res, err := m.cni.AddNetworkList(ctx, list, rt)
+		eps = append(eps, Endpoint{Network: n.Name, IfName: rt.IfName, Aliases: r.Aliases, Ports: published})
 		if err != nil {
-			m.cni.DelNetworkList(context.WithoutCancel(ctx), list, rt)
-			m.Detach(context.WithoutCancel(ctx), id, ns, eps)
-			return nil, fmt.Errorf("attach to network %s: %w", n.Name, err)
+			return eps, fmt.Errorf("attach to network %s: %w", n.Name, err)
 		}
 		if err := isolate(n.Bridge); err != nil {
-			m.cni.DelNetworkList(context.WithoutCancel(ctx), list, rt)
-			m.Detach(context.WithoutCancel(ctx), id, ns, eps)
-			return nil, fmt.Errorf("attach to network %s: %w", n.Name, err)
+			return eps, fmt.Errorf("attach to network %s: %w", n.Name, err)
 		}
 		ep, err := endpoint(res, n, rt.IfName)
 		if err != nil {
-			m.Detach(context.WithoutCancel(ctx), id, ns, append(eps, Endpoint{Network: n.Name, IfName: rt.IfName, Ports: published}))
-			return nil, err
+			return eps, err
 		}
 		ep.Aliases, ep.Ports = r.Aliases, published
-		eps = append(eps, ep)
+		eps[len(eps)-1] = ep
 	}
 	return eps, nil
 }
@@ -540,7 +515,7 @@ func (m *Manager) ReleaseStale(ctx context.Context, keep func(containerID string
 	}
 	var first error
 	for _, a := range atts {
-		if a.Network == "loopback" || keep(a.ContainerID) {
+		if keep(a.ContainerID) {
 			continue
 		}
 		list, err := libcni.ConfListFromBytes(a.Config)

@@ -57,7 +57,10 @@ func TestCreateChecksItsInput(t *testing.T) {
 // TestHostRoutes reads the host's routes as the subnet choice sees them: no default
 // route and nothing wider than /8, and loopback's /8 (from the local table) among them.
 func TestHostRoutes(t *testing.T) {
-	rs := hostRoutes()
+	rs, err := hostRoutes()
+	if err != nil {
+		t.Fatal(err)
+	}
 	loopback := false
 	for _, r := range rs {
 		if ones, _ := r.Mask.Size(); ones < 8 {

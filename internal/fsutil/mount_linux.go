@@ -63,6 +63,17 @@ func unescapeMountinfo(s string) string {
 	return b.String()
 }
 
+// Openat2 is openat2(2), tried again when a concurrent rename made it give up (EAGAIN,
+// which RESOLVE_IN_ROOT and RESOLVE_BENEATH answer then).
+func Openat2(dirfd int, path string, how *unix.OpenHow) (int, error) {
+	for i := 0; ; i++ {
+		fd, err := unix.Openat2(dirfd, path, how)
+		if err != unix.EAGAIN || i == 16 {
+			return fd, err
+		}
+	}
+}
+
 // UnmountAll unmounts every mount at or below dir, detaching those in use, and fails if
 // one stays: what removes dir next must not reach into a mounted filesystem.
 func UnmountAll(dir string) error {
