@@ -512,6 +512,12 @@ func (s *shim) run() {
 		case <-c.done:
 		}
 	}
+	// An attached client may still have output queued: the shim stays until each has
+	// written its last frame, or gone. (A fixed grace cut a slow reader's last
+	// megabytes off.)
+	for _, c := range clients {
+		<-c.done
+	}
 	// Give waiters a moment to read their answers before the process goes.
 	s.reaper.wait(200 * time.Millisecond)
 }
