@@ -10,6 +10,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/flyingdutchman/flyingdutchman/engine"
+	"github.com/flyingdutchman/flyingdutchman/engine/network"
 	"github.com/flyingdutchman/flyingdutchman/volumes"
 )
 
@@ -101,8 +102,19 @@ func RenderService(spec engine.Spec) []byte {
 		}
 		add("volumes", vols)
 	}
+	renderNetworks(spec.Networks, add, scalar, plain)
+	if len(spec.Ports) > 0 {
+		ports := &yaml.Node{Kind: yaml.SequenceNode}
+		for _, p := range spec.Ports {
+			ports.Content = append(ports.Content, scalar(renderPort(p)))
+		}
+		add("ports", ports)
+	}
 	if spec.AutoRemove {
 		add(autoRemoveKey, plain("true"))
+	}
+	if spec.PublishAll {
+		add(publishAllKey, plain("true"))
 	}
 	var b bytes.Buffer
 	enc := yaml.NewEncoder(&b)
@@ -172,3 +184,60 @@ func renderMount(m volumes.Mount, scalar, plain func(string) *yaml.Node) *yaml.N
 func formatInt(n int64) string { return strconv.FormatInt(n, 10) }
 
 func formatFloat(f float64) string { return strconv.FormatFloat(f, 'f', 2, 64) }
+
+// renderNetworks writes the networks a container joins: network_mode for none, host and
+// the default alone, a list of names, or a mapping where one has an address or aliases.
+func renderNetworks(reqs []network.Request, add func(string, *yaml.Node), scalar, plain func(string) *yaml.Node) {
+	if len(reqs) == 0 {
+		return
+	}
+	if r := reqs[0]; len(reqs) == 1 && r.IP == "" && len(r.Aliases) == 0 &&
+		(r.Network == network.None || r.Network == network.Host || r.Network == network.Default) {
+		add("network_mode", scalar(r.Network))
+		return
+	}
+	settings := false
+	for _, r := range reqs {
+		settings = settings || r.IP != "" || len(r.Aliases) > 0
+	}
+	if !settings {
+		list := &yaml.Node{Kind: yaml.SequenceNode, Style: yaml.FlowStyle}
+		for _, r := range reqs {
+			list.Content = append(list.Content, scalar(r.Network))
+		}
+		add("networks", list)
+		return
+	}
+	m := &yaml.Node{Kind: yaml.MappingNode}
+	for _, r := range reqs {
+		n := &yaml.Node{Kind: yaml.MappingNode, Style: yaml.FlowStyle}
+		if r.IP != "" {
+			n.Content = append(n.Content, plain("ipv4_address"), scalar(r.IP))
+		}
+		if len(r.Aliases) > 0 {
+			aliases := &yaml.Node{Kind: yaml.SequenceNode, Style: yaml.FlowStyle}
+			for _, a := range r.Aliases {
+				aliases.Content = append(aliases.Content, scalar(a))
+			}
+			n.Content = append(n.Content, plain("aliases"), aliases)
+		}
+		m.Content = append(m.Content, scalar(r.Network), n)
+	}
+	add("networks", m)
+}
+
+// renderPort writes a published port as docker run -p takes it.
+func renderPort(p network.Port) string {
+	host := ""
+	if p.HostPort != 0 {
+		host = strconv.Itoa(p.HostPort)
+	}
+	s := strconv.Itoa(p.ContainerPort) + "/" + p.Protocol
+	switch {
+	case p.HostIP != "":
+		return p.HostIP + ":" + host + ":" + s
+	case host != "":
+		return host + ":" + s
+	}
+	return s
+}

@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -25,6 +26,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/flyingdutchman/flyingdutchman/engine"
+	"github.com/flyingdutchman/flyingdutchman/engine/network"
 	"github.com/flyingdutchman/flyingdutchman/errdefs"
 	"github.com/flyingdutchman/flyingdutchman/volumes"
 )
@@ -34,13 +36,17 @@ import (
 var ServiceKeys = []string{
 	"image", "command", "entrypoint", "environment", "env_file", "working_dir", "user",
 	"restart", "labels", "hostname", "mem_limit", "cpus", "runtime", "stop_signal",
-	"stop_grace_period", "tty", "stdin_open", "volumes", "tmpfs",
+	"stop_grace_period", "tty", "stdin_open", "volumes", "tmpfs", "network_mode", "networks",
+	"ports",
 }
 
 var quietLoader sync.Once
 
-// autoRemoveKey is the extension key for what `dutchman run --rm` asks: compose has none.
-const autoRemoveKey = "x-auto-remove"
+// Extension keys for what docker run asks and compose has no key for: --rm and -P.
+const (
+	autoRemoveKey = "x-auto-remove"
+	publishAllKey = "x-publish-all"
+)
 
 // TreeSpecDir is where spec files are in the tree, which is / to the loader (in the jail
 // of the tree's backing directory).
@@ -54,10 +60,11 @@ type LoadOptions struct {
 	// the tree (the loader runs in the jail of the tree's backing directory). A relative
 	// bind source is then a directory of the tree, which the engine resolves inside it.
 	InTree bool
-	// HostBinds allows bind sources that are host paths (absolute, or under ~). A spec
-	// file of the tree allows them only if the tree's owner is root: a bind gives the
-	// container's root the host's files.
-	HostBinds bool
+	// Privileged lets the file do what only root may: bind host paths (absolute, or
+	// under ~), which gives the container's root the host's files, publish host ports
+	// below 1024, and use the host's network. A spec file of the tree is privileged only
+	// if the tree's owner is root.
+	Privileged bool
 }
 
 // LoadService reads a container's spec file: data, named filename, is the body of one
@@ -98,13 +105,15 @@ func LoadService(ctx context.Context, filename string, data []byte, opts LoadOpt
 	if err := top.Decode(&body); err != nil {
 		return engine.Spec{}, fail(0, "%s", strings.TrimPrefix(err.Error(), "yaml: "))
 	}
-	autoRemove := false
-	if v, ok := body[autoRemoveKey]; ok {
-		b, isBool := v.(bool)
-		if !isBool {
-			return engine.Spec{}, fail(keyLine[autoRemoveKey], "%s: want true or false", autoRemoveKey)
+	flags := map[string]bool{}
+	for _, k := range []string{autoRemoveKey, publishAllKey} {
+		if v, ok := body[k]; ok {
+			b, isBool := v.(bool)
+			if !isBool {
+				return engine.Spec{}, fail(keyLine[k], "%s: want true or false", k)
+			}
+			flags[k] = b
 		}
-		autoRemove = b
 	}
 	if _, ok := body["image"]; !ok {
 		return engine.Spec{}, fail(0, "no image: a spec needs one (image: busybox)")
@@ -137,6 +146,19 @@ func LoadService(ctx context.Context, filename string, data []byte, opts LoadOpt
 	if err != nil {
 		return engine.Spec{}, fail(keyLine["volumes"], "volumes: %v", err)
 	}
+	networkOrder, err := networkNames(top)
+	if err != nil {
+		return engine.Spec{}, fail(keyLine["networks"], "networks: %v", err)
+	}
+	if m, _ := body["network_mode"].(string); strings.HasPrefix(m, "service:") || strings.HasPrefix(m, "container:") {
+		// Refused before the loader, which would look for the service.
+		return engine.Spec{}, fail(keyLine["network_mode"], "network_mode: %s", unsupportedMode(m))
+	}
+	topNetworks := map[string]any{}
+	for _, n := range networkOrder {
+		// Each is the engine's network of that name, as a project's external network.
+		topNetworks[n] = map[string]any{"name": n, "external": true}
+	}
 	dir := filepath.Dir(filename)
 	// Env files are read here, not by the loader: see readEnvFiles.
 	envFiles, err := envFileList(body["env_file"], dir)
@@ -152,7 +174,7 @@ func LoadService(ctx context.Context, filename string, data []byte, opts LoadOpt
 	}
 	details := types.ConfigDetails{
 		WorkingDir:  filepath.Dir(filename),
-		ConfigFiles: []types.ConfigFile{{Filename: filename, Config: map[string]any{"services": map[string]any{name: body}, "volumes": topVolumes}}},
+		ConfigFiles: []types.ConfigFile{{Filename: filename, Config: map[string]any{"services": map[string]any{name: body}, "volumes": topVolumes, "networks": topNetworks}}},
 		Environment: envMap,
 	}
 	project, err := loader.LoadWithContext(ctx, details, func(o *loader.Options) {
@@ -170,7 +192,8 @@ func LoadService(ctx context.Context, filename string, data []byte, opts LoadOpt
 	spec := engine.Spec{
 		Image: s.Image, WorkingDir: s.WorkingDir, User: s.User, Restart: s.Restart,
 		Hostname: s.Hostname, Memory: int64(s.MemLimit), CPUs: float64(s.CPUS), Runtime: s.Runtime,
-		StopSignal: s.StopSignal, Tty: s.Tty, OpenStdin: s.StdinOpen, AutoRemove: autoRemove,
+		StopSignal: s.StopSignal, Tty: s.Tty, OpenStdin: s.StdinOpen, AutoRemove: flags[autoRemoveKey],
+		PublishAll: flags[publishAllKey], Unprivileged: !opts.Privileged,
 	}
 	if _, ok := body["command"]; ok {
 		spec.Command = append([]string{}, s.Command...)
@@ -231,6 +254,20 @@ func LoadService(ctx context.Context, filename string, data []byte, opts LoadOpt
 		}
 		spec.Mounts = append(spec.Mounts, m)
 	}
+	if spec.Networks, err = networkRequests(s, networkOrder); err != nil {
+		key := "networks"
+		if s.NetworkMode != "" {
+			key = "network_mode"
+		}
+		return engine.Spec{}, fail(keyLine[key], "%s: %v", key, err)
+	}
+	for _, p := range s.Ports {
+		ports, err := publishedPorts(p)
+		if err != nil {
+			return engine.Spec{}, fail(keyLine["ports"], "ports: %v", err)
+		}
+		spec.Ports = append(spec.Ports, ports...)
+	}
 	if err := engine.ValidateSpec(&spec); err != nil {
 		return engine.Spec{}, fail(keyLine[blameSpec(err)], "%s", err.Error())
 	}
@@ -248,7 +285,7 @@ func bindSource(m *volumes.Mount, v types.ServiceVolumeConfig, dir string, opts 
 	switch {
 	case src == "":
 		return errors.New("a bind mount needs a source")
-	case hostPath && !opts.HostBinds:
+	case hostPath && !opts.Privileged:
 		return fmt.Errorf("bind mount of %s: a spec file in the tree of a user other than root binds only directories of the tree (a path relative to the spec, such as ./site); a bind of a host path gives the container's root the host's files. Use a named volume, or dutchman run -v", src)
 	case hostPath:
 		if strings.HasPrefix(src, "~") {
@@ -366,6 +403,8 @@ func blameSpec(err error) string {
 		{"restart policy", "restart"}, {"memory", "mem_limit"}, {"cpus", "cpus"},
 		{"signal", "stop_signal"}, {"working directory", "working_dir"}, {"grace period", "stop_grace_period"},
 		{"environment", "environment"}, {"runtime", "runtime"}, {"--rm", "restart"}, {"mount", "volumes"},
+		{"ports cannot be published", "ports"}, {"network host:", "network_mode"},
+		{"port", "ports"}, {"network", "networks"}, {"alias", "networks"}, {"IPv4", "networks"},
 	} {
 		if strings.Contains(msg, kw.word) {
 			return kw.key
@@ -505,3 +544,92 @@ var composeKeys = sync.OnceValue(func() map[string]bool {
 	walk(reflect.TypeOf(types.ServiceConfig{}))
 	return keys
 })
+
+// networkNames reads the networks a spec's service joins (networks: as a list of names
+// or a mapping of name to settings), in the file's order: the first is the container's
+// first interface.
+func networkNames(top *yaml.Node) ([]string, error) {
+	var v *yaml.Node
+	for i := 0; i+1 < len(top.Content); i += 2 {
+		if top.Content[i].Value == "networks" {
+			v = top.Content[i+1]
+		}
+	}
+	if v == nil {
+		return nil, nil
+	}
+	var names []string
+	switch v.Kind {
+	case yaml.SequenceNode:
+		for _, n := range v.Content {
+			if n.Kind != yaml.ScalarNode {
+				return nil, errors.New("want a list of network names, or a mapping of names to settings")
+			}
+			names = append(names, n.Value)
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(v.Content); i += 2 {
+			names = append(names, v.Content[i].Value)
+		}
+	default:
+		return nil, errors.New("want a list of network names, or a mapping of names to settings")
+	}
+	for _, n := range names {
+		switch n {
+		case network.None, network.Host:
+			return nil, fmt.Errorf("%s is a network mode: write network_mode: %s", n, n)
+		}
+		if err := network.ValidName(n); err != nil {
+			return nil, err
+		}
+	}
+	return names, nil
+}
+
+// networkRequests are the networks service s joins, as its network_mode or networks say.
+func networkRequests(s types.ServiceConfig, order []string) ([]network.Request, error) {
+	if s.NetworkMode != "" {
+		if len(s.Networks) > 0 {
+			return nil, errors.New("network_mode and networks cannot be combined")
+		}
+		switch s.NetworkMode {
+		case network.None, network.Host, network.Default:
+			return []network.Request{{Network: s.NetworkMode}}, nil
+		}
+		return nil, errors.New(unsupportedMode(s.NetworkMode))
+	}
+	var reqs []network.Request
+	for _, name := range order {
+		r := network.Request{Network: name}
+		if c := s.Networks[name]; c != nil {
+			switch {
+			case c.Ipv6Address != "", len(c.LinkLocalIPs) > 0:
+				return nil, fmt.Errorf("%s: only IPv4 addresses are supported (ipv4_address)", name)
+			case c.MacAddress != "", c.InterfaceName != "", len(c.DriverOpts) > 0, c.GatewayPriority != 0, c.Priority != 0:
+				return nil, fmt.Errorf("%s: aliases and ipv4_address are the settings supported", name)
+			}
+			r.IP, r.Aliases = c.Ipv4Address, c.Aliases
+		}
+		reqs = append(reqs, r)
+	}
+	return reqs, nil
+}
+
+func unsupportedMode(mode string) string {
+	return fmt.Sprintf("%s is not supported (none, host, or %s; or networks: to join networks by name)", mode, network.Default)
+}
+
+// publishedPorts reads a compose port as docker run -p would: [IP:][HOSTPORT:]PORT/PROTO.
+func publishedPorts(p types.ServicePortConfig) ([]network.Port, error) {
+	spec := strconv.FormatUint(uint64(p.Target), 10)
+	if p.HostIP != "" || p.Published != "" {
+		spec = p.Published + ":" + spec
+	}
+	if p.HostIP != "" {
+		spec = p.HostIP + ":" + spec
+	}
+	if p.Protocol != "" {
+		spec += "/" + p.Protocol
+	}
+	return network.ParsePort(spec)
+}

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/flyingdutchman/flyingdutchman/engine"
+	"github.com/flyingdutchman/flyingdutchman/engine/network"
 	"github.com/flyingdutchman/flyingdutchman/errdefs"
 	"github.com/flyingdutchman/flyingdutchman/volumes"
 )
@@ -82,6 +83,16 @@ func TestRenderServiceRoundTrips(t *testing.T) {
 		{Image: "busybox", Command: []string{}, Entrypoint: []string{}},
 		{Image: "127.0.0.1:5000/a/b:v1", Command: []string{"echo", "yes", "1", "true", "a: b", "", "null"}, AutoRemove: true},
 		{Image: "busybox", Env: []string{"A=1", "B=x y", "C=null"}, Labels: map[string]string{"on": "true"}, CPUs: 1.25},
+		{Image: "busybox", Networks: []network.Request{{Network: "none"}}},
+		{Image: "busybox", Networks: []network.Request{{Network: "bridge"}}, PublishAll: true},
+		{Image: "busybox", Networks: []network.Request{{Network: "front"}, {Network: "back"}}},
+		{Image: "busybox", Networks: []network.Request{{Network: "front", Aliases: []string{"www", "web.local"}}, {Network: "back", IP: "10.9.0.7"}}},
+		{Image: "busybox", Ports: []network.Port{
+			{HostPort: 8080, ContainerPort: 80, Protocol: "tcp"},
+			{HostIP: "127.0.0.1", HostPort: 5353, ContainerPort: 53, Protocol: "udp"},
+			{HostIP: "127.0.0.1", ContainerPort: 443, Protocol: "tcp"},
+			{ContainerPort: 9000, Protocol: "tcp"},
+		}},
 	} {
 		data := RenderService(spec)
 		back, err := load(t, string(data))
@@ -102,7 +113,18 @@ func TestLoadServiceErrorsNameTheLine(t *testing.T) {
 		{"image: busybox\ncommand: \"true\"\nmem_limit: lots\n", `line 3`},
 		{"image: busybox\ncommand: true\n", `line 2: command must be a string or a list`},
 		{"image: busybox\n\nrestart: sometimes\n", `line 3: invalid restart policy "sometimes"`},
-		{"image: busybox\nports: [\"80:80\"]\n", `line 2: ports: not supported by FlyingDutchman yet`},
+		{"image: busybox\nexpose: [\"80\"]\n", `line 2: expose: not supported by FlyingDutchman yet`},
+		{"image: busybox\nports: [\"8080:80/sctp\"]\n", `line 2: ports:`},
+		{"image: busybox\nports: [\"8080-8081:80\"]\n", `line 2: ports: invalid port`},
+		{"image: busybox\nports: [\"20000-20999:20000-20999\"]\n", `line 2: 1000 ports published: at most 256`},
+		{"image: busybox\n\nports: [\"80:80\"]\n", `line 3: port 80: a spec file in the tree of a user other than root`},
+		{"image: busybox\nnetwork_mode: host\n", `line 2: network host: a spec file in the tree of a user other than root`},
+		{"image: busybox\nnetwork_mode: \"service:db\"\n", `line 2: network_mode: service:db is not supported`},
+		{"image: busybox\nnetworks: [host]\n", `line 2: networks: host is a network mode`},
+		{"image: busybox\nnetworks: [\"no/slash\"]\n", `line 2: networks: invalid network name`},
+		{"image: busybox\nnetworks: {front: {mac_address: \"02:42:ac:11:00:02\"}}\n", `line 2: networks: front: aliases and ipv4_address`},
+		{"image: busybox\nnetworks: {front: {ipv4_address: 10.1.2}}\n", `line 2: invalid IPv4 address`},
+		{"image: busybox\nnetwork_mode: none\nports: [\"8080:80\"]\n", `ports cannot be published with network none`},
 		{"command: [true]\n", "no image"},
 		{"", "empty"},
 		{"- image: busybox\n", "line 1: a spec is a mapping"},
@@ -236,13 +258,13 @@ func TestLoadServiceBinds(t *testing.T) {
 		}
 	}
 	home, _ := os.UserHomeDir()
-	spec, err = LoadService(ctx, "/containers/web.yaml", []byte("image: busybox\nvolumes: [\"/srv/x/:/x\", \"~/y:/y\"]\n"), LoadOptions{InTree: true, HostBinds: true})
+	spec, err = LoadService(ctx, "/containers/web.yaml", []byte("image: busybox\nvolumes: [\"/srv/x/:/x\", \"~/y:/y\"]\n"), LoadOptions{InTree: true, Privileged: true})
 	if err != nil || len(spec.Mounts) != 2 || spec.Mounts[0].Source != "/srv/x" || spec.Mounts[0].InTree || !spec.Mounts[0].CreateHostPath || spec.Mounts[1].Source != filepath.Join(home, "y") {
 		t.Errorf("host binds in root's tree: %+v, %v", spec.Mounts, err)
 	}
 	// Outside the tree, relative sources are host paths beside the file, as in Compose.
 	dir := t.TempDir()
-	spec, err = LoadService(ctx, filepath.Join(dir, "web.yaml"), []byte("image: busybox\nvolumes: [{type: bind, source: ./src, target: /src, bind: {create_host_path: false}}]\n"), LoadOptions{HostBinds: true})
+	spec, err = LoadService(ctx, filepath.Join(dir, "web.yaml"), []byte("image: busybox\nvolumes: [{type: bind, source: ./src, target: /src, bind: {create_host_path: false}}]\n"), LoadOptions{Privileged: true})
 	if err != nil || len(spec.Mounts) != 1 || spec.Mounts[0].Source != filepath.Join(dir, "src") || spec.Mounts[0].CreateHostPath {
 		t.Errorf("a relative bind outside the tree: %+v, %v", spec.Mounts, err)
 	}
@@ -272,6 +294,54 @@ func TestLoadServiceEnvFiles(t *testing.T) {
 	} {
 		if _, err := LoadService(context.Background(), filepath.Join(dir, "web.yaml"), []byte(body), LoadOptions{}); !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), words) {
 			t.Errorf("%q: %v; want an error saying %q", body, err, words)
+		}
+	}
+}
+
+func TestLoadServiceNetworksAndPorts(t *testing.T) {
+	body := `
+image: busybox
+networks:
+  front:
+    aliases: [www]
+  back:
+    ipv4_address: 10.9.0.7
+  extra:
+ports:
+  - "8080:80"
+  - 127.0.0.1:5000-5001:5000-5001/udp
+  - target: 443
+    published: "8443"
+    host_ip: 127.0.0.1
+  - "9000"
+x-publish-all: true
+`
+	spec, err := load(t, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := engine.Spec{
+		Image: "busybox",
+		Networks: []network.Request{
+			{Network: "front", Aliases: []string{"www"}}, {Network: "back", IP: "10.9.0.7"}, {Network: "extra"},
+		},
+		Ports: []network.Port{
+			{HostPort: 8080, ContainerPort: 80, Protocol: "tcp"},
+			{HostIP: "127.0.0.1", HostPort: 5000, ContainerPort: 5000, Protocol: "udp"},
+			{HostIP: "127.0.0.1", HostPort: 5001, ContainerPort: 5001, Protocol: "udp"},
+			{HostIP: "127.0.0.1", HostPort: 8443, ContainerPort: 443, Protocol: "tcp"},
+			{ContainerPort: 9000, Protocol: "tcp"},
+		},
+		PublishAll: true,
+	}
+	if g, w := js(spec), js(want); g != w {
+		t.Errorf("spec:\n got %s\nwant %s", g, w)
+	}
+	// Root's spec files may publish low ports and use the host's network.
+	dir := t.TempDir()
+	for _, body := range []string{"image: busybox\nports: [\"80:80\"]\n", "image: busybox\nnetwork_mode: host\n"} {
+		if _, err := LoadService(context.Background(), filepath.Join(dir, "web.yaml"), []byte(body), LoadOptions{Privileged: true}); err != nil {
+			t.Errorf("%q, privileged: %v", body, err)
 		}
 	}
 }

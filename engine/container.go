@@ -53,10 +53,11 @@ type Spec struct {
 	Ports []network.Port `json:"ports,omitempty"`
 	// PublishAll publishes every port the image exposes, on free host ports (-P).
 	PublishAll bool `json:"publish_all,omitempty"`
-	// PlainVolumes refuses volumes that the local driver mounts (driver options: a
-	// host directory, a disk, which root chose): the spec comes from a spec file of a
-	// tree whose owner is not root. Not kept: it says where the spec comes from.
-	PlainVolumes bool `json:"-"`
+	// Unprivileged refuses what only root may ask: volumes that the local driver mounts
+	// (driver options: a host directory, a disk, which root chose), the host's network,
+	// and host ports below 1024. The spec comes from a spec file of a tree whose owner
+	// is not root. Not kept: it says where the spec comes from.
+	Unprivileged bool `json:"-"`
 }
 
 // Duration is a time.Duration written as Go writes it ("10s", "1m30s") in JSON.
@@ -192,6 +193,11 @@ func (s *Spec) validate() error {
 	}
 	if err := validateNetworks(s.Networks, s.Ports); err != nil {
 		return err
+	}
+	if s.Unprivileged {
+		if err := unprivilegedNetworks(s.Networks, s.Ports); err != nil {
+			return err
+		}
 	}
 	if s.AutoRemove {
 		if p, _ := ParseRestartPolicy(s.Restart); p.Name != "no" {

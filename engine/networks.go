@@ -22,6 +22,22 @@ import (
 // hostName is what a network alias may be: a host name.
 var hostName = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9.-]{0,251}[a-zA-Z0-9])?$`)
 
+// unprivilegedNetworks refuses the host's network and host ports below 1024 to a spec
+// from the tree of a user other than root: neither is a user's to take.
+func unprivilegedNetworks(reqs []network.Request, ports []network.Port) error {
+	for _, r := range reqs {
+		if r.Network == network.Host {
+			return errdefs.Invalid(errors.New("network host: a spec file in the tree of a user other than root may not use the host's network"))
+		}
+	}
+	for _, p := range ports {
+		if p.HostPort > 0 && p.HostPort < 1024 {
+			return errdefs.Invalid(fmt.Errorf("port %d: a spec file in the tree of a user other than root publishes host ports from 1024 up, as the user could bind", p.HostPort))
+		}
+	}
+	return nil
+}
+
 // validateNetworks checks a spec's networks and ports.
 func validateNetworks(reqs []network.Request, ports []network.Port) error {
 	seen := map[string]bool{}
@@ -54,6 +70,9 @@ func validateNetworks(reqs []network.Request, ports []network.Port) error {
 				return errdefs.Invalid(fmt.Errorf("invalid network alias %q: a host name (letters, digits, '-' and '.', at most 253 characters)", a))
 			}
 		}
+	}
+	if len(ports) > network.MaxPorts {
+		return errdefs.Invalid(fmt.Errorf("%d ports published: at most %d per container (each is a set of firewall rules that CNI's portmap adds one at a time; 1000 took 72 s). For a large range, use --network host", len(ports), network.MaxPorts))
 	}
 	published := map[string]bool{}
 	for _, p := range ports {
@@ -189,14 +208,18 @@ func (e *Engine) publishedPorts(ctx context.Context, c *Container) []network.Por
 		port, _, _ := strings.Cut(x, "/")
 		lo, hi, _ := strings.Cut(port, "-")
 		ps, err := network.ParsePort(x)
-		if err == nil && (strings.Contains(x, ":") || (hi != "" && atoi(hi)-atoi(lo) >= 1000)) {
-			err = errors.New("not PORT[-PORT][/PROTO] of at most 1000 ports")
+		if err == nil && (strings.Contains(x, ":") || (hi != "" && atoi(hi)-atoi(lo) >= network.MaxPorts)) {
+			err = fmt.Errorf("not PORT[-PORT][/PROTO] of at most %d ports", network.MaxPorts)
 		}
 		if err != nil {
 			e.log.Warn("an image's EXPOSE that is no port is left alone", "image", c.Image, "port", x)
 			continue
 		}
 		for _, p := range ps {
+			if len(ports) == network.MaxPorts {
+				e.log.Warn("an image exposes more ports than a container publishes; the rest are left alone", "image", c.Image, "max", network.MaxPorts)
+				return ports
+			}
 			if !slices.ContainsFunc(ports, func(q network.Port) bool { return q.ContainerPort == p.ContainerPort && q.Protocol == p.Protocol }) {
 				ports = append(ports, p)
 			}

@@ -222,7 +222,7 @@ func (e *Engine) resolveMounts(ctx context.Context, spec *Spec, img *images.Imag
 				}
 			}
 			v, created, err := e.volumes.Create(ctx, m.Source, volumes.CreateOptions{Anonymous: m.Anonymous})
-			if err == nil && spec.PlainVolumes && len(v.Options) > 0 {
+			if err == nil && spec.Unprivileged && len(v.Options) > 0 {
 				err = errdefs.Invalid(fmt.Errorf("volume %s mounts a filesystem root chose (driver options: a host directory, a disk): a spec file in the tree of a user other than root may not use it", v.Name))
 			} else if err == nil {
 				hold(v.Name)

@@ -142,12 +142,10 @@ func (s *specs) saveLater(file string) {
 // owner's, who may read only what is in the tree.
 func (s *specs) load(ctx context.Context, file string, data []byte) (spec engine.Spec, err error) {
 	if errno := s.t.backingDir.in(ctx, func() {
-		spec, err = compose.LoadService(ctx, filepath.Join(compose.TreeSpecDir, file), data, compose.LoadOptions{InTree: true, HostBinds: s.t.uid == 0})
+		spec, err = compose.LoadService(ctx, filepath.Join(compose.TreeSpecDir, file), data, compose.LoadOptions{InTree: true, Privileged: s.t.uid == 0})
 	}); errno != 0 {
 		return engine.Spec{}, fmt.Errorf("load %s: %w", file, errno)
 	}
-	// The owner of a tree who is not root may not reach what root mounted.
-	spec.PlainVolumes = s.t.uid != 0
 	return spec, err
 }
 

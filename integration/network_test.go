@@ -75,6 +75,26 @@ func TestNetworkPublishAndNames(t *testing.T) {
 	if got, err := hostFetch(t, "http://127.0.0.1:"+strings.TrimSpace(strings.TrimPrefix(out, "0.0.0.0:"))+"/"); err != nil || got != "hello from web2\n" {
 		t.Errorf("fetch web2 on its random port: %q, %v", got, err)
 	}
+	// From another container through the host's address (the gateway): portmap's DNAT,
+	// back out of the bridge it came in by. A rule of the administrator's in
+	// DUTCHMAN-USER, which FORWARD passes before the engine's, stops it.
+	var nets []struct{ Gateway, Bridge string }
+	if err := json.Unmarshal([]byte(d.MustRun("network", "inspect", "bridge")), &nets); err != nil || len(nets) != 1 {
+		t.Fatalf("network inspect bridge: %v", err)
+	}
+	viaHost := fmt.Sprintf("timeout 5 wget -q -O - http://%s:%s/; exit $?", nets[0].Gateway, strings.TrimSpace(strings.TrimPrefix(out, "0.0.0.0:")))
+	if got := d.MustRun("run", "--rm", bb, "sh", "-c", viaHost); got != "hello from web2\n" {
+		t.Errorf("fetch web2 through the host's address: %q", got)
+	}
+	rule := []string{"DUTCHMAN-USER", "-o", nets[0].Bridge, "-m", "conntrack", "--ctstate", "DNAT", "-j", "REJECT"}
+	if out, err := exec.Command("iptables", append([]string{"-w", "-I"}, rule...)...).CombinedOutput(); err != nil {
+		t.Fatalf("a rule in DUTCHMAN-USER: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("iptables", append([]string{"-w", "-D"}, rule...)...).Run() })
+	if r := d.Run("run", "--rm", bb, "sh", "-c", viaHost); r.Code == 0 {
+		t.Errorf("a published port reached through a rule of DUTCHMAN-USER that rejects it: %q", r.Stdout)
+	}
+	exec.Command("iptables", append([]string{"-w", "-D"}, rule...)...).Run()
 	// --network none: loopback only.
 	if got := d.MustRun("run", "--rm", "--network", "none", bb, "sh", "-c", "ls /sys/class/net | tr '\\n' ' '"); got != "lo " {
 		t.Errorf("interfaces with --network none: %q", got)
@@ -190,6 +210,28 @@ func TestTreeNetworks(t *testing.T) {
 	if got := mustSh(t, d, "cat networks/web/containers"); got != "site "+st.IPAddresses[0]+"\n" {
 		t.Errorf("networks/web/containers: %q", got)
 	}
+	// The spec file of a container made by the CLI says its networks and ports, so that
+	// an edit of it keeps them.
+	if got := mustSh(t, d, "grep -E '^(networks|ports|  -)' containers/site.yaml"); got != fmt.Sprintf("networks: [web]\nports:\n  - 127.0.0.1:%d:80/tcp\n", port) {
+		t.Errorf("containers/site.yaml names its networks and ports so:\n%s", got)
+	}
+	// A spec file joins networks with aliases and publishes ports; the tree of a user
+	// other than root publishes no host port below 1024.
+	port2 := freeHostPort(t)
+	spec := fmt.Sprintf("image: %s\ncommand: [sh, -c, %q]\nnetworks:\n  web: {aliases: [www]}\nports: [\"127.0.0.1:%d:80\"]\n", bb, httpdScript("api"), port2)
+	mustOwnerSh(t, d, fmt.Sprintf("printf '%%s' '%s' > containers/api.yaml && echo start > containers/api/ctl", spec))
+	if got, err := hostFetch(t, fmt.Sprintf("http://127.0.0.1:%d/", port2)); got != "hello from api\n" {
+		t.Errorf("a port published by a spec file: %q, %v", got, err)
+	}
+	if got := d.MustRun("run", "--rm", "--network", "web", bb, "sh", "-c", "wget -q -O - http://www/; exit $?"); got != "hello from api\n" {
+		t.Errorf("a spec file's network alias: %q", got)
+	}
+	// (cp, as bash does not check the close of a redirection.)
+	r := ownerSh(t, d, fmt.Sprintf("printf 'image: %s\\nports: [\"80:80\"]\\n' > /tmp/low.$$; cp /tmp/low.$$ containers/low.yaml; s=$?; rm /tmp/low.$$; exit $s", bb))
+	if r.Code == 0 || !strings.Contains(r.Stderr, "Invalid argument") || !strings.Contains(d.MustRun("events", "--no-follow", "--filter", "container=low"), "host ports from 1024 up") {
+		t.Errorf("a spec file publishing port 80 in a user's tree: exit %d, %q", r.Code, r.Stderr)
+	}
+	d.MustRun("rm", "-f", "api")
 	failSh(t, d, "rmdir networks/web", "Device or resource busy")
 	if got := mustSh(t, d, "cat networks/error"); !strings.Contains(got, "in use by container site") {
 		t.Errorf("networks/error: %q", got)

@@ -16,6 +16,12 @@ import (
 // networks are kept apart.
 const forwardChain = "DUTCHMAN-FORWARD"
 
+// userChain is the administrator's, as Docker's DOCKER-USER: FORWARD jumps to it before
+// forwardChain, and the engine makes it but never changes what is in it. Rules there
+// (iptables -I DUTCHMAN-USER ...) restrict what reaches the containers, published ports
+// included, and stay across restarts of the daemon.
+const userChain = "DUTCHMAN-USER"
+
 var (
 	forwardMu sync.Mutex
 	// forwarding are the bridges whose rules this daemon set: each iptables run is a
@@ -61,7 +67,12 @@ func isolate(bridge string) error {
 		return nil
 	}
 	iptables("-N", forwardChain) // there already, mostly
+	iptables("-N", userChain)
+	// Both at the top of FORWARD, the administrator's first.
 	if err := ensure("FORWARD", true, "-j", forwardChain); err != nil {
+		return err
+	}
+	if err := ensure("FORWARD", true, "-j", userChain); err != nil {
 		return err
 	}
 	for _, r := range bridgeRules(bridge) {

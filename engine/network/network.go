@@ -34,8 +34,16 @@ const Default = "bridge"
 // PluginDirs are where CNI plugins are looked for: Debian's containernetworking-plugins.
 var PluginDirs = []string{"/usr/lib/cni", "/opt/cni/bin"}
 
-// pool is where networks take their subnets from, a /24 each, skipping the host's routes.
-var pool = net.IPNet{IP: net.IPv4(10, 89, 0, 0).To4(), Mask: net.CIDRMask(16, 32)}
+// pool is where networks take their subnets from, a /24 each, skipping the host's routes
+// and the subnets other engines' configurations name. It is clear of the defaults of
+// Docker (172.17-31, 192.168), Podman (10.88, 10.89), nerdctl (10.4) and Kubernetes
+// (10.96/12, 10.42-43, 10.244).
+var pool = net.IPNet{IP: net.IPv4(10, 113, 0, 0).To4(), Mask: net.CIDRMask(16, 32)}
+
+// otherConfigs are where other engines keep their networks' configurations: CNI's
+// (Podman before 4, nerdctl, Kubernetes) and netavark's (Podman 4 on). A network of
+// theirs has no route while no container uses it, and keeps its subnet.
+var otherConfigs = []string{"/etc/cni/net.d", "/etc/containers/networks"}
 
 var bucket = []byte("networks")
 
@@ -71,6 +79,10 @@ const (
 	Host = "host" // the host's own network namespace
 )
 
+// MaxPorts is how many ports a container publishes at most: portmap adds each one's
+// firewall rules with iptables runs of their own, about 70 ms a port here.
+const MaxPorts = 256
+
 // Port is a published port: HostPort on the host (HostIP, or every address) to
 // ContainerPort in the container.
 type Port struct {
@@ -101,6 +113,11 @@ type Manager struct {
 	cni *libcni.CNIConfig
 	// mu serialises changes to the networks (create, remove) and the choice of subnets.
 	mu sync.Mutex
+	// attaching is held (read) by every attach while it runs, and (write) by
+	// ReleaseIdleBridges, which must not take a bridge from under a container being
+	// put on it. closed, under it, refuses attaches after the release.
+	attaching sync.RWMutex
+	closed    bool
 }
 
 // Open opens the networks whose records are in db and whose CNI state lives under dir,
@@ -270,6 +287,7 @@ func (m *Manager) chooseSubnet(want string, existing []*Network) (*net.IPNet, er
 		return nil, err
 	}
 	taken = append(taken, routes...)
+	taken = append(taken, configuredSubnets(otherConfigs)...)
 	base := binary.BigEndian.Uint32(pool.IP.To4())
 	for i := uint32(0); i < 256; i++ {
 		ip := make(net.IP, 4)
@@ -287,6 +305,47 @@ func (m *Manager) chooseSubnet(want string, existing []*Network) (*net.IPNet, er
 		}
 	}
 	return nil, errdefs.Conflict(fmt.Errorf("no free subnet left in %s", pool.String()))
+}
+
+// configuredSubnets returns the subnets that the JSON files in dirs name (as "subnet"
+// anywhere in them: CNI's IPAM ranges, netavark's subnets). Unreadable files are skipped:
+// they are other programs' business.
+func configuredSubnets(dirs []string) []*net.IPNet {
+	var out []*net.IPNet
+	var walk func(v any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			for k, e := range v {
+				if str, ok := e.(string); ok && k == "subnet" {
+					if _, n, err := net.ParseCIDR(str); err == nil && n.IP.To4() != nil {
+						out = append(out, n)
+					}
+				}
+				walk(e)
+			}
+		case []any:
+			for _, e := range v {
+				walk(e)
+			}
+		}
+	}
+	for _, dir := range dirs {
+		entries, _ := os.ReadDir(dir)
+		for _, e := range entries {
+			switch filepath.Ext(e.Name()) {
+			case ".conflist", ".conf", ".json":
+			default:
+				continue
+			}
+			b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+			var v any
+			if err == nil && len(b) < 1<<20 && json.Unmarshal(b, &v) == nil {
+				walk(v)
+			}
+		}
+	}
+	return out
 }
 
 func overlaps(a, b *net.IPNet) bool { return a.Contains(b.IP) || b.Contains(a.IP) }
@@ -389,6 +448,11 @@ func (m *Manager) AttachMore(ctx context.Context, id, ns string, reqs []Request,
 }
 
 func (m *Manager) attach(ctx context.Context, id, ns string, reqs []Request, ports []Port, first int) (eps []Endpoint, err error) {
+	m.attaching.RLock()
+	defer m.attaching.RUnlock()
+	if m.closed {
+		return nil, errors.New("the daemon is stopping: no network is joined any more")
+	}
 	// What an ADD made, even in part, a DEL of its name undoes.
 	defer func() {
 		if err != nil {
@@ -531,8 +595,12 @@ func (m *Manager) ReleaseStale(ctx context.Context, keep func(containerID string
 
 // ReleaseIdleBridges deletes the bridges that no container is on, with their forwarding
 // rules: a stopping daemon leaves no idle device behind. A bridge is made again, with
-// its rules, when a container next joins its network.
+// its rules, when a container next joins its network. Attaches in flight end first;
+// later ones are refused.
 func (m *Manager) ReleaseIdleBridges() {
+	m.attaching.Lock()
+	defer m.attaching.Unlock()
+	m.closed = true
 	ns, err := m.List()
 	if err != nil {
 		return

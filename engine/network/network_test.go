@@ -2,7 +2,9 @@ package network
 
 import (
 	"errors"
+	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
@@ -72,5 +74,40 @@ func TestHostRoutes(t *testing.T) {
 	}
 	if !loopback {
 		t.Errorf("127.0.0.0/8 (the local table's) is not among %v", rs)
+	}
+}
+
+// TestOtherEnginesSubnets skips the subnets other engines' configurations name, which
+// have no route while their networks are idle.
+func TestOtherEnginesSubnets(t *testing.T) {
+	cni, netavark := t.TempDir(), t.TempDir()
+	os.WriteFile(filepath.Join(cni, "87-podman.conflist"), []byte(`{"plugins": [{"type": "bridge", "ipam": {"ranges": [[{"subnet": "10.113.0.0/24"}]]}}]}`), 0o644)
+	os.WriteFile(filepath.Join(netavark, "web.json"), []byte(`{"name": "web", "subnets": [{"subnet": "10.113.1.0/24", "gateway": "10.113.1.1"}, {"subnet": "fd00::/64"}]}`), 0o644)
+	os.WriteFile(filepath.Join(netavark, "notes.txt"), []byte(`{"subnet": "10.113.2.0/24"}`), 0o644)
+	os.WriteFile(filepath.Join(netavark, "broken.json"), []byte(`{"subnet": `), 0o644)
+	var got []string
+	for _, n := range configuredSubnets([]string{cni, netavark, filepath.Join(cni, "missing")}) {
+		got = append(got, n.String())
+	}
+	slices.Sort(got)
+	if want := []string{"10.113.0.0/24", "10.113.1.0/24"}; !slices.Equal(got, want) {
+		t.Errorf("configured subnets: %v; want %v", got, want)
+	}
+
+	saved := otherConfigs
+	otherConfigs = []string{cni, netavark}
+	defer func() { otherConfigs = saved }()
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	m, err := Open(t.TempDir(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := m.chooseSubnet("", nil)
+	if err != nil || s.String() == "10.113.0.0/24" || s.String() == "10.113.1.0/24" {
+		t.Errorf("chosen subnet %v, %v: one another engine has", s, err)
 	}
 }
