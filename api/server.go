@@ -40,6 +40,8 @@ func NewServer(eng *engine.Engine, version string, log *slog.Logger) *Server {
 		{"GET /v1/images", s.imageList},
 		{"GET /v1/images/inspect", s.imageInspect},
 		{"POST /v1/images/pull", s.imagePull},
+		{"POST /v1/compose/up", s.composeUp},
+		{"POST /v1/compose/down", s.composeDown},
 		{"POST /v1/images/tag", s.imageTag},
 		{"DELETE /v1/images", s.imageRemove},
 		{"POST /v1/images/prune", s.imagePrune},

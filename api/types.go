@@ -1,6 +1,7 @@
 package api
 
 import (
+	"github.com/flyingdutchman/flyingdutchman/compose"
 	"github.com/flyingdutchman/flyingdutchman/engine"
 	"github.com/flyingdutchman/flyingdutchman/images"
 )
@@ -49,7 +50,10 @@ type StreamLine struct {
 	Image    *Image        `json:"image,omitempty"`
 	Loaded   *Loaded       `json:"loaded,omitempty"`
 	Digest   string        `json:"digest,omitempty"`
-	Error    *Error        `json:"error,omitempty"`
+	// Compose is a step of compose up or down; Done ends their answer.
+	Compose *compose.Progress `json:"compose,omitempty"`
+	Done    bool              `json:"done,omitempty"`
+	Error   *Error            `json:"error,omitempty"`
 }
 
 // CreateRequest is the body of POST /v1/containers.

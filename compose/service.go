@@ -17,7 +17,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"time"
 
 	"github.com/compose-spec/compose-go/v2/dotenv"
 	"github.com/compose-spec/compose-go/v2/loader"
@@ -41,6 +40,11 @@ var ServiceKeys = []string{
 }
 
 var quietLoader sync.Once
+
+// quiet silences the loader, which warns on its own logger (of unset variables, as
+// Compose does): nothing here reads that logger, and its lines would only clutter the
+// daemon's stderr.
+func quiet() { logrus.SetOutput(io.Discard) }
 
 // Extension keys for what docker run asks and compose has no key for: --rm and -P.
 const (
@@ -72,12 +76,7 @@ type LoadOptions struct {
 // (env_file, bind sources) are relative to the file's directory; variables (${VAR}) are
 // interpolated from opts.Env. An error says which line is wrong.
 func LoadService(ctx context.Context, filename string, data []byte, opts LoadOptions) (engine.Spec, error) {
-	quietLoader.Do(func() {
-		// The loader warns on its own logger (of unset variables, as Compose does);
-		// nothing here reads that logger, and its lines would only clutter the
-		// daemon's stderr.
-		logrus.SetOutput(io.Discard)
-	})
+	quietLoader.Do(quiet)
 	base := filepath.Base(filename)
 	fail := func(line int, format string, args ...any) error {
 		msg := fmt.Sprintf(format, args...)
@@ -189,84 +188,22 @@ func LoadService(ctx context.Context, filename string, data []byte, opts LoadOpt
 	if !ok {
 		return engine.Spec{}, fail(0, "no service in the file")
 	}
-	spec := engine.Spec{
-		Image: s.Image, WorkingDir: s.WorkingDir, User: s.User, Restart: s.Restart,
-		Hostname: s.Hostname, Memory: int64(s.MemLimit), CPUs: float64(s.CPUS), Runtime: s.Runtime,
-		StopSignal: s.StopSignal, Tty: s.Tty, OpenStdin: s.StdinOpen, AutoRemove: flags[autoRemoveKey],
-		PublishAll: flags[publishAllKey], Unprivileged: !opts.Privileged,
-	}
-	if _, ok := body["command"]; ok {
-		spec.Command = append([]string{}, s.Command...)
-	}
-	if _, ok := body["entrypoint"]; ok {
-		spec.Entrypoint = append([]string{}, s.Entrypoint...)
-	}
 	environment, err := readEnvFiles(envFiles, s.Environment, envMap)
 	if err != nil {
 		return engine.Spec{}, fail(keyLine["env_file"], "%v", err)
 	}
-	for _, k := range sortedKeys(environment) {
-		if v := environment[k]; v != nil {
-			spec.Env = append(spec.Env, k+"="+*v)
-		}
+	s.Environment = environment
+	spec, key, err := specOf(project, s, networkOrder, dir, opts)
+	if err != nil {
+		return engine.Spec{}, fail(keyLine[key], "%v", err)
 	}
-	if len(s.Labels) > 0 {
-		spec.Labels = map[string]string{}
-		for k, v := range s.Labels {
-			// compose-go adds its own labels to a project's services; a spec has none.
-			if !strings.HasPrefix(k, "com.docker.compose.") {
-				spec.Labels[k] = v
-			}
-		}
-		if len(spec.Labels) == 0 {
-			spec.Labels = nil
-		}
+	spec.AutoRemove, spec.PublishAll = flags[autoRemoveKey], flags[publishAllKey]
+	// An empty command (command: []) clears the image's, as docker run --entrypoint "".
+	if _, ok := body["command"]; ok && spec.Command == nil {
+		spec.Command = []string{}
 	}
-	if s.StopGracePeriod != nil {
-		d := engine.Duration(time.Duration(*s.StopGracePeriod))
-		spec.StopGracePeriod = &d
-	}
-	for _, v := range s.Volumes {
-		m := volumes.Mount{Type: v.Type, Source: v.Source, Target: v.Target, ReadOnly: v.ReadOnly}
-		switch v.Type {
-		case "volume", "tmpfs":
-		case "bind":
-			// Told apart once loaded: a variable (${SRC}, or type: ${T:-bind}) can make
-			// a host path of what the raw file does not show as one.
-			if err := bindSource(&m, v, dir, opts); err != nil {
-				return engine.Spec{}, fail(keyLine["volumes"], "volumes: %v", err)
-			}
-		default:
-			return engine.Spec{}, fail(keyLine["volumes"], "volumes: %s mounts (%s) are not supported yet", v.Type, v.Source)
-		}
-		if v.Volume != nil {
-			m.NoCopy = v.Volume.NoCopy
-		}
-		if v.Tmpfs != nil {
-			m.TmpfsSize, m.TmpfsMode = int64(v.Tmpfs.Size), v.Tmpfs.Mode
-		}
-		spec.Mounts = append(spec.Mounts, m)
-	}
-	for _, t := range s.Tmpfs {
-		m, err := volumes.ParseTmpfs(t)
-		if err != nil {
-			return engine.Spec{}, fail(keyLine["tmpfs"], "tmpfs: %v", err)
-		}
-		spec.Mounts = append(spec.Mounts, m)
-	}
-	if spec.Networks, err = networkRequests(s, networkOrder); err != nil {
-		key := "networks"
-		if s.NetworkMode != "" {
-			key = "network_mode"
-		}
-		return engine.Spec{}, fail(keyLine[key], "%s: %v", key, err)
-	}
-	for _, p := range s.Ports {
-		ports, err := publishedPorts(p)
-		if err != nil {
-			return engine.Spec{}, fail(keyLine["ports"], "ports: %v", err)
-		}
-		spec.Ports = append(spec.Ports, ports...)
+	if _, ok := body["entrypoint"]; ok && spec.Entrypoint == nil {
+		spec.Entrypoint = []string{}
 	}
 	if err := engine.ValidateSpec(&spec); err != nil {
 		return engine.Spec{}, fail(keyLine[blameSpec(err)], "%s", err.Error())

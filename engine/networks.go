@@ -369,7 +369,7 @@ func hostsFile(c *Container, eps []network.Endpoint, all []*Container) []byte {
 		fmt.Fprintf(&b, "%s\t%s\n", ep.IP, strings.Join(uniq(append([]string{hostname, c.Name}, ep.Aliases...)), " "))
 	}
 	for _, o := range all {
-		if o.ID == c.ID || !o.State.live() {
+		if o.ID == c.ID || !o.State.Live() {
 			continue
 		}
 		for _, ep := range o.Endpoints {
@@ -406,7 +406,7 @@ func (e *Engine) refreshHosts(eps []network.Endpoint) {
 	}
 	all := e.List()
 	for _, o := range all {
-		if !o.State.live() {
+		if !o.State.Live() {
 			continue
 		}
 		if !slices.ContainsFunc(o.Endpoints, func(ep network.Endpoint) bool { return nets[ep.Network] }) {

@@ -38,9 +38,9 @@ var transitions = map[State][]State{
 	Removed:    {},
 }
 
-// live tells whether a container in state s may have a process: its network and
+// Live tells whether a container in state s may have a process: its network and
 // volumes are in use.
-func (s State) live() bool {
+func (s State) Live() bool {
 	switch s {
 	case Starting, Running, Paused, Stopping:
 		return true

@@ -385,7 +385,7 @@ func (e *Engine) releaseIdleVolumes() {
 func (e *Engine) runningVolumes(except string) map[string]bool {
 	out := map[string]bool{}
 	for _, c := range e.List() {
-		if c.ID == except || !c.State.live() {
+		if c.ID == except || !c.State.Live() {
 			continue
 		}
 		for _, m := range c.Mounts {

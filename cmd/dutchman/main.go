@@ -48,7 +48,9 @@ API on a unix socket; these subcommands are clients of it, found through --host 
 DUTCHMAN_HOST (unix:///path/to/socket).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		Version:       version,
+		// Flags of a parent command before its subcommand (compose -f FILE up).
+		TraverseChildren: true,
+		Version:          version,
 	}
 	host := os.Getenv("DUTCHMAN_HOST")
 	if host == "" {
@@ -69,6 +71,7 @@ DUTCHMAN_HOST (unix:///path/to/socket).`,
 		newImageCommand(c),
 		newVolumeCommand(c),
 		newNetworkCommand(c),
+		newComposeCommand(c),
 		newPortCommand(c),
 		newRunCommand(c),
 		newCreateCommand(c),

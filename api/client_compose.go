@@ -1,0 +1,34 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+
+	"github.com/flyingdutchman/flyingdutchman/compose"
+)
+
+// ComposeUp brings a project up, handing each step to progress.
+func (c *Client) ComposeUp(ctx context.Context, req ComposeUpRequest, progress func(compose.Progress)) error {
+	return c.composeStream(ctx, "/compose/up", req, progress)
+}
+
+// ComposeDown takes a project down, handing each step to progress.
+func (c *Client) ComposeDown(ctx context.Context, req ComposeDownRequest, progress func(compose.Progress)) error {
+	return c.composeStream(ctx, "/compose/down", req, progress)
+}
+
+func (c *Client) composeStream(ctx context.Context, path string, req any, progress func(compose.Progress)) error {
+	b, _ := json.Marshal(req)
+	resp, err := c.do(ctx, http.MethodPost, path, nil, bytes.NewReader(b), "application/json")
+	if err != nil {
+		return err
+	}
+	_, err = readStream(resp, func(l StreamLine) {
+		if progress != nil && l.Compose != nil {
+			progress(*l.Compose)
+		}
+	})
+	return err
+}

@@ -1,0 +1,57 @@
+package api
+
+import (
+	"net/http"
+
+	"github.com/flyingdutchman/flyingdutchman/compose"
+)
+
+// ComposeUpRequest is the body of POST /v1/compose/up: the project to load (files by
+// their absolute paths, the caller's environment) and the services to bring up.
+type ComposeUpRequest struct {
+	compose.Options
+	Services []string `json:"services,omitempty"`
+}
+
+// ComposeDownRequest is the body of POST /v1/compose/down.
+type ComposeDownRequest struct {
+	Name    string `json:"name"`
+	Volumes bool   `json:"volumes,omitempty"`
+}
+
+// composeUp loads the project the request names and brings it up, streaming its steps.
+func (s *Server) composeUp(w http.ResponseWriter, r *http.Request) error {
+	var req ComposeUpRequest
+	if err := readJSON(r, &req); err != nil {
+		return err
+	}
+	p, err := compose.Load(r.Context(), req.Options)
+	if err != nil {
+		return err
+	}
+	st := newStream(w)
+	err = compose.Up(r.Context(), s.eng, p, compose.UpOptions{
+		Services: req.Services,
+		Progress: func(p compose.Progress) { st.send(StreamLine{Compose: &p}) },
+	})
+	st.end(err, func() StreamLine { return StreamLine{Done: true} })
+	return nil
+}
+
+// composeDown takes a project down, streaming its steps.
+func (s *Server) composeDown(w http.ResponseWriter, r *http.Request) error {
+	var req ComposeDownRequest
+	if err := readJSON(r, &req); err != nil {
+		return err
+	}
+	if req.Name == "" {
+		return badRequest("no project name")
+	}
+	st := newStream(w)
+	err := compose.Down(r.Context(), s.eng, req.Name, compose.DownOptions{
+		Volumes:  req.Volumes,
+		Progress: func(p compose.Progress) { st.send(StreamLine{Compose: &p}) },
+	})
+	st.end(err, func() StreamLine { return StreamLine{Done: true} })
+	return nil
+}

@@ -1,0 +1,641 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/spf13/cobra"
+
+	"github.com/flyingdutchman/flyingdutchman/api"
+	"github.com/flyingdutchman/flyingdutchman/compose"
+	"github.com/flyingdutchman/flyingdutchman/images"
+)
+
+// composeFlags are docker compose's global flags: which project.
+type composeFlags struct {
+	files    []string
+	name     string
+	profiles []string
+	dir      string
+}
+
+// options are the flags as the loader takes them: paths made absolute (the daemon
+// reads them), and this shell's environment for interpolation.
+func (f *composeFlags) options() (compose.Options, error) {
+	o := compose.Options{Name: f.name, Profiles: f.profiles, Env: map[string]string{}}
+	for _, kv := range os.Environ() {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			o.Env[k] = v
+		}
+	}
+	for _, file := range f.files {
+		if file == "-" {
+			return o, errors.New("-f -: a project read from standard input is not supported; name a file")
+		}
+		abs, err := filepath.Abs(file)
+		if err != nil {
+			return o, err
+		}
+		o.Files = append(o.Files, abs)
+	}
+	dir := f.dir
+	if dir == "" && len(o.Files) == 0 {
+		dir = "."
+	}
+	if dir != "" {
+		abs, err := filepath.Abs(dir)
+		if err != nil {
+			return o, err
+		}
+		o.WorkingDir = abs
+	}
+	return o, nil
+}
+
+// load reads the project here, as this user: for its name, services and config.
+func (f *composeFlags) load(ctx context.Context) (*types.Project, error) {
+	o, err := f.options()
+	if err != nil {
+		return nil, err
+	}
+	return compose.Load(ctx, o)
+}
+
+// projectName is the project's name: -p, or the loaded project's.
+func (f *composeFlags) projectName(ctx context.Context) (string, error) {
+	if f.name != "" {
+		return f.name, nil
+	}
+	p, err := f.load(ctx)
+	if err != nil {
+		return "", err
+	}
+	return p.Name, nil
+}
+
+func newComposeCommand(c *cli) *cobra.Command {
+	f := &composeFlags{}
+	cmd := &cobra.Command{
+		Use:   "compose [-f FILE]... [-p NAME] [--profile P] COMMAND",
+		Short: "Run multi-container projects from compose files",
+		Long: `Runs a project of compose files as Docker Compose does. Without -f, the project is
+compose.yaml (or compose.yml, docker-compose.yaml, docker-compose.yml) in this directory.`,
+	}
+	// The project's flags come before the subcommand, as docker compose takes them, and
+	// are the compose command's own: logs -f is --follow (the root traverses them).
+	pf := cmd.Flags()
+	pf.StringArrayVarP(&f.files, "file", "f", nil, "compose file (more than one: merged in order)")
+	pf.StringVarP(&f.name, "project-name", "p", "", "project name (default: name: in the file, or the directory's name)")
+	pf.StringArrayVar(&f.profiles, "profile", nil, "enable a profile")
+	pf.StringVar(&f.dir, "project-directory", "", "the project's directory (default: the first file's)")
+	cmd.AddCommand(
+		newComposeUpCommand(c, f),
+		newComposeDownCommand(c, f),
+		newComposePsCommand(c, f),
+		newComposeLogsCommand(c, f),
+		newComposeConfigCommand(f),
+		newComposeVerbCommand(c, f, "start", "Start the project's stopped containers"),
+		newComposeVerbCommand(c, f, "stop", "Stop the project's containers"),
+		newComposeVerbCommand(c, f, "restart", "Restart the project's containers"),
+		newComposePullCommand(c, f),
+		newComposeExecCommand(c, f),
+		newComposeLsCommand(c),
+	)
+	return cmd
+}
+
+// printStep prints a step of up or down as docker compose does.
+func printStep(w io.Writer) func(compose.Progress) {
+	return func(p compose.Progress) {
+		fmt.Fprintf(w, " %s %s  %s\n", p.Kind, p.Name, p.Status)
+	}
+}
+
+func newComposeUpCommand(c *cli, f *composeFlags) *cobra.Command {
+	var detach bool
+	cmd := &cobra.Command{
+		Use:   "up [-d] [SERVICE...]",
+		Short: "Create and start the project's containers (and networks, volumes)",
+		Long: `Brings the project up: networks and volumes made, missing images pulled, containers made
+and started in dependency order. Services whose configuration changed since the last up
+are recreated; the others keep running. Without -d, follows the project's output until
+Ctrl-C, which stops it.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := c.client()
+			if err != nil {
+				return err
+			}
+			o, err := f.options()
+			if err != nil {
+				return err
+			}
+			p, err := compose.Load(cmd.Context(), o)
+			if err != nil {
+				return err
+			}
+			// The daemon loads it again (and later, on save): under the name found here.
+			o.Name = p.Name
+			if err := cl.ComposeUp(cmd.Context(), api.ComposeUpRequest{Options: o, Services: args}, printStep(cmd.ErrOrStderr())); err != nil {
+				return err
+			}
+			if detach {
+				return nil
+			}
+			err = followProject(cmd.Context(), cl, p.Name, args, true, cmd.OutOrStdout())
+			if errors.Is(err, context.Canceled) {
+				fmt.Fprintln(cmd.ErrOrStderr(), "Stopping...")
+				return composeVerb(context.WithoutCancel(cmd.Context()), cl, p.Name, "stop", args, cmd.ErrOrStderr())
+			}
+			return err
+		},
+	}
+	cmd.Flags().BoolVarP(&detach, "detach", "d", false, "leave the containers running in the background")
+	return cmd
+}
+
+func newComposeDownCommand(c *cli, f *composeFlags) *cobra.Command {
+	var vols bool
+	cmd := &cobra.Command{
+		Use:   "down [-v]",
+		Short: "Stop and remove the project's containers and networks",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cl, err := c.client()
+			if err != nil {
+				return err
+			}
+			name, err := f.projectName(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return cl.ComposeDown(cmd.Context(), api.ComposeDownRequest{Name: name, Volumes: vols}, printStep(cmd.ErrOrStderr()))
+		},
+	}
+	cmd.Flags().BoolVarP(&vols, "volumes", "v", false, "remove the project's named volumes too")
+	return cmd
+}
+
+// projectContainers lists the containers of project name (of services, if any named).
+func projectContainers(ctx context.Context, cl *api.Client, name string, services []string) ([]*api.Container, error) {
+	list, err := cl.ContainerList(ctx, true)
+	if err != nil {
+		return nil, err
+	}
+	var out []*api.Container
+	for _, ct := range list {
+		if ct.Spec.Labels[compose.LabelProject] != name {
+			continue
+		}
+		if len(services) > 0 && !slices.Contains(services, ct.Spec.Labels[compose.LabelService]) {
+			continue
+		}
+		out = append(out, ct)
+	}
+	slices.SortFunc(out, func(a, b *api.Container) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+func newComposePsCommand(c *cli, f *composeFlags) *cobra.Command {
+	var all, quiet bool
+	var format string
+	cmd := &cobra.Command{
+		Use:   "ps [-a] [-q] [SERVICE...]",
+		Short: "List the project's containers",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := c.client()
+			if err != nil {
+				return err
+			}
+			name, err := f.projectName(cmd.Context())
+			if err != nil {
+				return err
+			}
+			list, err := projectContainers(cmd.Context(), cl, name, args)
+			if err != nil {
+				return err
+			}
+			if !all {
+				list = slices.DeleteFunc(list, func(ct *api.Container) bool { return !ct.State.Live() })
+			}
+			out := cmd.OutOrStdout()
+			switch format {
+			case "json":
+				return printJSON(out, list)
+			case "":
+			default:
+				return fmt.Errorf("unknown format %q (want json)", format)
+			}
+			if quiet {
+				for _, ct := range list {
+					fmt.Fprintln(out, ct.ID)
+				}
+				return nil
+			}
+			tw := table(out)
+			row(tw, "NAME", "IMAGE", "SERVICE", "STATUS", "PORTS")
+			for _, ct := range list {
+				var ports []string
+				for _, ep := range ct.Endpoints {
+					for _, p := range ep.Ports {
+						ports = append(ports, p.String())
+					}
+				}
+				row(tw, ct.Name, images.FamiliarName(ct.Image), ct.Spec.Labels[compose.LabelService], status(ct), strings.Join(ports, ", "))
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().BoolVarP(&all, "all", "a", false, "also stopped containers")
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "only IDs")
+	cmd.Flags().StringVar(&format, "format", "", "json")
+	return cmd
+}
+
+func newComposeLogsCommand(c *cli, f *composeFlags) *cobra.Command {
+	var follow bool
+	cmd := &cobra.Command{
+		Use:   "logs [-f] [SERVICE...]",
+		Short: "Show the project's output, each line prefixed with its container",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := c.client()
+			if err != nil {
+				return err
+			}
+			name, err := f.projectName(cmd.Context())
+			if err != nil {
+				return err
+			}
+			err = followProject(cmd.Context(), cl, name, args, follow, cmd.OutOrStdout())
+			if errors.Is(err, context.Canceled) {
+				return nil // Ctrl-C ends -f
+			}
+			return err
+		},
+	}
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new output")
+	return cmd
+}
+
+// followProject prints the output of project name's containers, each line prefixed
+// "web-1  | " as docker compose does; with follow, until the containers stop or ctx
+// ends.
+func followProject(ctx context.Context, cl *api.Client, name string, services []string, follow bool, w io.Writer) error {
+	list, err := projectContainers(ctx, cl, name, services)
+	if err != nil {
+		return err
+	}
+	width := 0
+	for _, ct := range list {
+		width = max(width, len(strings.TrimPrefix(ct.Name, name+"-")))
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	errs := make([]error, len(list))
+	for i, ct := range list {
+		prefix := fmt.Sprintf("%-*s | ", width, strings.TrimPrefix(ct.Name, name+"-"))
+		wg.Go(func() {
+			pw := &prefixWriter{w: w, mu: &mu, prefix: prefix}
+			errs[i] = cl.ContainerLogs(ctx, ct.ID, api.LogsOptions{Follow: follow, Tail: "all"}, pw, pw)
+			pw.flush()
+		})
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return errors.Join(errs...)
+}
+
+// prefixWriter writes whole lines, each with a prefix, to a writer shared with others.
+type prefixWriter struct {
+	w      io.Writer
+	mu     *sync.Mutex
+	prefix string
+	buf    []byte
+}
+
+func (p *prefixWriter) Write(b []byte) (int, error) {
+	p.buf = append(p.buf, b...)
+	for {
+		i := strings.IndexByte(string(p.buf), '\n')
+		if i < 0 {
+			return len(b), nil
+		}
+		p.mu.Lock()
+		_, err := fmt.Fprintf(p.w, "%s%s", p.prefix, p.buf[:i+1])
+		p.mu.Unlock()
+		p.buf = p.buf[i+1:]
+		if err != nil {
+			return 0, err
+		}
+	}
+}
+
+func (p *prefixWriter) flush() {
+	if len(p.buf) > 0 {
+		p.mu.Lock()
+		fmt.Fprintf(p.w, "%s%s\n", p.prefix, p.buf)
+		p.mu.Unlock()
+		p.buf = nil
+	}
+}
+
+func newComposeConfigCommand(f *composeFlags) *cobra.Command {
+	var format string
+	var services bool
+	cmd := &cobra.Command{
+		Use:   "config [--services] [--format yaml|json]",
+		Short: "Print the project as loaded: merged, interpolated, normalised",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			p, err := f.load(cmd.Context())
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if services {
+				for _, s := range p.ServiceNames() {
+					fmt.Fprintln(out, s)
+				}
+				return nil
+			}
+			var b []byte
+			switch format {
+			case "yaml", "":
+				b, err = p.MarshalYAML()
+			case "json":
+				b, err = p.MarshalJSON()
+			default:
+				return fmt.Errorf("unknown format %q (want yaml or json)", format)
+			}
+			if err != nil {
+				return err
+			}
+			_, err = out.Write(b)
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&format, "format", "yaml", "yaml or json")
+	cmd.Flags().BoolVar(&services, "services", false, "print the services' names only")
+	return cmd
+}
+
+func newComposeVerbCommand(c *cli, f *composeFlags, verb, short string) *cobra.Command {
+	return &cobra.Command{
+		Use:   verb + " [SERVICE...]",
+		Short: short,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := c.client()
+			if err != nil {
+				return err
+			}
+			name, err := f.projectName(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return composeVerb(cmd.Context(), cl, name, verb, args, cmd.ErrOrStderr())
+		},
+	}
+}
+
+// composeVerb starts, stops or restarts the containers of a project's services:
+// starts in name order after what they depend on, stops the other way round.
+func composeVerb(ctx context.Context, cl *api.Client, name, verb string, services []string, w io.Writer) error {
+	list, err := projectContainers(ctx, cl, name, services)
+	if err != nil {
+		return err
+	}
+	if len(list) == 0 {
+		return fmt.Errorf("no containers of project %s to %s (compose up makes them)", name, verb)
+	}
+	list = dependencyOrder(list)
+	if verb == "stop" {
+		slices.Reverse(list)
+	}
+	var errs []error
+	for _, ct := range list {
+		var err error
+		var done string
+		switch verb {
+		case "start":
+			if ct.State.Live() {
+				continue
+			}
+			err, done = cl.ContainerStart(ctx, ct.ID), "Started"
+		case "stop":
+			if !ct.State.Live() {
+				continue
+			}
+			err, done = cl.ContainerStop(ctx, ct.ID, nil), "Stopped"
+		case "restart":
+			err, done = cl.ContainerRestart(ctx, ct.ID, nil), "Restarted"
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", ct.Name, err))
+			continue
+		}
+		fmt.Fprintf(w, " Container %s  %s\n", ct.Name, done)
+	}
+	return errors.Join(errs...)
+}
+
+// dependencyOrder orders a project's containers so that each comes after the services
+// its depends_on label names.
+func dependencyOrder(list []*api.Container) []*api.Container {
+	deps := map[string][]string{}
+	for _, ct := range list {
+		svc := ct.Spec.Labels[compose.LabelService]
+		for _, d := range strings.Split(ct.Spec.Labels[compose.LabelDependsOn], ",") {
+			if n, _, _ := strings.Cut(d, ":"); n != "" {
+				deps[svc] = append(deps[svc], n)
+			}
+		}
+	}
+	placed := map[string]bool{}
+	var out []*api.Container
+	for len(out) < len(list) {
+		progress := false
+		for _, ct := range list {
+			svc := ct.Spec.Labels[compose.LabelService]
+			if slices.Contains(out, ct) {
+				continue
+			}
+			ready := true
+			for _, d := range deps[svc] {
+				if d != svc && !placed[d] && slices.ContainsFunc(list, func(o *api.Container) bool { return o.Spec.Labels[compose.LabelService] == d }) {
+					ready = false
+				}
+			}
+			if ready {
+				out = append(out, ct)
+				progress = true
+			}
+		}
+		for _, ct := range out {
+			placed[ct.Spec.Labels[compose.LabelService]] = true
+		}
+		if !progress { // a cycle: the rest as they are
+			for _, ct := range list {
+				if !slices.Contains(out, ct) {
+					out = append(out, ct)
+				}
+			}
+		}
+	}
+	return out
+}
+
+func newComposePullCommand(c *cli, f *composeFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "pull [SERVICE...]",
+		Short: "Pull the images of the project's services",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := c.client()
+			if err != nil {
+				return err
+			}
+			p, err := f.load(cmd.Context())
+			if err != nil {
+				return err
+			}
+			seen := map[string]bool{}
+			for _, name := range p.ServiceNames() {
+				s := p.Services[name]
+				if (len(args) > 0 && !slices.Contains(args, name)) || s.Image == "" || seen[s.Image] {
+					continue
+				}
+				seen[s.Image] = true
+				fmt.Fprintf(cmd.ErrOrStderr(), " Image %s  Pulling\n", s.Image)
+				if _, err := cl.ImagePull(cmd.Context(), s.Image, "", nil); err != nil {
+					return fmt.Errorf("service %s: %w", name, err)
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), " Image %s  Pulled\n", s.Image)
+			}
+			return nil
+		},
+	}
+}
+
+func newComposeExecCommand(c *cli, f *composeFlags) *cobra.Command {
+	var tty, noTTY bool
+	var index int
+	var env []string
+	var user, workdir string
+	cmd := &cobra.Command{
+		Use:   "exec [OPTIONS] SERVICE COMMAND [ARG...]",
+		Short: "Run a command in a running container of a service",
+		Args:  cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := c.client()
+			if err != nil {
+				return err
+			}
+			name, err := f.projectName(cmd.Context())
+			if err != nil {
+				return err
+			}
+			list, err := projectContainers(cmd.Context(), cl, name, args[:1])
+			if err != nil {
+				return err
+			}
+			var target *api.Container
+			for _, ct := range list {
+				if ct.Spec.Labels[compose.LabelNumber] == fmt.Sprint(index) {
+					target = ct
+				}
+			}
+			if target == nil {
+				return fmt.Errorf("service %s has no container number %d in project %s", args[0], index, name)
+			}
+			// As docker compose: a terminal when this is one, unless -T.
+			useTTY := !noTTY && (tty || isTerminal(os.Stdin))
+			req := api.ExecRequest{Args: args[1:], User: user, WorkingDir: workdir, Tty: useTTY}
+			for _, e := range env {
+				req.Env = append(req.Env, expandEnv(e)...)
+			}
+			code, err := c.execStreams(cmd.Context(), cl, target.ID, req, true)
+			if err != nil {
+				return runError(err)
+			}
+			if code != 0 {
+				return &exitError{code: code, err: fmt.Errorf("exited with code %d", code), silent: true}
+			}
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.SetInterspersed(false)
+	fl.BoolVarP(&noTTY, "no-TTY", "T", false, "no terminal")
+	fl.BoolVarP(&tty, "tty", "t", false, "a terminal")
+	fl.IntVar(&index, "index", 1, "which replica")
+	fl.StringArrayVarP(&env, "env", "e", nil, "set an environment variable")
+	fl.StringVarP(&user, "user", "u", "", "user (name|uid[:group|gid])")
+	fl.StringVarP(&workdir, "workdir", "w", "", "working directory")
+	return cmd
+}
+
+func newComposeLsCommand(c *cli) *cobra.Command {
+	var all bool
+	cmd := &cobra.Command{
+		Use:   "ls [-a]",
+		Short: "List the projects that have containers",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cl, err := c.client()
+			if err != nil {
+				return err
+			}
+			list, err := cl.ContainerList(cmd.Context(), true)
+			if err != nil {
+				return err
+			}
+			type project struct {
+				running, total int
+				files          string
+			}
+			projects := map[string]*project{}
+			var names []string
+			for _, ct := range list {
+				name := ct.Spec.Labels[compose.LabelProject]
+				if name == "" {
+					continue
+				}
+				p := projects[name]
+				if p == nil {
+					p = &project{files: ct.Spec.Labels[compose.LabelConfigFiles]}
+					projects[name] = p
+					names = append(names, name)
+				}
+				p.total++
+				if ct.State.Live() {
+					p.running++
+				}
+			}
+			slices.Sort(names)
+			tw := table(cmd.OutOrStdout())
+			row(tw, "NAME", "STATUS", "CONFIG FILES")
+			for _, name := range names {
+				p := projects[name]
+				if p.running == 0 && !all {
+					continue
+				}
+				st := fmt.Sprintf("running(%d)", p.running)
+				if p.running < p.total {
+					st += fmt.Sprintf(", exited(%d)", p.total-p.running)
+				}
+				row(tw, name, st, p.files)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().BoolVarP(&all, "all", "a", false, "also projects that are stopped")
+	return cmd
+}

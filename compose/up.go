@@ -1,0 +1,376 @@
+package compose
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strconv"
+	"sync"
+
+	"github.com/compose-spec/compose-go/v2/types"
+
+	"github.com/flyingdutchman/flyingdutchman/engine"
+	"github.com/flyingdutchman/flyingdutchman/engine/network"
+	"github.com/flyingdutchman/flyingdutchman/errdefs"
+	"github.com/flyingdutchman/flyingdutchman/volumes"
+)
+
+// Progress is a step of up or down, as docker compose prints them ("Container
+// web-1  Started").
+type Progress struct {
+	Kind   string `json:"kind"` // Network, Volume, Image, Container
+	Name   string `json:"name"`
+	Status string `json:"status"` // Creating, Created, Recreated, Started, Running, Pulling, ...
+	Detail string `json:"detail,omitempty"`
+}
+
+// UpOptions say what Up brings up.
+type UpOptions struct {
+	// Services are the services to bring up, with what they depend on; none: all.
+	Services []string
+	// Progress, if set, hears of each step.
+	Progress func(Progress)
+}
+
+// Up brings project p up as docker compose up -d does: its networks and volumes made,
+// missing images pulled, every service's containers made (or remade where their
+// configuration changed) and running, in dependency order, and containers of services
+// that are gone removed. Services whose configuration did not change keep running.
+func Up(ctx context.Context, e *engine.Engine, p *types.Project, o UpOptions) error {
+	report := o.Progress
+	if report == nil {
+		report = func(Progress) {}
+	}
+	if len(o.Services) > 0 {
+		var err error
+		if p, err = p.WithSelectedServices(o.Services, types.IncludeDependencies); err != nil {
+			return errdefs.Invalid(err)
+		}
+	}
+	// Everything is planned, and so checked, before anything changes.
+	plan := map[string][]planned{}
+	for _, s := range p.Services {
+		n := replicas(s)
+		if n > 1 && s.ContainerName != "" {
+			return errdefs.Invalid(fmt.Errorf("service %s: container_name %s names one container, and %d replicas are asked for", s.Name, s.ContainerName, n))
+		}
+		for i := 1; i <= n; i++ {
+			spec, err := serviceSpec(p, s, i)
+			if err != nil {
+				return err
+			}
+			plan[s.Name] = append(plan[s.Name], planned{name: containerName(p, s, i), service: s.Name, number: i, spec: spec})
+		}
+	}
+	if err := ensureNetworks(e, p, report); err != nil {
+		return err
+	}
+	if err := ensureVolumes(ctx, e, p, report); err != nil {
+		return err
+	}
+	if err := pullMissing(ctx, e, p, report); err != nil {
+		return err
+	}
+	if len(o.Services) == 0 {
+		if err := removeOrphans(ctx, e, p, report); err != nil {
+			return err
+		}
+	}
+
+	// Each service starts once those it depends on are as its depends_on asks.
+	done := map[string]chan struct{}{}
+	errs := map[string]error{}
+	var mu sync.Mutex
+	for name := range p.Services {
+		done[name] = make(chan struct{})
+	}
+	var wg sync.WaitGroup
+	for name, s := range p.Services {
+		wg.Go(func() {
+			defer close(done[name])
+			err := func() error {
+				for dep, d := range s.DependsOn {
+					ch, ok := done[dep]
+					if !ok {
+						if d.Required {
+							return fmt.Errorf("service %s depends on %s, which is not in the project", name, dep)
+						}
+						continue
+					}
+					select {
+					case <-ch:
+					case <-ctx.Done():
+						return ctx.Err()
+					}
+					mu.Lock()
+					derr := errs[dep]
+					mu.Unlock()
+					if derr != nil {
+						return dependencyFailure{fmt.Errorf("service %s: dependency %s failed", name, dep)}
+					}
+					if err := waitDependency(ctx, e, plan[dep], dep, d, report); err != nil {
+						if !d.Required {
+							continue
+						}
+						return err
+					}
+				}
+				return upService(ctx, e, plan[name], report)
+			}()
+			mu.Lock()
+			errs[name] = err
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	var all []error
+	for _, name := range sortedKeys(errs) {
+		if err := errs[name]; err != nil && !isDependencyFailure(err) {
+			all = append(all, err)
+		}
+	}
+	return errors.Join(all...)
+}
+
+// dependencyFailure marks an error that only repeats another service's.
+type dependencyFailure struct{ error }
+
+func isDependencyFailure(err error) bool {
+	var d dependencyFailure
+	return errors.As(err, &d)
+}
+
+// upService makes a service's containers run its planned specs, and removes replicas
+// beyond the planned number.
+func upService(ctx context.Context, e *engine.Engine, cs []planned, report func(Progress)) error {
+	for _, c := range cs {
+		old, _ := e.Get(c.name)
+		if old != nil && old.Name != c.name {
+			old = nil
+		}
+		ct, changed, err := e.Apply(ctx, c.name, c.spec)
+		if err != nil {
+			return fmt.Errorf("container %s: %w", c.name, err)
+		}
+		switch {
+		case changed && old != nil:
+			report(Progress{Kind: "Container", Name: c.name, Status: "Recreated"})
+		case changed:
+			report(Progress{Kind: "Container", Name: c.name, Status: "Created"})
+		}
+		switch ct.State {
+		case engine.Running, engine.Starting, engine.Restarting:
+			if !changed {
+				report(Progress{Kind: "Container", Name: c.name, Status: "Running"})
+			}
+			continue
+		case engine.Paused:
+			report(Progress{Kind: "Container", Name: c.name, Status: "Paused"})
+			continue
+		}
+		report(Progress{Kind: "Container", Name: c.name, Status: "Starting"})
+		if err := e.Start(ctx, ct.ID, engine.StartOptions{}); err != nil {
+			return fmt.Errorf("start %s: %w", c.name, err)
+		}
+		report(Progress{Kind: "Container", Name: c.name, Status: "Started"})
+	}
+	if len(cs) == 0 {
+		return nil
+	}
+	// Replicas beyond the number asked for go, the highest numbers first.
+	service, project := cs[0].service, cs[0].spec.Labels[LabelProject]
+	var extra []*engine.Container
+	for _, c := range projectContainers(e, project) {
+		if c.Spec.Labels[LabelService] == service && atoi(c.Spec.Labels[LabelNumber]) > len(cs) {
+			extra = append(extra, c)
+		}
+	}
+	sort.Slice(extra, func(i, j int) bool {
+		return atoi(extra[i].Spec.Labels[LabelNumber]) > atoi(extra[j].Spec.Labels[LabelNumber])
+	})
+	for _, c := range extra {
+		if err := removeContainer(ctx, e, c, report); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// waitDependency waits until the containers of service dep are as d's condition asks:
+// started (they are, once dep is up), healthy, or exited with status 0.
+func waitDependency(ctx context.Context, e *engine.Engine, cs []planned, dep string, d types.ServiceDependency, report func(Progress)) error {
+	switch d.Condition {
+	case "", types.ServiceConditionStarted:
+		return nil
+	case types.ServiceConditionCompletedSuccessfully:
+		for _, c := range cs {
+			report(Progress{Kind: "Container", Name: c.name, Status: "Waiting"})
+			code, err := e.Wait(ctx, c.name, engine.WaitNotRunning)
+			if err != nil {
+				return fmt.Errorf("wait for %s: %w", c.name, err)
+			}
+			if code != 0 {
+				return fmt.Errorf("service %s did not complete successfully: container %s exited with %d", dep, c.name, code)
+			}
+			report(Progress{Kind: "Container", Name: c.name, Status: "Exited"})
+		}
+		return nil
+	case types.ServiceConditionHealthy:
+		return errdefs.Invalid(fmt.Errorf("depends_on %s: condition service_healthy is not supported yet", dep))
+	}
+	return errdefs.Invalid(fmt.Errorf("depends_on %s: unknown condition %q", dep, d.Condition))
+}
+
+// ensureNetworks makes the project's networks that are missing; external ones must be
+// there.
+func ensureNetworks(e *engine.Engine, p *types.Project, report func(Progress)) error {
+	used := map[string]bool{}
+	for _, s := range p.Services {
+		for name := range s.Networks {
+			used[name] = true
+		}
+	}
+	for _, key := range sortedKeys(p.Networks) {
+		n := p.Networks[key]
+		if !used[key] {
+			continue
+		}
+		if _, err := e.Network(n.Name); err == nil {
+			continue
+		} else if !errors.Is(err, errdefs.ErrNotFound) {
+			return err
+		}
+		if bool(n.External) {
+			return errdefs.NotFound(fmt.Errorf("network %s declared as external, but could not be found", n.Name))
+		}
+		if n.Driver != "" && n.Driver != "bridge" {
+			return errdefs.Invalid(fmt.Errorf("network %s: driver %s is not supported (bridge)", key, n.Driver))
+		}
+		opts := network.CreateOptions{Labels: map[string]string{LabelProject: p.Name, LabelNetwork: key}}
+		for k, v := range n.Labels {
+			opts.Labels[k] = v
+		}
+		if n.Ipam.Config != nil {
+			for _, c := range n.Ipam.Config {
+				if c != nil && c.Subnet != "" {
+					opts.Subnet, opts.Gateway = c.Subnet, c.Gateway
+					break
+				}
+			}
+		}
+		report(Progress{Kind: "Network", Name: n.Name, Status: "Creating"})
+		if _, err := e.CreateNetwork(n.Name, opts); err != nil && !errors.Is(err, errdefs.ErrConflict) {
+			return fmt.Errorf("network %s: %w", n.Name, err)
+		}
+		report(Progress{Kind: "Network", Name: n.Name, Status: "Created"})
+	}
+	return nil
+}
+
+// ensureVolumes makes the project's volumes that are missing; external ones must be
+// there.
+func ensureVolumes(ctx context.Context, e *engine.Engine, p *types.Project, report func(Progress)) error {
+	for _, key := range sortedKeys(p.Volumes) {
+		v := p.Volumes[key]
+		if _, err := e.Volume(v.Name); err == nil {
+			continue
+		} else if !errors.Is(err, errdefs.ErrNotFound) {
+			return err
+		}
+		if bool(v.External) {
+			return errdefs.NotFound(fmt.Errorf("volume %s declared as external, but could not be found", v.Name))
+		}
+		opts := volumes.CreateOptions{Driver: v.Driver, DriverOpts: v.DriverOpts, Labels: map[string]string{LabelProject: p.Name, LabelVolume: key}}
+		for k, val := range v.Labels {
+			opts.Labels[k] = val
+		}
+		report(Progress{Kind: "Volume", Name: v.Name, Status: "Creating"})
+		if _, err := e.CreateVolume(ctx, v.Name, opts); err != nil {
+			return fmt.Errorf("volume %s: %w", v.Name, err)
+		}
+		report(Progress{Kind: "Volume", Name: v.Name, Status: "Created"})
+	}
+	return nil
+}
+
+// pullMissing pulls the images that the project's services name and the store lacks,
+// each once.
+func pullMissing(ctx context.Context, e *engine.Engine, p *types.Project, report func(Progress)) error {
+	seen := map[string]bool{}
+	for _, name := range p.ServiceNames() {
+		s := p.Services[name]
+		if seen[s.Image] {
+			continue
+		}
+		seen[s.Image] = true
+		if _, err := e.Images().Get(ctx, s.Image); err == nil {
+			continue
+		} else if !errors.Is(err, errdefs.ErrNotFound) {
+			return err
+		}
+		if s.PullPolicy == types.PullPolicyNever {
+			return errdefs.NotFound(fmt.Errorf("service %s: image %s is not here, and pull_policy is never", name, s.Image))
+		}
+		report(Progress{Kind: "Image", Name: s.Image, Status: "Pulling"})
+		if _, err := e.PullImage(ctx, s.Image); err != nil {
+			return fmt.Errorf("service %s: %w", name, err)
+		}
+		report(Progress{Kind: "Image", Name: s.Image, Status: "Pulled"})
+	}
+	return nil
+}
+
+// removeOrphans removes the project's containers whose service is gone.
+func removeOrphans(ctx context.Context, e *engine.Engine, p *types.Project, report func(Progress)) error {
+	for _, c := range projectContainers(e, p.Name) {
+		if _, ok := p.Services[c.Spec.Labels[LabelService]]; !ok {
+			if err := removeContainer(ctx, e, c, report); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func removeContainer(ctx context.Context, e *engine.Engine, c *engine.Container, report func(Progress)) error {
+	if now, err := e.Get(c.ID); err == nil {
+		c = now
+	}
+	if c.State.Live() {
+		report(Progress{Kind: "Container", Name: c.Name, Status: "Stopping"})
+		if err := e.Stop(ctx, c.ID, nil); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+			return fmt.Errorf("stop %s: %w", c.Name, err)
+		}
+		report(Progress{Kind: "Container", Name: c.Name, Status: "Stopped"})
+	}
+	report(Progress{Kind: "Container", Name: c.Name, Status: "Removing"})
+	if err := e.Remove(ctx, c.ID, engine.RemoveOptions{Force: true}); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+		return fmt.Errorf("remove %s: %w", c.Name, err)
+	}
+	report(Progress{Kind: "Container", Name: c.Name, Status: "Removed"})
+	return nil
+}
+
+// projectContainers are the containers of project name, by name.
+func projectContainers(e *engine.Engine, name string) []*engine.Container {
+	var out []*engine.Container
+	for _, c := range e.List() {
+		if c.Spec.Labels[LabelProject] == name {
+			out = append(out, c)
+		}
+	}
+	slices.SortFunc(out, func(a, b *engine.Container) int {
+		if a.Name < b.Name {
+			return -1
+		}
+		if a.Name > b.Name {
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+func atoi(s string) int { n, _ := strconv.Atoi(s); return n }

@@ -1,0 +1,173 @@
+package integration
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/flyingdutchman/flyingdutchman/integration/harness"
+)
+
+// shopProject writes a three-service project into a new directory named shop: a front
+// (busybox httpd, published on port) whose CGI script asks the api by its service
+// name, the api, and an init job that writes to a named volume and must complete
+// before the api starts. A debug service is in a profile.
+func shopProject(t *testing.T, bb string, port int, apiGreeting string) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "shop")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cgi := `mkdir -p /www/cgi-bin && printf '#!/bin/sh\necho Content-Type: text/plain\necho\nwget -q -O - http://api/\n' > /www/cgi-bin/api && chmod +x /www/cgi-bin/api && exec httpd -f -p 80 -h /www`
+	project := fmt.Sprintf(`services:
+  front:
+    image: %[1]s
+    command: [sh, -c, %[2]q]
+    ports: ["127.0.0.1:%[3]d:80"]
+    depends_on: [api]
+  api:
+    image: %[1]s
+    command: [sh, -c, 'mkdir -p /www && echo "$$GREETING from api, data $$(cat /data/seed)" > /www/index.html && exec httpd -f -p 80 -h /www']
+    environment:
+      GREETING: ${GREETING:-%[4]s}
+    volumes: ["data:/data"]
+    depends_on:
+      init:
+        condition: service_completed_successfully
+  init:
+    image: %[1]s
+    command: [sh, -c, "echo seeded > /data/seed && echo seeded"]
+    volumes: ["data:/data"]
+  debug:
+    image: %[1]s
+    command: [sleep, "1000"]
+    profiles: [debug]
+volumes:
+  data:
+`, bb, cgi, port, apiGreeting)
+	if err := os.WriteFile(filepath.Join(dir, "compose.yaml"), []byte(project), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func composeIDs(t *testing.T, d *harness.Daemon, file string) map[string]string {
+	t.Helper()
+	var list []struct {
+		ID, Name, State string
+	}
+	if err := json.Unmarshal([]byte(d.MustRun("compose", "-f", file, "ps", "-a", "--format", "json")), &list); err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]string{}
+	for _, c := range list {
+		ids[c.Name] = c.ID + " " + c.State
+	}
+	return ids
+}
+
+// TestComposeUpEditDown brings a project up, reaches its front from the host and the
+// api through it by service name, re-applies an edit that recreates only the service
+// it changes, and takes the project down, keeping its volume unless asked.
+func TestComposeUpEditDown(t *testing.T) {
+	d, bb := busyboxDaemon(t)
+	port := freeHostPort(t)
+	dir := shopProject(t, bb, port, "hello")
+	file := filepath.Join(dir, "compose.yaml")
+
+	r := d.Run("compose", "-f", file, "up", "-d")
+	if r.Code != 0 {
+		t.Fatalf("compose up: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	for _, step := range []string{"Network shop_default  Created", "Volume shop_data  Created", "Container shop-front-1  Started", "Container shop-init-1  Exited"} {
+		if !strings.Contains(r.Stderr, step) {
+			t.Errorf("compose up does not say %q:\n%s", step, r.Stderr)
+		}
+	}
+	if got, err := hostFetch(t, fmt.Sprintf("http://127.0.0.1:%d/cgi-bin/api", port)); got != "hello from api, data seeded\n" {
+		t.Errorf("the front's answer from the api: %q, %v", got, err)
+	}
+	before := composeIDs(t, d, file)
+	if len(before) != 3 || !strings.HasSuffix(before["shop-init-1"], " stopped") || !strings.HasSuffix(before["shop-api-1"], " running") {
+		t.Errorf("compose ps -a after up: %v", before)
+	}
+	labels := strings.Join(strings.Fields(d.MustRun("inspect", "shop-api-1")), "")
+	for _, l := range []string{`"com.docker.compose.project":"shop"`, `"com.docker.compose.service":"api"`, `"com.docker.compose.container-number":"1"`, `"com.docker.compose.config-hash":"`} {
+		if !strings.Contains(labels, l) {
+			t.Errorf("shop-api-1 lacks label %s", l)
+		}
+	}
+
+	// An edit of the api's environment recreates the api alone.
+	t.Setenv("GREETING", "howdy")
+	r = d.Run("compose", "-f", file, "up", "-d")
+	if r.Code != 0 {
+		t.Fatalf("compose up again: exit %d\n%s", r.Code, r.Stderr)
+	}
+	after := composeIDs(t, d, file)
+	if after["shop-front-1"] != before["shop-front-1"] || after["shop-api-1"] == before["shop-api-1"] {
+		t.Errorf("after changing the api's environment:\nbefore %v\nafter  %v\nwant the api recreated and the front kept", before, after)
+	}
+	if got, err := hostFetch(t, fmt.Sprintf("http://127.0.0.1:%d/cgi-bin/api", port)); got != "howdy from api, data seeded\n" {
+		t.Errorf("the front's answer from the recreated api: %q, %v", got, err)
+	}
+
+	// A profile's service comes up only with its profile.
+	if _, ok := after["shop-debug-1"]; ok {
+		t.Errorf("the debug service runs without its profile")
+	}
+	d.MustRun("compose", "-f", file, "--profile", "debug", "up", "-d")
+	if ids := composeIDs(t, d, file); !strings.HasSuffix(ids["shop-debug-1"], " running") {
+		t.Errorf("with --profile debug: %v", ids)
+	}
+
+	// logs, prefixed by container.
+	if out := d.MustRun("compose", "-f", file, "logs", "init"); !strings.HasPrefix(out, "init-1 | seeded\n") {
+		t.Errorf("compose logs: %q", out)
+	}
+
+	// Down: containers and network gone, the volume kept; down -v removes it.
+	r = d.Run("compose", "-f", file, "down")
+	if r.Code != 0 {
+		t.Fatalf("compose down: exit %d\n%s", r.Code, r.Stderr)
+	}
+	if ids := composeIDs(t, d, file); len(ids) != 0 {
+		t.Errorf("containers after down: %v", ids)
+	}
+	if out := d.MustRun("network", "ls", "-q"); strings.Contains(out, "shop_default") {
+		t.Errorf("the project's network stayed after down: %q", out)
+	}
+	if out := d.MustRun("volume", "ls", "-q"); !strings.Contains(out, "shop_data") {
+		t.Errorf("down removed the volume: %q", out)
+	}
+	d.MustRun("compose", "-f", file, "down", "-v")
+	if out := d.MustRun("volume", "ls", "-q"); strings.Contains(out, "shop_data") {
+		t.Errorf("down -v kept the volume: %q", out)
+	}
+}
+
+// TestComposeConfig prints the resolved project: overrides merged, .env and
+// defaults interpolated, profiles applied.
+func TestComposeConfig(t *testing.T) {
+	d := harness.StartDaemon(t)
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "compose.yaml"), []byte("name: cfg\nservices:\n  web:\n    image: busybox:${TAG:-1}\n    environment: [\"A=${A:?A is required}\"]\n  extra:\n    image: busybox\n    profiles: [x]\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "compose.override.yaml"), []byte("services:\n  web:\n    command: [echo, overridden]\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, ".env"), []byte("A=from-dotenv\n"), 0o644)
+	out := d.MustRun("compose", "--project-directory", dir, "config")
+	for _, want := range []string{"name: cfg", "image: busybox:1", "A: from-dotenv", "- overridden"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("compose config lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "extra") {
+		t.Errorf("compose config shows a service of a profile not enabled:\n%s", out)
+	}
+	os.WriteFile(filepath.Join(dir, ".env"), []byte(""), 0o644)
+	if r := d.Run("compose", "--project-directory", dir, "config"); r.Code == 0 || !strings.Contains(r.Stderr, "A is required") {
+		t.Errorf("a required variable unset: exit %d, %s", r.Code, r.Stderr)
+	}
+}
