@@ -91,6 +91,21 @@ func specOf(p *types.Project, s types.ServiceConfig, networkOrder []string, dir 
 		}
 	}
 	spec.Networks = reqs
+	if hc := s.HealthCheck; hc != nil {
+		spec.Healthcheck = &engine.Healthcheck{Test: hc.Test, Disable: hc.Disable}
+		dur := func(d *types.Duration) *engine.Duration {
+			if d == nil {
+				return nil
+			}
+			v := engine.Duration(*d)
+			return &v
+		}
+		h := spec.Healthcheck
+		h.Interval, h.Timeout, h.StartPeriod, h.StartInterval = dur(hc.Interval), dur(hc.Timeout), dur(hc.StartPeriod), dur(hc.StartInterval)
+		if hc.Retries != nil {
+			h.Retries = int(*hc.Retries)
+		}
+	}
 	for _, port := range s.Ports {
 		ports, err := publishedPorts(port)
 		if err != nil {

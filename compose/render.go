@@ -110,6 +110,28 @@ func RenderService(spec engine.Spec) []byte {
 		}
 		add("ports", ports)
 	}
+	if h := spec.Healthcheck; h != nil {
+		hc := &yaml.Node{Kind: yaml.MappingNode}
+		kv := func(k string, v *yaml.Node) { hc.Content = append(hc.Content, plain(k), v) }
+		if len(h.Test) > 0 {
+			kv("test", list(h.Test))
+		}
+		for _, d := range []struct {
+			key string
+			d   *engine.Duration
+		}{{"interval", h.Interval}, {"timeout", h.Timeout}, {"start_period", h.StartPeriod}, {"start_interval", h.StartInterval}} {
+			if d.d != nil {
+				kv(d.key, plain(time.Duration(*d.d).String()))
+			}
+		}
+		if h.Retries != 0 {
+			kv("retries", plain(strconv.Itoa(h.Retries)))
+		}
+		if h.Disable {
+			kv("disable", plain("true"))
+		}
+		add("healthcheck", hc)
+	}
 	if spec.AutoRemove {
 		add(autoRemoveKey, plain("true"))
 	}

@@ -36,7 +36,7 @@ var ServiceKeys = []string{
 	"image", "command", "entrypoint", "environment", "env_file", "working_dir", "user",
 	"restart", "labels", "hostname", "mem_limit", "cpus", "runtime", "stop_signal",
 	"stop_grace_period", "tty", "stdin_open", "volumes", "tmpfs", "network_mode", "networks",
-	"ports",
+	"ports", "healthcheck",
 }
 
 var quietLoader sync.Once
@@ -341,7 +341,7 @@ func blameSpec(err error) string {
 		{"signal", "stop_signal"}, {"working directory", "working_dir"}, {"grace period", "stop_grace_period"},
 		{"environment", "environment"}, {"runtime", "runtime"}, {"--rm", "restart"}, {"mount", "volumes"},
 		{"ports cannot be published", "ports"}, {"network host:", "network_mode"},
-		{"port", "ports"}, {"network", "networks"}, {"alias", "networks"}, {"IPv4", "networks"},
+		{"healthcheck", "healthcheck"}, {"port", "ports"}, {"network", "networks"}, {"alias", "networks"}, {"IPv4", "networks"},
 	} {
 		if strings.Contains(msg, kw.word) {
 			return kw.key

@@ -75,6 +75,8 @@ x-note: extensions are allowed
 	}
 }
 
+func durp(d time.Duration) *engine.Duration { v := engine.Duration(d); return &v }
+
 func js(v any) string { b, _ := json.Marshal(v); return string(b) }
 
 func TestRenderServiceRoundTrips(t *testing.T) {
@@ -84,6 +86,9 @@ func TestRenderServiceRoundTrips(t *testing.T) {
 		{Image: "127.0.0.1:5000/a/b:v1", Command: []string{"echo", "yes", "1", "true", "a: b", "", "null"}, AutoRemove: true},
 		{Image: "busybox", Env: []string{"A=1", "B=x y", "C=null"}, Labels: map[string]string{"on": "true"}, CPUs: 1.25},
 		{Image: "busybox", Networks: []network.Request{{Network: "none"}}},
+		{Image: "busybox", Healthcheck: &engine.Healthcheck{Test: []string{"CMD-SHELL", "wget -q -O /dev/null http://localhost/"}, Interval: durp(time.Second), StartPeriod: durp(0), Retries: 2}},
+		{Image: "busybox", Healthcheck: &engine.Healthcheck{Test: []string{"NONE"}}},
+		{Image: "busybox", Healthcheck: &engine.Healthcheck{Disable: true}},
 		{Image: "busybox", Networks: []network.Request{{Network: "bridge"}}, PublishAll: true},
 		{Image: "busybox", Networks: []network.Request{{Network: "front"}, {Network: "back"}}},
 		{Image: "busybox", Networks: []network.Request{{Network: "front", Aliases: []string{"www", "web.local"}}, {Network: "back", IP: "10.9.0.7"}}},

@@ -218,7 +218,14 @@ func waitDependency(ctx context.Context, e *engine.Engine, cs []planned, dep str
 		}
 		return nil
 	case types.ServiceConditionHealthy:
-		return errdefs.Invalid(fmt.Errorf("depends_on %s: condition service_healthy is not supported yet", dep))
+		for _, c := range cs {
+			report(Progress{Kind: "Container", Name: c.name, Status: "Waiting"})
+			if err := waitHealthy(ctx, e, c.name); err != nil {
+				return fmt.Errorf("service %s: %w", dep, err)
+			}
+			report(Progress{Kind: "Container", Name: c.name, Status: "Healthy"})
+		}
+		return nil
 	}
 	return errdefs.Invalid(fmt.Errorf("depends_on %s: unknown condition %q", dep, d.Condition))
 }
@@ -374,3 +381,29 @@ func projectContainers(e *engine.Engine, name string) []*engine.Container {
 }
 
 func atoi(s string) int { n, _ := strconv.Atoi(s); return n }
+
+// waitHealthy waits until container name is healthy. It fails if it has no
+// healthcheck, turns unhealthy, or stops, as docker compose does.
+func waitHealthy(ctx context.Context, e *engine.Engine, name string) error {
+	for {
+		c, changed, err := e.Watch(name)
+		if err != nil {
+			return err
+		}
+		switch {
+		case c.Healthcheck == nil:
+			return fmt.Errorf("container %s has no healthcheck configured", name)
+		case c.Health != nil && c.Health.Status == engine.HealthHealthy:
+			return nil
+		case c.Health != nil && c.Health.Status == engine.HealthUnhealthy:
+			return fmt.Errorf("container %s is unhealthy", name)
+		case !c.State.Live():
+			return fmt.Errorf("container %s exited (%d) before it was healthy", name, c.ExitCode)
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}

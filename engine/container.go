@@ -53,6 +53,8 @@ type Spec struct {
 	Ports []network.Port `json:"ports,omitempty"`
 	// PublishAll publishes every port the image exposes, on free host ports (-P).
 	PublishAll bool `json:"publish_all,omitempty"`
+	// Healthcheck tests the container's health, over the image's HEALTHCHECK.
+	Healthcheck *Healthcheck `json:"healthcheck,omitempty"`
 	// Unprivileged refuses what only root may ask: volumes that the local driver mounts
 	// (driver options: a host directory, a disk, which root chose), the host's network,
 	// and host ports below 1024. The spec comes from a spec file of a tree whose owner
@@ -112,6 +114,10 @@ type Container struct {
 	// the run takes down, after a daemon restart too.
 	NetNS     string             `json:"netns,omitempty"`
 	Endpoints []network.Endpoint `json:"endpoints,omitempty"`
+	// Healthcheck is the spec's healthcheck merged with the image's at create (nil:
+	// none), and Health what its probes found in the current run.
+	Healthcheck *Healthcheck `json:"healthcheck,omitempty"`
+	Health      *Health      `json:"health,omitempty"`
 }
 
 // nameRule is Docker's rule for container names.
@@ -187,6 +193,9 @@ func (s *Spec) validate() error {
 	}
 	if s.StopGracePeriod != nil && *s.StopGracePeriod < 0 {
 		return errdefs.Invalid(fmt.Errorf("invalid stop grace period %s", time.Duration(*s.StopGracePeriod)))
+	}
+	if err := s.Healthcheck.validate(); err != nil {
+		return err
 	}
 	if err := validateMounts(s.Mounts); err != nil {
 		return err

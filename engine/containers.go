@@ -213,6 +213,11 @@ func (e *Engine) create(ctx context.Context, name string, spec Spec, inherit map
 		Runtime: runtimeName, State: Created,
 	}
 	c.Args, c.Env, c.WorkingDir, c.User = mergeImageConfig(&spec, img)
+	if img.Config != nil {
+		c.Healthcheck = resolveHealthcheck(spec.Healthcheck, img.Config.Config.Healthcheck)
+	} else {
+		c.Healthcheck = resolveHealthcheck(spec.Healthcheck, nil)
+	}
 	mounts, made, releaseVolumes, err := e.resolveMounts(ctx, &spec, img, inherit)
 	if err != nil {
 		release()
@@ -459,6 +464,10 @@ func (e *Engine) start(ctx context.Context, ct *container, opts StartOptions, ac
 	err = e.transitionLocked(ct, Running, action, nil, func(c *Container) {
 		c.Pid, c.StartedAt, c.ExitCode, c.OOMKilled = task.Pid(), time.Now().UTC(), 0, false
 		c.NetNS, c.Endpoints = nr.NetNS, nr.Endpoints
+		c.Health = nil
+		if c.Healthcheck != nil {
+			c.Health = &Health{Status: HealthStarting}
+		}
 	})
 	ct.mu.Unlock()
 	if err != nil {
@@ -575,10 +584,17 @@ func startFailureCode(err error) int {
 // monitor waits for task to exit and handles the exit.
 func (e *Engine) monitor(ct *container, task rt.Task, exited chan struct{}) {
 	e.monitors.Add(1)
+	// The run's health probes end with it.
+	health, endHealth := context.WithCancel(e.ctx)
+	if c := ct.snapshot(); c.Healthcheck != nil && c.Health != nil {
+		go e.checkHealth(health, ct, c)
+	}
 	go func() {
 		defer e.monitors.Done()
+		defer endHealth()
 		select {
 		case st, ok := <-task.Wait():
+			endHealth()
 			if !ok {
 				st = rt.ExitStatus{Code: 255, Error: "lost the container's exit status", At: time.Now().UTC()}
 			}
@@ -626,7 +642,7 @@ func (e *Engine) exited(ct *container, task rt.Task, st rt.ExitStatus) {
 	}
 	err := e.transitionLocked(ct, to, "die", attrs, func(c *Container) {
 		c.ExitCode, c.OOMKilled, c.FinishedAt, c.Pid = st.Code, st.OOMKilled, st.At, 0
-		c.NetNS, c.Endpoints = "", nil
+		c.NetNS, c.Endpoints, c.Health = "", nil, nil
 		if st.Error != "" {
 			c.Error = st.Error
 		}
@@ -1076,6 +1092,18 @@ func (e *Engine) WaitExit(ctx context.Context, ref string, at time.Time) (*Conta
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// Watch returns the record of the container ref names and a channel closed at its next
+// change (of state, or of health).
+func (e *Engine) Watch(ref string) (*Container, <-chan struct{}, error) {
+	ct, err := e.lookup(ref)
+	if err != nil {
+		return nil, nil, err
+	}
+	ct.mu.Lock()
+	defer ct.mu.Unlock()
+	return ct.rec.Load(), ct.changed, nil
 }
 
 // task returns the running task of the container ref names.

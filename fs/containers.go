@@ -180,6 +180,9 @@ func statusOf(c *engine.Container) *status {
 	if !c.StartedAt.IsZero() {
 		s.StartedAt = &c.StartedAt
 	}
+	if c.Health != nil {
+		s.Health = &c.Health.Status
+	}
 	if !c.FinishedAt.IsZero() {
 		s.FinishedAt = &c.FinishedAt
 	}

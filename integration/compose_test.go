@@ -22,26 +22,46 @@ func shopProject(t *testing.T, bb string, port int, apiGreeting string) string {
 		t.Fatal(err)
 	}
 	cgi := `mkdir -p /www/cgi-bin && printf '#!/bin/sh\necho Content-Type: text/plain\necho\nwget -q -O - http://api/\n' > /www/cgi-bin/api && chmod +x /www/cgi-bin/api && exec httpd -f -p 80 -h /www`
-	project := fmt.Sprintf(`services:
+	// Their processes ignore SIGTERM (PID 1 without a handler): a short grace keeps
+	// stops quick.
+	project := fmt.Sprintf(`x-quick: &quick
+  stop_grace_period: 1s
+services:
   front:
+    <<: *quick
     image: %[1]s
     command: [sh, -c, %[2]q]
     ports: ["127.0.0.1:%[3]d:80"]
     depends_on: [api]
   api:
+    <<: *quick
     image: %[1]s
-    command: [sh, -c, 'mkdir -p /www && echo "$$GREETING from api, data $$(cat /data/seed)" > /www/index.html && exec httpd -f -p 80 -h /www']
+    command: [sh, -c, 'mkdir -p /www && echo "$$GREETING from api, data $$(cat /data/seed) $$(cat /data/init)" > /www/index.html && exec httpd -f -p 80 -h /www']
     environment:
       GREETING: ${GREETING:-%[4]s}
     volumes: ["data:/data"]
     depends_on:
       init:
         condition: service_completed_successfully
-  init:
+      db:
+        condition: service_healthy
+  db:
+    <<: *quick
     image: %[1]s
-    command: [sh, -c, "echo seeded > /data/seed && echo seeded"]
+    command: [sh, -c, "sleep 1; echo seeded > /data/seed; exec sleep 1000"]
+    volumes: ["data:/data"]
+    healthcheck:
+      test: [CMD, cat, /data/seed]
+      interval: 200ms
+      start_period: 10s
+      start_interval: 200ms
+  init:
+    <<: *quick
+    image: %[1]s
+    command: [sh, -c, "echo initialised > /data/init && echo initialised"]
     volumes: ["data:/data"]
   debug:
+    <<: *quick
     image: %[1]s
     command: [sleep, "1000"]
     profiles: [debug]
@@ -82,16 +102,16 @@ func TestComposeUpEditDown(t *testing.T) {
 	if r.Code != 0 {
 		t.Fatalf("compose up: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
 	}
-	for _, step := range []string{"Network shop_default  Created", "Volume shop_data  Created", "Container shop-front-1  Started", "Container shop-init-1  Exited"} {
+	for _, step := range []string{"Network shop_default  Created", "Volume shop_data  Created", "Container shop-front-1  Started", "Container shop-init-1  Exited", "Container shop-db-1  Healthy"} {
 		if !strings.Contains(r.Stderr, step) {
 			t.Errorf("compose up does not say %q:\n%s", step, r.Stderr)
 		}
 	}
-	if got, err := hostFetch(t, fmt.Sprintf("http://127.0.0.1:%d/cgi-bin/api", port)); got != "hello from api, data seeded\n" {
+	if got, err := hostFetch(t, fmt.Sprintf("http://127.0.0.1:%d/cgi-bin/api", port)); got != "hello from api, data seeded initialised\n" {
 		t.Errorf("the front's answer from the api: %q, %v", got, err)
 	}
 	before := composeIDs(t, d, file)
-	if len(before) != 3 || !strings.HasSuffix(before["shop-init-1"], " stopped") || !strings.HasSuffix(before["shop-api-1"], " running") {
+	if len(before) != 4 || !strings.HasSuffix(before["shop-init-1"], " stopped") || !strings.HasSuffix(before["shop-api-1"], " running") {
 		t.Errorf("compose ps -a after up: %v", before)
 	}
 	labels := strings.Join(strings.Fields(d.MustRun("inspect", "shop-api-1")), "")
@@ -108,10 +128,10 @@ func TestComposeUpEditDown(t *testing.T) {
 		t.Fatalf("compose up again: exit %d\n%s", r.Code, r.Stderr)
 	}
 	after := composeIDs(t, d, file)
-	if after["shop-front-1"] != before["shop-front-1"] || after["shop-api-1"] == before["shop-api-1"] {
+	if after["shop-front-1"] != before["shop-front-1"] || after["shop-db-1"] != before["shop-db-1"] || after["shop-api-1"] == before["shop-api-1"] {
 		t.Errorf("after changing the api's environment:\nbefore %v\nafter  %v\nwant the api recreated and the front kept", before, after)
 	}
-	if got, err := hostFetch(t, fmt.Sprintf("http://127.0.0.1:%d/cgi-bin/api", port)); got != "howdy from api, data seeded\n" {
+	if got, err := hostFetch(t, fmt.Sprintf("http://127.0.0.1:%d/cgi-bin/api", port)); got != "howdy from api, data seeded initialised\n" {
 		t.Errorf("the front's answer from the recreated api: %q, %v", got, err)
 	}
 
@@ -125,7 +145,7 @@ func TestComposeUpEditDown(t *testing.T) {
 	}
 
 	// logs, prefixed by container.
-	if out := d.MustRun("compose", "-f", file, "logs", "init"); !strings.HasPrefix(out, "init-1 | seeded\n") {
+	if out := d.MustRun("compose", "-f", file, "logs", "init"); !strings.HasPrefix(out, "init-1 | initialised\n") {
 		t.Errorf("compose logs: %q", out)
 	}
 

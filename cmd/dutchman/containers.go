@@ -295,6 +295,13 @@ func status(ct *api.Container) string {
 	since := func(t time.Time) string { return strings.TrimSuffix(humanAgo(t), " ago") }
 	switch ct.State {
 	case engine.Running:
+		switch {
+		case ct.Health == nil:
+		case ct.Health.Status == engine.HealthStarting:
+			return "Up " + since(ct.StartedAt) + " (health: starting)"
+		default:
+			return "Up " + since(ct.StartedAt) + " (" + ct.Health.Status + ")"
+		}
 		return "Up " + since(ct.StartedAt)
 	case engine.Paused:
 		return "Up " + since(ct.StartedAt) + " (Paused)"

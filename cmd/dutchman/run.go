@@ -32,6 +32,10 @@ type createFlags struct {
 	publish, networks, aliases                                 []string
 	ip                                                         string
 	publishAll                                                 bool
+	healthCmd                                                  string
+	healthInterval, healthTimeout, healthStart, healthStartInt time.Duration
+	healthRetries                                              int
+	noHealthcheck                                              bool
 	cpus                                                       float64
 	stopTimeout                                                int
 	rm, interactive, tty                                       bool
@@ -67,6 +71,42 @@ func addCreateFlags(cmd *cobra.Command, f *createFlags) {
 	fl.StringVar(&f.runtime, "runtime", "", "runtime: oci, vm or auto")
 	fl.StringVar(&f.pull, "pull", "missing", "pull the image: missing, always or never")
 	fl.StringVar(&f.platform, "platform", "", "platform to pull (os/arch[/variant])")
+	fl.StringVar(&f.healthCmd, "health-cmd", "", "command that tests the container's health (run by /bin/sh -c)")
+	fl.DurationVar(&f.healthInterval, "health-interval", 0, "time between health probes (default 30s)")
+	fl.DurationVar(&f.healthTimeout, "health-timeout", 0, "time a health probe may take (default 30s)")
+	fl.DurationVar(&f.healthStart, "health-start-period", 0, "time to start in, whose failed probes do not count")
+	fl.DurationVar(&f.healthStartInt, "health-start-interval", 0, "time between probes in the start period (default 5s)")
+	fl.IntVar(&f.healthRetries, "health-retries", 0, "failed probes in a row that make the container unhealthy (default 3)")
+	fl.BoolVar(&f.noHealthcheck, "no-healthcheck", false, "disable the image's HEALTHCHECK")
+}
+
+// healthcheck is what the --health flags ask, or nil.
+func (f *createFlags) healthcheck(cmd *cobra.Command) *engine.Healthcheck {
+	if f.noHealthcheck {
+		return &engine.Healthcheck{Disable: true}
+	}
+	h := &engine.Healthcheck{Retries: f.healthRetries}
+	set := f.healthRetries != 0
+	if f.healthCmd != "" {
+		h.Test, set = []string{"CMD-SHELL", f.healthCmd}, true
+	}
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+		to   **engine.Duration
+	}{
+		{"health-interval", f.healthInterval, &h.Interval}, {"health-timeout", f.healthTimeout, &h.Timeout},
+		{"health-start-period", f.healthStart, &h.StartPeriod}, {"health-start-interval", f.healthStartInt, &h.StartInterval},
+	} {
+		if cmd.Flags().Changed(d.flag) {
+			v := engine.Duration(d.v)
+			*d.to, set = &v, true
+		}
+	}
+	if !set {
+		return nil
+	}
+	return h
 }
 
 // spec turns the flags and arguments into a container spec.
@@ -135,6 +175,7 @@ func (f *createFlags) spec(cmd *cobra.Command, args []string) (engine.Spec, erro
 		s.Ports = append(s.Ports, ports...)
 	}
 	s.PublishAll = f.publishAll
+	s.Healthcheck = f.healthcheck(cmd)
 	for _, n := range f.networks {
 		s.Networks = append(s.Networks, network.Request{Network: n})
 	}
