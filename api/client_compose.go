@@ -32,3 +32,9 @@ func (c *Client) composeStream(ctx context.Context, path string, req any, progre
 	})
 	return err
 }
+
+// ComposeProjects lists the projects brought up through the daemon.
+func (c *Client) ComposeProjects(ctx context.Context) ([]compose.Record, error) {
+	var v []compose.Record
+	return v, c.getJSON(ctx, "/compose/projects", nil, &v)
+}

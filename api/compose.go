@@ -25,15 +25,12 @@ func (s *Server) composeUp(w http.ResponseWriter, r *http.Request) error {
 	if err := readJSON(r, &req); err != nil {
 		return err
 	}
-	p, err := compose.Load(r.Context(), req.Options)
-	if err != nil {
+	// A file that does not load is a plain error answer, before any stream.
+	if _, err := compose.Load(r.Context(), req.Options); err != nil {
 		return err
 	}
 	st := newStream(w)
-	err = compose.Up(r.Context(), s.eng, p, compose.UpOptions{
-		Services: req.Services,
-		Progress: func(p compose.Progress) { st.send(StreamLine{Compose: &p}) },
-	})
+	err := s.projects.Up(r.Context(), req.Options, req.Services, func(p compose.Progress) { st.send(StreamLine{Compose: &p}) })
 	st.end(err, func() StreamLine { return StreamLine{Done: true} })
 	return nil
 }
@@ -48,10 +45,15 @@ func (s *Server) composeDown(w http.ResponseWriter, r *http.Request) error {
 		return badRequest("no project name")
 	}
 	st := newStream(w)
-	err := compose.Down(r.Context(), s.eng, req.Name, compose.DownOptions{
+	err := s.projects.Down(r.Context(), req.Name, compose.DownOptions{
 		Volumes:  req.Volumes,
 		Progress: func(p compose.Progress) { st.send(StreamLine{Compose: &p}) },
 	})
 	st.end(err, func() StreamLine { return StreamLine{Done: true} })
 	return nil
+}
+
+// composeProjects lists the projects brought up through the daemon.
+func (s *Server) composeProjects(w http.ResponseWriter, r *http.Request) error {
+	return writeJSON(w, http.StatusOK, s.projects.Projects())
 }

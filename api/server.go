@@ -16,21 +16,23 @@ import (
 	"sync"
 	"time"
 
+	"github.com/flyingdutchman/flyingdutchman/compose"
 	"github.com/flyingdutchman/flyingdutchman/engine"
 	"github.com/flyingdutchman/flyingdutchman/images"
 )
 
 // Server serves the API for one engine.
 type Server struct {
-	eng     *engine.Engine
-	version string
-	log     *slog.Logger
-	mux     *http.ServeMux
+	eng      *engine.Engine
+	projects *compose.Manager
+	version  string
+	log      *slog.Logger
+	mux      *http.ServeMux
 }
 
-// NewServer returns the API handler of eng.
-func NewServer(eng *engine.Engine, version string, log *slog.Logger) *Server {
-	s := &Server{eng: eng, version: version, log: log, mux: http.NewServeMux()}
+// NewServer returns the API handler of eng and its compose projects.
+func NewServer(eng *engine.Engine, projects *compose.Manager, version string, log *slog.Logger) *Server {
+	s := &Server{eng: eng, projects: projects, version: version, log: log, mux: http.NewServeMux()}
 	routes := []struct {
 		pattern string
 		handler func(http.ResponseWriter, *http.Request) error
@@ -42,6 +44,7 @@ func NewServer(eng *engine.Engine, version string, log *slog.Logger) *Server {
 		{"POST /v1/images/pull", s.imagePull},
 		{"POST /v1/compose/up", s.composeUp},
 		{"POST /v1/compose/down", s.composeDown},
+		{"GET /v1/compose/projects", s.composeProjects},
 		{"POST /v1/images/tag", s.imageTag},
 		{"DELETE /v1/images", s.imageRemove},
 		{"POST /v1/images/prune", s.imagePrune},

@@ -6,12 +6,14 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"os"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
 
 	"github.com/compose-spec/compose-go/v2/cli"
+	"go.yaml.in/yaml/v3"
 	"github.com/compose-spec/compose-go/v2/types"
 
 	"github.com/flyingdutchman/flyingdutchman/engine"
@@ -73,9 +75,33 @@ func Load(ctx context.Context, o Options) (*types.Project, error) {
 	}
 	p, err := po.LoadProject(ctx)
 	if err != nil {
-		return nil, errdefs.Invalid(err)
+		return nil, errdefs.Invalid(blameFile(err, po.ConfigPaths))
 	}
 	return p, nil
+}
+
+// blameFile names the file an error is about when the loader's message does not: a
+// YAML syntax error says only its line.
+func blameFile(err error, files []string) error {
+	for _, f := range files {
+		if strings.Contains(err.Error(), f) {
+			return err
+		}
+	}
+	for _, f := range files {
+		data, rerr := os.ReadFile(f)
+		if rerr != nil {
+			continue
+		}
+		var doc yaml.Node
+		if yerr := yaml.Unmarshal(data, &doc); yerr != nil {
+			return fmt.Errorf("%s: %s", f, strings.TrimPrefix(yerr.Error(), "yaml: "))
+		}
+	}
+	if len(files) == 1 {
+		return fmt.Errorf("%s: %w", files[0], err)
+	}
+	return err
 }
 
 // planned is a container a project wants: its name, service, number and spec.

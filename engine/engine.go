@@ -271,3 +271,16 @@ func removeDir(dir string) error {
 	}
 	return nil
 }
+
+// DB is the engine's metadata database, in which other packages (compose) keep buckets
+// of their own.
+func (e *Engine) DB() *bolt.DB { return e.db.DB }
+
+// Log is the engine's logger.
+func (e *Engine) Log() *slog.Logger { return e.log }
+
+// Publish announces an event about something other than a container or an image (a
+// compose project).
+func (e *Engine) Publish(typ, action, name string, attrs map[string]string) {
+	e.events.publish(Event{Type: typ, Action: action, Name: name, Attributes: attrs})
+}

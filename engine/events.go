@@ -17,7 +17,8 @@ type Event struct {
 	// Seq orders events; it grows by one with each event, across daemon restarts.
 	Seq  uint64    `json:"seq"`
 	Time time.Time `json:"time"`
-	// Type is what the event is about: "container" or "image".
+	// Type is what the event is about: "container", "image", "volume", "network" or
+	// "project" (a compose project: apply, error, down).
 	Type string `json:"type"`
 	// Action is what happened: create, start, die, stop, kill, pause, unpause, restart,
 	// rename, destroy, oom for containers; pull, push, tag, untag, delete, load for images.

@@ -4,9 +4,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/flyingdutchman/flyingdutchman/integration/harness"
 )
@@ -74,12 +76,17 @@ volumes:
 	return dir
 }
 
+// composeIDs maps the containers of a project (-f FILE, or -p NAME) to "ID state".
 func composeIDs(t *testing.T, d *harness.Daemon, file string) map[string]string {
 	t.Helper()
 	var list []struct {
 		ID, Name, State string
 	}
-	if err := json.Unmarshal([]byte(d.MustRun("compose", "-f", file, "ps", "-a", "--format", "json")), &list); err != nil {
+	which := []string{"-f", file}
+	if !strings.Contains(file, "/") {
+		which = []string{"-p", file}
+	}
+	if err := json.Unmarshal([]byte(d.MustRun(append(append([]string{"compose"}, which...), "ps", "-a", "--format", "json")...)), &list); err != nil {
 		t.Fatal(err)
 	}
 	ids := map[string]string{}
@@ -189,5 +196,95 @@ func TestComposeConfig(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, ".env"), []byte(""), 0o644)
 	if r := d.Run("compose", "--project-directory", dir, "config"); r.Code == 0 || !strings.Contains(r.Stderr, "A is required") {
 		t.Errorf("a required variable unset: exit %d, %s", r.Code, r.Stderr)
+	}
+}
+
+// projectEvents counts the project events of an action.
+func projectEvents(t *testing.T, d *harness.Daemon, action string) int {
+	t.Helper()
+	n := 0
+	for _, line := range strings.Split(d.MustRun("events", "--no-follow", "--filter", "type=project"), "\n") {
+		if strings.Contains(line, " project "+action+" ") {
+			n++
+		}
+	}
+	return n
+}
+
+// TestComposeWatchesItsFiles brings up a project from a file outside the tree and edits
+// the file with vim: each save re-applies the project once, recreating only the service
+// it changes; a broken file changes nothing and says why; after down, edits do nothing.
+func TestComposeWatchesItsFiles(t *testing.T) {
+	d, bb := busyboxDaemon(t)
+	dir := filepath.Join(t.TempDir(), "watched")
+	os.Mkdir(dir, 0o755)
+	file := filepath.Join(dir, "compose.yaml")
+	os.WriteFile(file, []byte(fmt.Sprintf(`services:
+  web:
+    image: %[1]s
+    command: [sleep, "1000"]
+    stop_signal: SIGKILL
+  api:
+    image: %[1]s
+    command: [sleep, "1000"]
+    stop_signal: SIGKILL
+    environment: [VERSION=1]
+`, bb)), 0o644)
+	d.MustRun("compose", "-f", file, "up", "-d")
+	before := composeIDs(t, d, file)
+	applies := projectEvents(t, d, "apply")
+
+	vim := func(cmds ...string) {
+		t.Helper()
+		args := []string{"-u", "NONE", "-N", "-es"}
+		for _, c := range cmds {
+			args = append(args, "-c", c)
+		}
+		if out, err := exec.Command("vim", append(args, "-c", "wq", file)...).CombinedOutput(); err != nil {
+			t.Fatalf("vim: %v %s", err, out)
+		}
+	}
+	vim("%s/VERSION=1/VERSION=2/")
+	eventually(t, 20*time.Second, func() string {
+		if n := projectEvents(t, d, "apply"); n != applies+1 {
+			return fmt.Sprintf("%d applies after a save; want %d", n, applies+1)
+		}
+		return ""
+	})
+	after := composeIDs(t, d, file)
+	if after["watched-web-1"] != before["watched-web-1"] || after["watched-api-1"] == before["watched-api-1"] || !strings.HasSuffix(after["watched-api-1"], " running") {
+		t.Errorf("after a save that changes the api:\nbefore %v\nafter  %v", before, after)
+	}
+	time.Sleep(time.Second) // no second apply for the one save
+	if n := projectEvents(t, d, "apply"); n != applies+1 {
+		t.Errorf("one save made %d applies", n-applies)
+	}
+
+	// A broken file changes nothing, and says what and where.
+	vim("%s/    command: \\[sleep, \"1000\"\\]/    command: [sleep/")
+	eventually(t, 20*time.Second, func() string {
+		if projectEvents(t, d, "error") == 0 {
+			return "no error event after a broken save"
+		}
+		return ""
+	})
+	var ls []struct{ Name, Error string }
+	json.Unmarshal([]byte(d.MustRun("compose", "ls", "--format", "json")), &ls)
+	if len(ls) != 1 || !strings.Contains(ls[0].Error, "line") {
+		t.Errorf("compose ls after a broken save: %+v; want the error with its line", ls)
+	}
+	if !strings.Contains(ls[0].Error, file) {
+		t.Errorf("the error does not name the file: %q", ls[0].Error)
+	}
+	if now := composeIDs(t, d, "watched"); fmt.Sprint(now) != fmt.Sprint(after) {
+		t.Errorf("a broken save changed the containers:\nbefore %v\nafter  %v", after, now)
+	}
+
+	// After down (by name: the file does not load), a save does nothing.
+	d.MustRun("compose", "-p", "watched", "down")
+	os.WriteFile(file, []byte(fmt.Sprintf("services:\n  web:\n    image: %s\n    command: [sleep, \"1000\"]\n", bb)), 0o644)
+	time.Sleep(time.Second)
+	if ids := composeIDs(t, d, file); len(ids) != 0 {
+		t.Errorf("a save after down made containers: %v", ids)
 	}
 }

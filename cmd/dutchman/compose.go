@@ -584,12 +584,19 @@ func newComposeExecCommand(c *cli, f *composeFlags) *cobra.Command {
 
 func newComposeLsCommand(c *cli) *cobra.Command {
 	var all bool
+	var format string
 	cmd := &cobra.Command{
 		Use:   "ls [-a]",
-		Short: "List the projects that have containers",
-		Args:  cobra.NoArgs,
+		Short: "List the projects: those brought up, and any that have containers",
+		Long: `Lists the projects the daemon keeps up (re-applying them when their files change)
+and any other project that has containers. ERROR is the last re-apply's failure.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cl, err := c.client()
+			if err != nil {
+				return err
+			}
+			recs, err := cl.ComposeProjects(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -598,44 +605,66 @@ func newComposeLsCommand(c *cli) *cobra.Command {
 				return err
 			}
 			type project struct {
-				running, total int
-				files          string
+				Name    string `json:"name"`
+				Running int    `json:"running"`
+				Total   int    `json:"total"`
+				Files   string `json:"configFiles"`
+				Error   string `json:"error,omitempty"`
 			}
 			projects := map[string]*project{}
-			var names []string
+			get := func(name string) *project {
+				p := projects[name]
+				if p == nil {
+					p = &project{Name: name}
+					projects[name] = p
+				}
+				return p
+			}
+			for _, r := range recs {
+				p := get(r.Name)
+				p.Error = r.Error
+				p.Files = strings.Join(r.Options.Files, ",")
+				if p.Files == "" {
+					p.Files = r.Options.WorkingDir
+				}
+			}
 			for _, ct := range list {
 				name := ct.Spec.Labels[compose.LabelProject]
 				if name == "" {
 					continue
 				}
-				p := projects[name]
-				if p == nil {
-					p = &project{files: ct.Spec.Labels[compose.LabelConfigFiles]}
-					projects[name] = p
-					names = append(names, name)
-				}
-				p.total++
+				p := get(name)
+				p.Total++
 				if ct.State.Live() {
-					p.running++
+					p.Running++
+				}
+				if p.Files == "" {
+					p.Files = ct.Spec.Labels[compose.LabelConfigFiles]
 				}
 			}
-			slices.Sort(names)
+			var out []*project
+			for _, p := range projects {
+				if all || p.Running > 0 || slices.ContainsFunc(recs, func(r compose.Record) bool { return r.Name == p.Name }) {
+					out = append(out, p)
+				}
+			}
+			slices.SortFunc(out, func(a, b *project) int { return strings.Compare(a.Name, b.Name) })
+			if format == "json" {
+				return printJSON(cmd.OutOrStdout(), out)
+			}
 			tw := table(cmd.OutOrStdout())
-			row(tw, "NAME", "STATUS", "CONFIG FILES")
-			for _, name := range names {
-				p := projects[name]
-				if p.running == 0 && !all {
-					continue
+			row(tw, "NAME", "STATUS", "CONFIG FILES", "ERROR")
+			for _, p := range out {
+				st := fmt.Sprintf("running(%d)", p.Running)
+				if p.Running < p.Total {
+					st += fmt.Sprintf(", exited(%d)", p.Total-p.Running)
 				}
-				st := fmt.Sprintf("running(%d)", p.running)
-				if p.running < p.total {
-					st += fmt.Sprintf(", exited(%d)", p.total-p.running)
-				}
-				row(tw, name, st, p.files)
+				row(tw, p.Name, st, p.Files, p.Error)
 			}
 			return tw.Flush()
 		},
 	}
 	cmd.Flags().BoolVarP(&all, "all", "a", false, "also projects that are stopped")
+	cmd.Flags().StringVar(&format, "format", "", "json")
 	return cmd
 }

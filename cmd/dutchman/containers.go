@@ -503,7 +503,7 @@ func newEventsCommand(c *cli) *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&o.Since, "since", "", "show events since a time (RFC 3339, Unix seconds, or 10m)")
 	f.StringVar(&o.Until, "until", "", "stop at a time")
-	f.StringArrayVarP(&filters, "filter", "f", nil, "type=container|image, container=NAME")
+	f.StringArrayVarP(&filters, "filter", "f", nil, "type=container|image|volume|network|project, container=NAME")
 	f.StringVar(&format, "format", "", `"json" for JSON lines`)
 	f.BoolVar(&noFollow, "no-follow", false, "print recorded events and stop")
 	return cmd

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/flyingdutchman/flyingdutchman/api"
+	"github.com/flyingdutchman/flyingdutchman/compose"
 	"github.com/flyingdutchman/flyingdutchman/engine"
 	"github.com/flyingdutchman/flyingdutchman/fs"
 )
@@ -125,6 +126,11 @@ func runDaemon(ctx context.Context, cfg daemonConfig) error {
 		return err
 	}
 	defer eng.Close()
+	projects, err := compose.NewManager(eng)
+	if err != nil {
+		return err
+	}
+	defer projects.Close()
 
 	// The tree is mounted before the API answers: a client that reaches the API finds
 	// it there.
@@ -149,7 +155,7 @@ func runDaemon(ctx context.Context, cfg daemonConfig) error {
 	log.Info("dutchman daemon started", "version", version, "pid", os.Getpid(), "data-root", cfg.DataRoot,
 		"socket", cfg.Socket, "storage-driver", info.StorageDriver, "insecure-registries", strings.Join(cfg.InsecureRegistries, ","))
 
-	err = api.NewServer(eng, version, log).Serve(ctx, l, 10*time.Second)
+	err = api.NewServer(eng, projects, version, log).Serve(ctx, l, 10*time.Second)
 	log.Info("dutchman daemon stopped")
 	return err
 }
