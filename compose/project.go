@@ -13,8 +13,8 @@ import (
 	"strings"
 
 	"github.com/compose-spec/compose-go/v2/cli"
-	"go.yaml.in/yaml/v3"
 	"github.com/compose-spec/compose-go/v2/types"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/flyingdutchman/flyingdutchman/engine"
 	"github.com/flyingdutchman/flyingdutchman/errdefs"
