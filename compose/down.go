@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -160,3 +161,121 @@ func cyclic(graph map[string][]string) bool {
 	}
 	return false
 }
+
+// Stop stops the containers of project name, those that depend on others first.
+func Stop(ctx context.Context, e *engine.Engine, name string) error {
+	return stopInOrder(ctx, e, projectContainers(e, name), func(Progress) {})
+}
+
+// Start starts the stopped containers of project name, each after the services it
+// depends on.
+func Start(ctx context.Context, e *engine.Engine, name string) error {
+	cs := projectContainers(e, name)
+	if len(cs) == 0 {
+		return errdefs.NotFound(fmt.Errorf("project %s has no containers (up makes them)", name))
+	}
+	var errs []error
+	for _, c := range dependencyOrder(cs) {
+		if c.State.Live() {
+			continue
+		}
+		if err := e.Start(ctx, c.ID, engine.StartOptions{}); err != nil {
+			errs = append(errs, fmt.Errorf("start %s: %w", c.Name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// dependencyOrder orders a project's containers so that each comes after the services
+// its depends_on label names (a cycle leaves the rest in name order).
+func dependencyOrder(cs []*engine.Container) []*engine.Container {
+	deps := map[string][]string{}
+	has := map[string]bool{}
+	for _, c := range cs {
+		svc := c.Spec.Labels[LabelService]
+		has[svc] = true
+		for _, d := range strings.Split(c.Spec.Labels[LabelDependsOn], ",") {
+			if n, _, _ := strings.Cut(d, ":"); n != "" && n != svc {
+				deps[svc] = append(deps[svc], n)
+			}
+		}
+	}
+	placed := map[string]bool{}
+	var out []*engine.Container
+	done := map[*engine.Container]bool{}
+	for len(out) < len(cs) {
+		var ready []*engine.Container
+		for _, c := range cs {
+			if done[c] {
+				continue
+			}
+			ok := true
+			for _, d := range deps[c.Spec.Labels[LabelService]] {
+				if has[d] && !placed[d] {
+					ok = false
+				}
+			}
+			if ok {
+				ready = append(ready, c)
+			}
+		}
+		if len(ready) == 0 {
+			for _, c := range cs {
+				if !done[c] {
+					ready = append(ready, c)
+				}
+			}
+		}
+		for _, c := range ready {
+			done[c] = true
+			out = append(out, c)
+		}
+		for _, c := range ready {
+			placed[c.Spec.Labels[LabelService]] = true
+		}
+	}
+	return out
+}
+
+// ServiceState is how a project's service is doing: its containers running of those it
+// has, and their health.
+type ServiceState struct {
+	Service string
+	Running int
+	Total   int
+	// Health is healthy, unhealthy or starting (the worst of its containers'), or ""
+	// without a healthcheck.
+	Health string
+}
+
+// States are the states of project name's services, by name.
+func States(e *engine.Engine, name string) []ServiceState {
+	byService := map[string]*ServiceState{}
+	var names []string
+	rank := map[string]int{"": 0, engine.HealthHealthy: 1, engine.HealthStarting: 2, engine.HealthUnhealthy: 3}
+	for _, c := range projectContainers(e, name) {
+		svc := c.Spec.Labels[LabelService]
+		s := byService[svc]
+		if s == nil {
+			s = &ServiceState{Service: svc}
+			byService[svc] = s
+			names = append(names, svc)
+		}
+		s.Total++
+		if c.State.Live() {
+			s.Running++
+			if c.Health != nil && rank[c.Health.Status] > rank[s.Health] {
+				s.Health = c.Health.Status
+			}
+		}
+	}
+	slices.Sort(names)
+	out := make([]ServiceState, 0, len(names))
+	for _, n := range names {
+		out = append(out, *byService[n])
+	}
+	return out
+}
+
+// Containers are the containers of project name, by name.
+func Containers(e *engine.Engine, name string) []*engine.Container { return projectContainers(e, name) }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -46,7 +47,20 @@ type Record struct {
 	// nothing re-applies nothing.
 	Digest string `json:"digest"`
 	Error  string `json:"error,omitempty"`
+	// InTree tells that the project is a directory of the tree's compose/: its paths
+	// are in the tree's backing directory, in whose jail it is loaded. Privileged says
+	// what its files may ask (see LoadOptions).
+	InTree     bool `json:"inTree,omitempty"`
+	Privileged bool `json:"privileged,omitempty"`
 }
+
+// TreeDir is where the tree's compose projects are, in the jail of its backing
+// directory.
+const TreeDir = "/compose"
+
+// Jail runs f with the tree's backing directory as its root, or fails if f could not
+// run.
+type Jail func(ctx context.Context, f func()) error
 
 // Manager keeps the projects brought up through the daemon and re-applies one when
 // one of its files changes, until it is taken down. Records survive daemon restarts.
@@ -61,6 +75,9 @@ type Manager struct {
 	mu       sync.Mutex
 	closed   bool
 	projects map[string]*managed
+	// treeRoot and jail are where the tree's projects live, once it is mounted.
+	treeRoot string
+	jail     Jail
 	// watched counts the projects that watch each directory.
 	watched map[string]int
 	// applying serialises applies of one project.
@@ -123,7 +140,9 @@ func NewManager(e *engine.Engine) (*Manager, error) {
 	}
 	for _, r := range recs {
 		m.projects[r.Name] = &managed{rec: r}
-		m.watch(r.Files)
+		if !r.InTree {
+			m.watch(m.realFiles(r))
+		}
 	}
 	m.wg.Go(m.run)
 	// Files saved while the daemon was away are applied now.
@@ -149,27 +168,110 @@ func (m *Manager) Close() error {
 	return err
 }
 
+// SetTree tells where the tree's projects are: root is the tree's backing directory, in
+// which jail runs their loader. The tree's projects that are up are watched from now on.
+func (m *Manager) SetTree(root string, jail Jail) {
+	m.mu.Lock()
+	m.treeRoot, m.jail = root, jail
+	var names []string
+	for name, p := range m.projects {
+		if p.rec.InTree {
+			m.watchLocked(m.realFiles(p.rec))
+			names = append(names, name)
+		}
+	}
+	m.mu.Unlock()
+	for _, name := range names {
+		m.changed(name)
+	}
+}
+
 // Up loads the project o names and brings it up; from then on, a change to its files
 // re-applies it.
 func (m *Manager) Up(ctx context.Context, o Options, services []string, progress func(Progress)) error {
-	p, err := Load(ctx, o)
+	return m.apply(ctx, Record{Options: o, Services: services, Privileged: true}, progress)
+}
+
+// UpTree brings up the tree's project name (compose/NAME/), whose files may ask what
+// privileged allows.
+func (m *Manager) UpTree(ctx context.Context, name string, privileged bool, progress func(Progress)) error {
+	o := Options{WorkingDir: path.Join(TreeDir, name), Name: name}
+	return m.apply(ctx, Record{Name: name, Options: o, InTree: true, Privileged: privileged}, progress)
+}
+
+// apply loads the project rec says and brings it up, then records it.
+func (m *Manager) apply(ctx context.Context, rec Record, progress func(Progress)) error {
+	p, err := m.load(ctx, rec)
 	if err != nil {
+		if rec.Name != "" {
+			m.failed(rec.Name, err)
+		}
 		return err
 	}
 	unlock := m.applying.lock(p.Name)
 	defer unlock()
-	files := projectFiles(p)
-	digest := filesDigest(files)
-	if err := Up(ctx, m.e, p, UpOptions{Services: services, Progress: progress}); err != nil {
-		return err
+	rec.Name, rec.Options.Name = p.Name, p.Name
+	rec.Files = projectFiles(p)
+	rec.Digest = filesDigest(m.realFiles(rec))
+	err = Up(ctx, m.e, p, UpOptions{Services: rec.Services, Progress: progress, Load: LoadOptions{InTree: rec.InTree, Privileged: rec.Privileged}})
+	if err != nil {
+		rec.Error = err.Error()
 	}
-	o.Name = p.Name
-	rec := Record{Name: p.Name, Options: o, Services: services, Files: files, Applied: time.Now().UTC(), Digest: digest}
-	if err := m.record(rec); err != nil {
+	rec.Applied = time.Now().UTC()
+	if rerr := m.record(rec); rerr != nil && err == nil {
+		err = rerr
+	}
+	if err != nil {
+		m.e.Publish("project", "error", p.Name, map[string]string{"error": err.Error()})
 		return err
 	}
 	m.e.Publish("project", "apply", p.Name, nil)
 	return nil
+}
+
+// failed records err as the last error of project name, if it is recorded, and
+// announces it.
+func (m *Manager) failed(name string, err error) {
+	m.mu.Lock()
+	p, ok := m.projects[name]
+	m.mu.Unlock()
+	if ok {
+		rec := p.rec
+		rec.Error = err.Error()
+		m.record(rec)
+	}
+	m.e.Publish("project", "error", name, map[string]string{"error": err.Error()})
+}
+
+// load loads the project rec names: in the tree's jail if it is the tree's.
+func (m *Manager) load(ctx context.Context, rec Record) (*types.Project, error) {
+	if !rec.InTree {
+		return Load(ctx, rec.Options)
+	}
+	m.mu.Lock()
+	jail := m.jail
+	m.mu.Unlock()
+	if jail == nil {
+		return nil, errors.New("the tree is not mounted: its projects wait for it")
+	}
+	var p *types.Project
+	var err error
+	if jerr := jail(ctx, func() { p, err = Load(ctx, rec.Options) }); jerr != nil {
+		return nil, jerr
+	}
+	return p, err
+}
+
+// realFiles are the paths of rec's files on the host.
+func (m *Manager) realFiles(rec Record) []string {
+	if !rec.InTree {
+		return rec.Files
+	}
+	out := make([]string, len(rec.Files))
+	for i, f := range rec.Files {
+		out[i] = filepath.Join(m.treeRoot, f)
+	}
+	return out
 }
 
 // Down takes project name down, and stops watching its files.
@@ -220,9 +322,12 @@ func (m *Manager) record(rec Record) error {
 		p = &managed{}
 		m.projects[rec.Name] = p
 	}
-	old := p.rec.Files
+	old := m.realFiles(p.rec)
+	if p.rec.Name == "" {
+		old = nil
+	}
 	p.rec = rec
-	m.watchLocked(rec.Files)
+	m.watchLocked(m.realFiles(rec))
 	m.unwatchLocked(old)
 	return nil
 }
@@ -235,7 +340,7 @@ func (m *Manager) forget(name string) {
 		if p.timer != nil {
 			p.timer.Stop()
 		}
-		m.unwatchLocked(p.rec.Files)
+		m.unwatchLocked(m.realFiles(p.rec))
 		delete(m.projects, name)
 	}
 }
@@ -289,7 +394,7 @@ func (m *Manager) run() {
 			m.mu.Lock()
 			var names []string
 			for name, p := range m.projects {
-				if slices.Contains(p.rec.Files, ev.Name) {
+				if slices.Contains(m.realFiles(p.rec), ev.Name) {
 					names = append(names, name)
 				}
 			}
@@ -344,16 +449,16 @@ func (m *Manager) reapply(name string) {
 	if err != nil {
 		return // taken down meanwhile
 	}
-	digest := filesDigest(rec.Files)
+	digest := filesDigest(m.realFiles(rec))
 	if digest == rec.Digest {
 		return
 	}
-	p, err := Load(m.ctx, rec.Options)
+	p, err := m.load(m.ctx, rec)
 	if err == nil && p.Name != name {
 		err = fmt.Errorf("the project's name changed to %s: take it down first (compose down), then up again", p.Name)
 	}
 	if err == nil {
-		err = Up(m.ctx, m.e, p, UpOptions{Services: rec.Services})
+		err = Up(m.ctx, m.e, p, UpOptions{Services: rec.Services, Load: LoadOptions{InTree: rec.InTree, Privileged: rec.Privileged}})
 	}
 	if err != nil {
 		// The same broken files are not tried again until they change.
@@ -363,7 +468,8 @@ func (m *Manager) reapply(name string) {
 		m.e.Publish("project", "error", name, map[string]string{"error": err.Error()})
 		return
 	}
-	rec.Files, rec.Digest, rec.Error, rec.Applied = projectFiles(p), filesDigest(projectFiles(p)), "", time.Now().UTC()
+	rec.Files, rec.Error, rec.Applied = projectFiles(p), "", time.Now().UTC()
+	rec.Digest = filesDigest(m.realFiles(rec))
 	if err := m.record(rec); err != nil {
 		m.log.Warn("record compose project", "project", name, "err", err)
 	}
@@ -398,4 +504,21 @@ func filesDigest(files []string) string {
 		h.Write([]byte{0})
 	}
 	return fmt.Sprintf("%x", h.Sum(nil))
+}
+
+// PullTree pulls the images of the tree's project name.
+func (m *Manager) PullTree(ctx context.Context, name string) error {
+	p, err := m.load(ctx, Record{Options: Options{WorkingDir: path.Join(TreeDir, name), Name: name}, InTree: true})
+	if err != nil {
+		return err
+	}
+	return Pull(ctx, m.e, p, nil)
+}
+
+// IsUp tells whether project name is up (recorded: its files are watched).
+func (m *Manager) IsUp(name string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, ok := m.projects[name]
+	return ok
 }

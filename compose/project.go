@@ -134,7 +134,7 @@ func containerName(p *types.Project, s types.ServiceConfig, n int) string {
 // serviceSpec is the spec of container number n of service s, labelled as Compose
 // labels it. The config hash covers everything but the number, so that the replicas
 // of one service share it and an unchanged service keeps its containers.
-func serviceSpec(p *types.Project, s types.ServiceConfig, n int) (engine.Spec, error) {
+func serviceSpec(p *types.Project, s types.ServiceConfig, n int, lo LoadOptions) (engine.Spec, error) {
 	if s.Build != nil && s.Image == "" {
 		return engine.Spec{}, errdefs.Invalid(fmt.Errorf("service %s: build: is not supported yet; give it an image", s.Name))
 	}
@@ -164,7 +164,7 @@ func serviceSpec(p *types.Project, s types.ServiceConfig, n int) (engine.Spec, e
 			c.Priority = 0 // used above; not a setting of the network itself
 		}
 	}
-	spec, _, err := specOf(p, s, order, p.WorkingDir, LoadOptions{Privileged: true})
+	spec, _, err := specOf(p, s, order, p.WorkingDir, lo)
 	if err != nil {
 		return engine.Spec{}, errdefs.Invalid(fmt.Errorf("service %s: %w", s.Name, err))
 	}

@@ -32,6 +32,8 @@ type UpOptions struct {
 	Services []string
 	// Progress, if set, hears of each step.
 	Progress func(Progress)
+	// Load says where the project's files are (the tree) and what they may ask.
+	Load LoadOptions
 }
 
 // Up brings project p up as docker compose up -d does: its networks and volumes made,
@@ -57,7 +59,7 @@ func Up(ctx context.Context, e *engine.Engine, p *types.Project, o UpOptions) er
 			return errdefs.Invalid(fmt.Errorf("service %s: container_name %s names one container, and %d replicas are asked for", s.Name, s.ContainerName, n))
 		}
 		for i := 1; i <= n; i++ {
-			spec, err := serviceSpec(p, s, i)
+			spec, err := serviceSpec(p, s, i, o.Load)
 			if err != nil {
 				return err
 			}
@@ -406,4 +408,26 @@ func waitHealthy(ctx context.Context, e *engine.Engine, name string) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// Pull pulls the images of project p's services, each once, whether or not they are
+// here (docker compose pull).
+func Pull(ctx context.Context, e *engine.Engine, p *types.Project, report func(Progress)) error {
+	if report == nil {
+		report = func(Progress) {}
+	}
+	seen := map[string]bool{}
+	for _, name := range p.ServiceNames() {
+		s := p.Services[name]
+		if s.Image == "" || seen[s.Image] {
+			continue
+		}
+		seen[s.Image] = true
+		report(Progress{Kind: "Image", Name: s.Image, Status: "Pulling"})
+		if _, err := e.PullImage(ctx, s.Image); err != nil {
+			return fmt.Errorf("service %s: %w", name, err)
+		}
+		report(Progress{Kind: "Image", Name: s.Image, Status: "Pulled"})
+	}
+	return nil
 }

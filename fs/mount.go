@@ -15,6 +15,7 @@ import (
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 
+	"github.com/flyingdutchman/flyingdutchman/compose"
 	"github.com/flyingdutchman/flyingdutchman/engine"
 )
 
@@ -23,7 +24,9 @@ type Options struct {
 	// Mountpoint is the directory to mount the tree on; it is made if missing.
 	Mountpoint string
 	Engine     *engine.Engine
-	Log        *slog.Logger
+	// Projects are the compose projects that compose/ shows (none: compose/ is empty).
+	Projects *compose.Manager
+	Log      *slog.Logger
 	// Debug logs every FUSE request.
 	Debug bool
 }
@@ -60,14 +63,16 @@ func New(ctx context.Context, opts Options) (*Mount, error) {
 	// The files people write in the tree (specs, scratch files) live under the data
 	// root, mirroring the tree's directories.
 	backing := opts.Engine.TreeDir()
-	if err := os.MkdirAll(filepath.Join(backing, "containers"), 0o755); err != nil {
-		return nil, err
+	for _, dir := range []string{"containers", "compose"} {
+		if err := os.MkdirAll(filepath.Join(backing, dir), 0o755); err != nil {
+			return nil, err
+		}
 	}
 	var bst syscall.Stat_t
 	if err := syscall.Stat(backing, &bst); err != nil {
 		return nil, err
 	}
-	t := &tree{eng: opts.Engine, uid: uid, gid: gid, log: log, started: time.Now(), mountpoint: dir}
+	t := &tree{eng: opts.Engine, projects: opts.Projects, uid: uid, gid: gid, log: log, started: time.Now(), mountpoint: dir}
 	if t.specs, err = newSpecs(t, filepath.Join(backing, "containers")); err != nil {
 		return nil, err
 	}
@@ -121,6 +126,9 @@ func New(ctx context.Context, opts Options) (*Mount, error) {
 	m := &Mount{dir: dir, server: server, root: root, log: log, cancel: cancel}
 	m.wg.Go(func() { m.follow(ctx) })
 	t.specs.reconcile(ctx)
+	if t.projects != nil {
+		t.projects.SetTree(backing, t.composeJail)
+	}
 	return m, nil
 }
 

@@ -9,6 +9,7 @@ import (
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 
+	"github.com/flyingdutchman/flyingdutchman/compose"
 	"github.com/flyingdutchman/flyingdutchman/engine"
 )
 
@@ -37,6 +38,11 @@ type tree struct {
 	// imageErr is images/error; networkErr is networks/error.
 	imageErr   lastError
 	networkErr lastError
+	// projects are the engine's compose projects; composeErr is compose/error, and
+	// projectErrs the errors of the verbs written to projects' ctl files.
+	projects    *compose.Manager
+	composeErr  lastError
+	projectErrs projectErrors
 	// mountpoint is where the tree is mounted.
 	mountpoint string
 }

@@ -75,6 +75,17 @@ lists the verbs it takes now.
         config.json     driver, subnet, gateway, bridge
         containers      its containers, "NAME ADDRESS" a line
       error             the last failed mkdir or rmdir
+    compose/
+      NAME/             a Compose project; mkdir makes one, rmdir removes an emptied
+                        one that is down. Its files (compose.yaml, .env) are yours:
+                        while it is up, each save re-applies it, recreating only the
+                        services that changed.
+        ctl             up | down [--volumes] | start | stop | restart | pull
+        state           a line per service: NAME RUNNING/CONTAINERS HEALTH
+        logs            every container's output, each line prefixed "web-1  | "
+        error           why the last verb or save failed
+        services/       a link per container to its directory in containers/
+      error             the last failed mkdir
 
 Watching: inotify sees only changes made through this folder, not those the engine
 makes itself; follow events (tail -f events) to see everything that happens.

@@ -288,3 +288,83 @@ func TestComposeWatchesItsFiles(t *testing.T) {
 		t.Errorf("a save after down made containers: %v", ids)
 	}
 }
+
+// TestTreeCompose runs a project from the tree: mkdir, its compose.yaml written there,
+// echo up > ctl, state and services/, an edit with vim that recreates only the service
+// it changes, a broken save that changes nothing and says why in error, and down.
+func TestTreeCompose(t *testing.T) {
+	d, bb := treeDaemon(t)
+	port := freeHostPort(t)
+	src := shopProject(t, bb, port, "hello")
+	mustOwnerSh(t, d, "mkdir compose/shop")
+	failSh(t, d, "mkdir compose/Bad_Name", "Invalid argument")
+	mustSh(t, d, "cp "+filepath.Join(src, "compose.yaml")+" compose/shop/compose.yaml && echo up > compose/shop/ctl")
+	if got := mustSh(t, d, "cat compose/shop/state"); got != "api 1/1 -\ndb 1/1 healthy\nfront 1/1 -\ninit 0/1 -\n" {
+		t.Errorf("compose/shop/state after up:\n%s", got)
+	}
+	if got, err := hostFetch(t, fmt.Sprintf("http://127.0.0.1:%d/cgi-bin/api", port)); got != "hello from api, data seeded initialised\n" {
+		t.Errorf("the tree project's front: %q, %v", got, err)
+	}
+	if got := mustSh(t, d, "readlink compose/shop/services/api-1; cat compose/shop/services/api-1/state"); got != "../../../containers/shop-api-1\nrunning\n" {
+		t.Errorf("services/api-1: %q", got)
+	}
+	if got := mustSh(t, d, "cat compose/shop/logs"); !strings.Contains(got, "init-1  | initialised\n") {
+		t.Errorf("compose/shop/logs:\n%s", got)
+	}
+	failSh(t, d, "rmdir compose/shop", "Device or resource busy")
+
+	// vim's save (rename the old file away, write a new one) re-applies once, and only
+	// the api is recreated.
+	before := composeIDs(t, d, "shop")
+	applies := projectEvents(t, d, "apply")
+	mustSh(t, d, "vim -u NONE -N -es -c '%s/GREETING:-hello/GREETING:-howdy/' -c 'wq' compose/shop/compose.yaml")
+	eventually(t, 30*time.Second, func() string {
+		if n := projectEvents(t, d, "apply"); n != applies+1 {
+			return fmt.Sprintf("%d applies after vim's save; want %d", n-applies, 1)
+		}
+		return ""
+	})
+	after := composeIDs(t, d, "shop")
+	for _, c := range []string{"shop-front-1", "shop-db-1"} {
+		if after[c] != before[c] {
+			t.Errorf("%s was recreated by a change to the api: %s -> %s", c, before[c], after[c])
+		}
+	}
+	if after["shop-api-1"] == before["shop-api-1"] {
+		t.Errorf("the api was not recreated after its change")
+	}
+	if got, err := hostFetch(t, fmt.Sprintf("http://127.0.0.1:%d/cgi-bin/api", port)); got != "howdy from api, data seeded initialised\n" {
+		t.Errorf("after the edit: %q, %v", got, err)
+	}
+	time.Sleep(time.Second)
+	if n := projectEvents(t, d, "apply"); n != applies+1 {
+		t.Errorf("vim's save made %d applies", n-applies)
+	}
+
+	// A broken save changes nothing; error says what and where.
+	mustSh(t, d, "vim -u NONE -N -es -c '%s/^services:/services: [/' -c 'wq' compose/shop/compose.yaml")
+	eventually(t, 30*time.Second, func() string {
+		if got := mustSh(t, d, "cat compose/shop/error"); !strings.Contains(got, "compose.yaml") || !strings.Contains(got, "line") {
+			return "compose/shop/error after a broken save: " + got
+		}
+		return ""
+	})
+	if now := composeIDs(t, d, "shop"); fmt.Sprint(now) != fmt.Sprint(after) {
+		t.Errorf("a broken save changed the containers:\nbefore %v\nafter  %v", after, now)
+	}
+
+	// down: containers gone, the volume kept; then the directory can go.
+	mustSh(t, d, "echo down > compose/shop/ctl")
+	if ids := composeIDs(t, d, "shop"); len(ids) != 0 {
+		t.Errorf("containers after down: %v", ids)
+	}
+	if out := d.MustRun("volume", "ls", "-q"); !strings.Contains(out, "shop_data") {
+		t.Errorf("down removed the volume: %q", out)
+	}
+	failSh(t, d, "echo bogus > compose/shop/ctl", "Invalid argument")
+	if got := mustSh(t, d, "cat compose/shop/error"); !strings.Contains(got, `unknown verb "bogus"`) {
+		t.Errorf("error after a bad verb: %q", got)
+	}
+	failSh(t, d, "rmdir compose/shop", "Directory not empty")
+	mustSh(t, d, "rm compose/shop/compose.yaml* && rmdir compose/shop")
+}

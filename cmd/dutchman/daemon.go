@@ -135,7 +135,7 @@ func runDaemon(ctx context.Context, cfg daemonConfig) error {
 	// The tree is mounted before the API answers: a client that reaches the API finds
 	// it there.
 	if *cfg.Mount != "" {
-		tree, err := fs.New(ctx, fs.Options{Mountpoint: *cfg.Mount, Engine: eng, Log: log, Debug: cfg.FuseDebug})
+		tree, err := fs.New(ctx, fs.Options{Mountpoint: *cfg.Mount, Engine: eng, Projects: projects, Log: log, Debug: cfg.FuseDebug})
 		if err != nil {
 			return err
 		}

@@ -1,0 +1,361 @@
+package fs
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/flyingdutchman/flyingdutchman/compose"
+	"github.com/flyingdutchman/flyingdutchman/engine/logs"
+	"github.com/flyingdutchman/flyingdutchman/errdefs"
+)
+
+// projectName is Compose's rule for project names.
+var projectName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
+
+// composeDir is compose/: one directory per project, holding the project's files
+// (compose.yaml, .env, and whatever else people keep there) as real files of the backing
+// directory, beside the files the engine shows: ctl, state, logs, error, services/.
+// mkdir makes a project; rmdir removes an emptied one that is down.
+type composeDir struct {
+	*backedDir
+}
+
+var (
+	_ gofs.NodeMkdirer  = (*composeDir)(nil)
+	_ gofs.NodeRmdirer  = (*composeDir)(nil)
+	_ gofs.NodeRenamer  = (*composeDir)(nil)
+	_ gofs.NodeLookuper = (*composeDir)(nil)
+)
+
+func (t *tree) composeDir() gofs.InodeEmbedder {
+	d := &composeDir{}
+	errFile := t.value("error", "compose/error", func(context.Context) ([]byte, error) { return line(t.composeErr.get()), nil })
+	d.backedDir = t.newBackedDir(t.backing, false,
+		func(ctx context.Context) ([]entry, error) {
+			all, err := t.backingDir.list(filepath.Join(t.backing.Path, "compose"), t.backing)
+			if err != nil {
+				return nil, err
+			}
+			out := []entry{errFile}
+			for _, f := range all {
+				if f.Mode&syscall.S_IFMT == syscall.S_IFDIR && projectName.MatchString(f.Name) && f.Name != "error" {
+					out = append(out, t.projectEntry(f.Name))
+				}
+			}
+			return out, nil
+		},
+		func(ctx context.Context, name string) (entry, bool, error) {
+			if name == "error" {
+				return errFile, true, nil
+			}
+			if !projectName.MatchString(name) {
+				return entry{}, false, nil
+			}
+			var st syscall.Stat_t
+			var err error
+			if errno := t.backingDir.in(ctx, func() { err = syscall.Lstat(path.Join(compose.TreeDir, name), &st) }); errno != 0 {
+				return entry{}, false, errno
+			}
+			if err != nil || st.Mode&syscall.S_IFMT != syscall.S_IFDIR {
+				return entry{}, false, nil
+			}
+			return t.projectEntry(name), true, nil
+		})
+	return d
+}
+
+// projectEntry is the directory of the tree's project name.
+func (t *tree) projectEntry(name string) entry {
+	return entry{name: name, mode: syscall.S_IFDIR | 0o755, key: "compose/" + name, timeout: stableTimeout,
+		node: func() gofs.InodeEmbedder { return t.projectDir(name) }}
+}
+
+// Mkdir makes a project: a directory for its files. Its name is Compose's kind of
+// project name (lowercase letters, digits, - and _).
+func (d *composeDir) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if name == "error" {
+		return nil, syscall.EEXIST
+	}
+	if !projectName.MatchString(name) {
+		d.t.composeErr.set(fmt.Sprintf("invalid project name %q: lowercase letters, digits, '-' and '_', starting with a letter or digit", name))
+		return nil, syscall.EINVAL
+	}
+	if _, errno := d.passNode.Mkdir(ctx, name, mode, out); errno != 0 {
+		return nil, errno
+	}
+	d.t.composeErr.set("")
+	return d.t.newChild(ctx, &d.Inode, d.t.projectEntry(name), out)
+}
+
+// Rmdir removes a project's directory: EBUSY while the project is up, ENOTEMPTY while
+// it holds files.
+func (d *composeDir) Rmdir(ctx context.Context, name string) syscall.Errno {
+	if d.t.projects != nil && d.t.projects.IsUp(name) {
+		d.t.composeErr.set(fmt.Sprintf("project %s is up: echo down > compose/%s/ctl first", name, name))
+		return syscall.EBUSY
+	}
+	return d.passNode.Rmdir(ctx, name)
+}
+
+// Rename of a project's directory is refused: its name is the project's, which its
+// containers, networks and volumes carry.
+func (d *composeDir) Rename(ctx context.Context, name string, newParent gofs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	if _, ok, _ := d.find(ctx, name); ok {
+		return syscall.EPERM
+	}
+	return d.backedDir.Rename(ctx, name, newParent, newName, flags)
+}
+
+// projectDir is compose/NAME/: the project's files, and the engine's view of it.
+func (t *tree) projectDir(name string) gofs.InodeEmbedder {
+	key := "compose/" + name + "/"
+	entries := []entry{
+		{name: "ctl", mode: syscall.S_IFREG | 0o644, key: key + "ctl", timeout: stableTimeout,
+			node: func() gofs.InodeEmbedder { return t.projectCtl(name) }},
+		t.value("state", key+"state", func(context.Context) ([]byte, error) { return t.projectState(name), nil }),
+		t.value("error", key+"error", func(context.Context) ([]byte, error) { return line(t.projectError(name)), nil }),
+		t.valueOf(valueSampled, "logs", key+"logs", func(ctx context.Context) ([]byte, error) { return t.projectLogs(ctx, name) }),
+		{name: "services", mode: syscall.S_IFDIR | 0o555, key: key + "services", timeout: noTimeout,
+			node: func() gofs.InodeEmbedder { return t.projectServices(name) }},
+	}
+	find := func(ctx context.Context, n string) (entry, bool, error) {
+		for _, e := range entries {
+			if e.name == n {
+				return e, true, nil
+			}
+		}
+		return entry{}, false, nil
+	}
+	return t.newBackedDir(t.backing, false, func(context.Context) ([]entry, error) { return entries, nil }, find)
+}
+
+// projectErrors are the last failures of verbs written to projects' ctl files.
+type projectErrors struct {
+	mu sync.Mutex
+	m  map[string]string
+}
+
+func (p *projectErrors) set(name, msg string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.m == nil {
+		p.m = map[string]string{}
+	}
+	if msg == "" {
+		delete(p.m, name)
+	} else {
+		p.m[name] = msg
+	}
+}
+
+func (p *projectErrors) get(name string) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.m[name]
+}
+
+// projectError is the project's last error: that of a re-apply after a save, or of a
+// verb.
+func (t *tree) projectError(name string) string {
+	if t.projects != nil {
+		if rec, err := t.projects.Project(name); err == nil && rec.Error != "" {
+			return rec.Error
+		}
+	}
+	return t.projectErrs.get(name)
+}
+
+// projectState is one line per service: its name, its containers running of those it
+// has, and their health.
+func (t *tree) projectState(name string) []byte {
+	var b bytes.Buffer
+	for _, s := range compose.States(t.eng, name) {
+		health := s.Health
+		if health == "" {
+			health = "-"
+		}
+		fmt.Fprintf(&b, "%s %d/%d %s\n", s.Service, s.Running, s.Total, health)
+	}
+	return b.Bytes()
+}
+
+// projectLogs is the output of the project's containers so far, each line prefixed
+// with its container as docker compose logs prints it ("web-1  | ").
+func (t *tree) projectLogs(ctx context.Context, name string) ([]byte, error) {
+	cs := compose.Containers(t.eng, name)
+	width := 0
+	for _, c := range cs {
+		width = max(width, len(strings.TrimPrefix(c.Name, name+"-")))
+	}
+	type stamped struct {
+		at   time.Time
+		line string
+	}
+	var all []stamped
+	for _, c := range cs {
+		prefix := fmt.Sprintf("%-*s | ", width, strings.TrimPrefix(c.Name, name+"-"))
+		var partial []byte
+		var at time.Time
+		err := t.eng.Logs(ctx, c.ID, logs.ReadOptions{Tail: -1}, func(e logs.Entry) error {
+			if len(partial) == 0 {
+				at = e.Time
+			}
+			partial = append(partial, e.Data...)
+			for {
+				i := bytes.IndexByte(partial, '\n')
+				if i < 0 {
+					break
+				}
+				all = append(all, stamped{at, prefix + string(partial[:i+1])})
+				partial, at = partial[i+1:], e.Time
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+			return nil, err
+		}
+		if len(partial) > 0 {
+			all = append(all, stamped{at, prefix + string(partial) + "\n"})
+		}
+	}
+	// In the order the lines were written, whichever container wrote them.
+	slices.SortStableFunc(all, func(a, b stamped) int { return a.at.Compare(b.at) })
+	var b bytes.Buffer
+	for _, s := range all {
+		b.WriteString(s.line)
+	}
+	return b.Bytes(), nil
+}
+
+// projectServices is compose/NAME/services/: a link per container of the project, to
+// its directory in containers/.
+func (t *tree) projectServices(name string) *dirNode {
+	list := func(ctx context.Context) ([]entry, error) {
+		var out []entry
+		for _, c := range compose.Containers(t.eng, name) {
+			link := strings.TrimPrefix(c.Name, name+"-")
+			target := "../../../containers/" + c.Name
+			out = append(out, entry{name: link, mode: syscall.S_IFLNK | 0o777, key: "compose/" + name + "/services/" + c.ID, timeout: noTimeout,
+				node: func() gofs.InodeEmbedder { return &symlinkNode{virtualNode: virtualNode{t: t}, target: target} }})
+		}
+		return out, nil
+	}
+	return &dirNode{virtualNode: virtualNode{t: t}, perm: 0o555, entries: list}
+}
+
+// symlinkNode is a symbolic link of the tree's own.
+type symlinkNode struct {
+	virtualNode
+	target string
+}
+
+var (
+	_ gofs.NodeReadlinker = (*symlinkNode)(nil)
+	_ gofs.NodeGetattrer  = (*symlinkNode)(nil)
+)
+
+func (s *symlinkNode) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
+	return []byte(s.target), 0
+}
+
+func (s *symlinkNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	s.t.attr(&out.Attr, syscall.S_IFLNK|0o777, uint64(len(s.target)), s.t.started)
+	out.SetTimeout(noTimeout)
+	return 0
+}
+
+// projectVerbs are the verbs a project's ctl takes.
+const projectVerbs = "up\ndown [--volumes]\nstart\nstop\nrestart\npull\n"
+
+func (t *tree) projectCtl(name string) *ctlFile {
+	return &ctlFile{virtualNode: virtualNode{t: t},
+		verbs: func(context.Context) string { return projectVerbs },
+		run: func(ctx context.Context, verb string, args []string) error {
+			err := t.projectVerb(ctx, name, verb, args)
+			if err == nil {
+				t.projectErrs.set(name, "")
+			}
+			return err
+		},
+		failed: func(_ string, err error) {
+			t.projectErrs.set(name, err.Error())
+			t.eng.Publish("project", "error", name, map[string]string{"error": err.Error()})
+		},
+	}
+}
+
+// projectVerb runs one line written to a project's ctl.
+func (t *tree) projectVerb(ctx context.Context, name, verb string, args []string) error {
+	if t.projects == nil {
+		return errors.New("compose projects are not served by this daemon")
+	}
+	noArgs := func() error {
+		if len(args) > 0 {
+			return errdefs.Invalid(fmt.Errorf("%s: too many arguments: %q", verb, strings.Join(args, " ")))
+		}
+		return nil
+	}
+	switch verb {
+	case "up":
+		if err := noArgs(); err != nil {
+			return err
+		}
+		return t.projects.UpTree(ctx, name, t.uid == 0, nil)
+	case "down":
+		vols := false
+		for _, a := range args {
+			switch a {
+			case "-v", "--volumes":
+				vols = true
+			default:
+				return errdefs.Invalid(fmt.Errorf("down: unknown argument %q (down [--volumes])", a))
+			}
+		}
+		return t.projects.Down(ctx, name, compose.DownOptions{Volumes: vols})
+	case "start":
+		if err := noArgs(); err != nil {
+			return err
+		}
+		return compose.Start(ctx, t.eng, name)
+	case "stop":
+		if err := noArgs(); err != nil {
+			return err
+		}
+		return compose.Stop(ctx, t.eng, name)
+	case "restart":
+		if err := noArgs(); err != nil {
+			return err
+		}
+		if err := compose.Stop(ctx, t.eng, name); err != nil {
+			return err
+		}
+		return compose.Start(ctx, t.eng, name)
+	case "pull":
+		if err := noArgs(); err != nil {
+			return err
+		}
+		return t.projects.PullTree(ctx, name)
+	}
+	return errdefs.Invalid(fmt.Errorf("project %s: unknown verb %q: the verbs are up, down [--volumes], start, stop, restart, pull", name, verb))
+}
+
+// composeJail runs f in the jail of the tree's backing directory, for the loader.
+func (t *tree) composeJail(ctx context.Context, f func()) error {
+	if errno := t.backingDir.in(ctx, f); errno != 0 {
+		return errno
+	}
+	return nil
+}
