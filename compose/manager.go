@@ -195,7 +195,7 @@ func (m *Manager) Up(ctx context.Context, o Options, services []string, progress
 // UpTree brings up the tree's project name (compose/NAME/), whose files may ask what
 // privileged allows.
 func (m *Manager) UpTree(ctx context.Context, name string, privileged bool, progress func(Progress)) error {
-	o := Options{WorkingDir: path.Join(TreeDir, name), Name: name}
+	o := Options{WorkingDir: path.Join(TreeDir, name), Name: name, Guarded: true}
 	return m.apply(ctx, Record{Name: name, Options: o, InTree: true, Privileged: privileged}, progress)
 }
 
@@ -508,7 +508,7 @@ func filesDigest(files []string) string {
 
 // PullTree pulls the images of the tree's project name.
 func (m *Manager) PullTree(ctx context.Context, name string) error {
-	p, err := m.load(ctx, Record{Options: Options{WorkingDir: path.Join(TreeDir, name), Name: name}, InTree: true})
+	p, err := m.load(ctx, Record{Options: Options{WorkingDir: path.Join(TreeDir, name), Name: name, Guarded: true}, InTree: true})
 	if err != nil {
 		return err
 	}

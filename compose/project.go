@@ -5,8 +5,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -49,6 +52,17 @@ type Options struct {
 	// Env is the environment the files are interpolated from (the caller's shell's);
 	// the project's .env adds what it lacks.
 	Env map[string]string `json:"env,omitempty"`
+	// Guarded reads the files as root on behalf of someone else (the tree's project):
+	// the compose files and .env must be regular files of at most 1 MiB (a FIFO would
+	// block the reader), and env files go through the same checked reader as spec files'.
+	Guarded bool `json:"guarded,omitempty"`
+}
+
+// defaultFiles are the names a project's file may have, and the override files, in the
+// project's directory.
+var defaultFiles = []string{
+	"compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml",
+	"compose.override.yaml", "compose.override.yml", "docker-compose.override.yaml", "docker-compose.override.yml", ".env",
 }
 
 // Load reads a project as docker compose does: files merged with overrides, .env,
@@ -69,6 +83,18 @@ func Load(ctx context.Context, o Options) (*types.Project, error) {
 		cli.WithName(o.Name),
 		cli.WithProfiles(o.Profiles),
 	}
+	if o.Guarded {
+		files := slices.Clone(o.Files)
+		for _, f := range defaultFiles {
+			files = append(files, filepath.Join(o.WorkingDir, f))
+		}
+		for _, f := range files {
+			if _, err := readEnvFile(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return nil, errdefs.Invalid(fmt.Errorf("%s: %w", f, err))
+			}
+		}
+		opts = append(opts, cli.WithoutEnvironmentResolution)
+	}
 	po, err := cli.NewProjectOptions(o.Files, opts...)
 	if err != nil {
 		return nil, errdefs.Invalid(err)
@@ -76,6 +102,17 @@ func Load(ctx context.Context, o Options) (*types.Project, error) {
 	p, err := po.LoadProject(ctx)
 	if err != nil {
 		return nil, errdefs.Invalid(blameFile(err, po.ConfigPaths))
+	}
+	if o.Guarded {
+		for name, s := range p.Services {
+			s.Environment = s.Environment.Resolve(p.Environment.Resolve)
+			env, err := readEnvFiles(s.EnvFiles, s.Environment, p.Environment)
+			if err != nil {
+				return nil, errdefs.Invalid(fmt.Errorf("service %s: %w", name, err))
+			}
+			s.Environment = env
+			p.Services[name] = s
+		}
 	}
 	return p, nil
 }
