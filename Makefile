@@ -11,7 +11,8 @@ TESTBIN := bin/dutchman.race
 
 # Debian packages the engine and its tests need. qemu-system-x86 joins with the vm runtime.
 DEBS       := runc fuse3 busybox-static docker-registry skopeo util-linux attr gcc vim rsync git containernetworking-plugins iptables iproute2
-BENCH_DEBS := podman conmon containernetworking-plugins golang-github-containers-common uidmap skopeo curl python3
+BENCH_DEBS := podman conmon containernetworking-plugins golang-github-containers-common uidmap skopeo curl python3 \
+	podman-compose docker-compose docker.io containerd
 STATICCHECK_VERSION := v0.8.2
 
 # Daemon flags for `make run`, e.g. make run ARGS='--insecure-registry registry.lan:5000'
