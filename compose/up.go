@@ -110,6 +110,9 @@ func Up(ctx context.Context, e *engine.Engine, p *types.Project, o UpOptions) er
 					derr := errs[dep]
 					mu.Unlock()
 					if derr != nil {
+						if !d.Required {
+							continue
+						}
 						return dependencyFailure{fmt.Errorf("service %s: dependency %s failed", name, dep)}
 					}
 					if err := waitDependency(ctx, e, plan[dep], dep, d, report); err != nil {
