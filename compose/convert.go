@@ -2,7 +2,6 @@ package compose
 
 import (
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
@@ -32,14 +31,12 @@ func specOf(p *types.Project, s types.ServiceConfig, networkOrder []string, dir 
 		}
 	}
 	for k, v := range s.Labels {
-		// compose-go adds labels of its own to a project's services; the caller sets
-		// Compose's.
-		if !strings.HasPrefix(k, "com.docker.compose.") {
-			if spec.Labels == nil {
-				spec.Labels = map[string]string{}
-			}
-			spec.Labels[k] = v
+		// As written: the spec file of a project's container keeps Compose's labels,
+		// which a project's up sets over any the file has.
+		if spec.Labels == nil {
+			spec.Labels = map[string]string{}
 		}
+		spec.Labels[k] = v
 	}
 	if s.StopGracePeriod != nil {
 		d := engine.Duration(time.Duration(*s.StopGracePeriod))

@@ -6,7 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path"
@@ -14,6 +14,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
@@ -48,10 +49,16 @@ type Record struct {
 	Digest string `json:"digest"`
 	Error  string `json:"error,omitempty"`
 	// InTree tells that the project is a directory of the tree's compose/: its paths
-	// are in the tree's backing directory, in whose jail it is loaded. Privileged says
-	// what its files may ask (see LoadOptions).
-	InTree     bool `json:"inTree,omitempty"`
-	Privileged bool `json:"privileged,omitempty"`
+	// are in the tree's backing directory, in whose jail it is loaded, and what it may
+	// ask depends on the tree's owner at each apply.
+	InTree bool `json:"inTree,omitempty"`
+	// Owners are the owners of a project's files (outside the tree) when it was
+	// brought up: a re-apply needs them unchanged, and the files writable by their
+	// owner only, so that nobody else's edit is applied with root's privileges.
+	Owners map[string]uint32 `json:"owners,omitempty"`
+	// Stopped tells that the project was stopped: a re-apply makes what changed and
+	// starts nothing.
+	Stopped bool `json:"stopped,omitempty"`
 }
 
 // TreeDir is where the tree's compose projects are, in the jail of its backing
@@ -75,13 +82,17 @@ type Manager struct {
 	mu       sync.Mutex
 	closed   bool
 	projects map[string]*managed
-	// treeRoot and jail are where the tree's projects live, once it is mounted.
-	treeRoot string
-	jail     Jail
 	// watched counts the projects that watch each directory.
 	watched map[string]int
+	// treeRoot, jail and privileged say where the tree's projects live (once it is
+	// mounted) and whether its owner is root.
+	treeRoot   string
+	jail       Jail
+	privileged func() bool
 	// applying serialises applies of one project.
 	applying keyedLocks
+	// inflight cancels the apply of a project under way, which down ends.
+	inflight map[string]context.CancelFunc
 }
 
 type managed struct {
@@ -111,14 +122,15 @@ func (k *keyedLocks) lock(name string) func() {
 }
 
 // NewManager opens the records of the engine's projects and watches the files of
-// those that are up.
+// those that are up (the tree's once it is mounted: SetTree).
 func NewManager(e *engine.Engine) (*Manager, error) {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		return nil, fmt.Errorf("watch compose files: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	m := &Manager{e: e, log: e.Log(), watcher: w, ctx: ctx, cancel: cancel, projects: map[string]*managed{}, watched: map[string]int{}}
+	m := &Manager{e: e, log: e.Log(), watcher: w, ctx: ctx, cancel: cancel, projects: map[string]*managed{},
+		watched: map[string]int{}, inflight: map[string]context.CancelFunc{}}
 	var recs []Record
 	err = e.DB().Update(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(bucket)
@@ -138,16 +150,18 @@ func NewManager(e *engine.Engine) (*Manager, error) {
 		cancel()
 		return nil, err
 	}
+	m.mu.Lock()
 	for _, r := range recs {
 		m.projects[r.Name] = &managed{rec: r}
-		if !r.InTree {
-			m.watch(m.realFiles(r))
-		}
+		m.watchLocked(r)
 	}
+	m.mu.Unlock()
 	m.wg.Go(m.run)
 	// Files saved while the daemon was away are applied now.
 	for _, r := range recs {
-		m.changed(r.Name)
+		if !r.InTree {
+			m.changed(r.Name)
+		}
 	}
 	return m, nil
 }
@@ -169,14 +183,15 @@ func (m *Manager) Close() error {
 }
 
 // SetTree tells where the tree's projects are: root is the tree's backing directory, in
-// which jail runs their loader. The tree's projects that are up are watched from now on.
-func (m *Manager) SetTree(root string, jail Jail) {
+// which jail runs their loader, and privileged tells whether the tree's owner is root
+// (what its projects may ask). The tree's projects that are up are watched from now on.
+func (m *Manager) SetTree(root string, jail Jail, privileged func() bool) {
 	m.mu.Lock()
-	m.treeRoot, m.jail = root, jail
+	m.treeRoot, m.jail, m.privileged = root, jail, privileged
 	var names []string
 	for name, p := range m.projects {
 		if p.rec.InTree {
-			m.watchLocked(m.realFiles(p.rec))
+			m.watchLocked(p.rec)
 			names = append(names, name)
 		}
 	}
@@ -189,36 +204,73 @@ func (m *Manager) SetTree(root string, jail Jail) {
 // Up loads the project o names and brings it up; from then on, a change to its files
 // re-applies it.
 func (m *Manager) Up(ctx context.Context, o Options, services []string, progress func(Progress)) error {
-	return m.apply(ctx, Record{Options: o, Services: services, Privileged: true}, progress)
+	return m.apply(ctx, Record{Options: o, Services: services}, progress)
 }
 
-// UpTree brings up the tree's project name (compose/NAME/), whose files may ask what
-// privileged allows.
-func (m *Manager) UpTree(ctx context.Context, name string, privileged bool, progress func(Progress)) error {
-	o := Options{WorkingDir: path.Join(TreeDir, name), Name: name, Guarded: true}
-	return m.apply(ctx, Record{Name: name, Options: o, InTree: true, Privileged: privileged}, progress)
+// UpTree brings up the tree's project name (compose/NAME/).
+func (m *Manager) UpTree(ctx context.Context, name string, progress func(Progress)) error {
+	return m.apply(ctx, Record{Name: name, Options: treeOptions(name), InTree: true}, progress)
+}
+
+func treeOptions(name string) Options {
+	return Options{WorkingDir: path.Join(TreeDir, name), Name: name, Guarded: true}
+}
+
+// begin registers the apply of project name under way, and returns its context; end
+// (deferred) forgets it.
+func (m *Manager) begin(ctx context.Context, name string) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	m.mu.Lock()
+	m.inflight[name] = cancel
+	m.mu.Unlock()
+	return ctx, func() {
+		m.mu.Lock()
+		delete(m.inflight, name)
+		m.mu.Unlock()
+		cancel()
+	}
 }
 
 // apply loads the project rec says and brings it up, then records it.
 func (m *Manager) apply(ctx context.Context, rec Record, progress func(Progress)) error {
-	p, err := m.load(ctx, rec)
-	if err != nil {
-		if rec.Name != "" {
-			m.failed(rec.Name, err)
+	name := rec.Name
+	if name == "" {
+		// The name is the loaded project's: loaded once here to learn it.
+		p, err := m.load(ctx, rec)
+		if err != nil {
+			return err
 		}
+		name = p.Name
+	}
+	ctx, end := m.begin(ctx, name)
+	defer end()
+	unlock := m.applying.lock(name)
+	defer unlock()
+	rec.Stopped = false
+	digest := m.digest(ctx, rec)
+	p, err := m.load(ctx, rec)
+	if err == nil && p.Name != name {
+		err = fmt.Errorf("the project's name changed to %s while it was brought up", p.Name)
+	}
+	if err == nil {
+		err = m.checkOrigin(p, rec.InTree)
+	}
+	if err != nil {
+		m.failed(name, err)
 		return err
 	}
-	unlock := m.applying.lock(p.Name)
-	defer unlock()
 	rec.Name, rec.Options.Name = p.Name, p.Name
-	rec.Files = projectFiles(p)
-	rec.Digest = filesDigest(m.realFiles(rec))
-	err = Up(ctx, m.e, p, UpOptions{Services: rec.Services, Progress: progress, Load: LoadOptions{InTree: rec.InTree, Privileged: rec.Privileged}})
+	rec.Files, rec.Digest = projectFiles(p), digest
+	if !rec.InTree {
+		rec.Owners = fileOwners(rec.Files)
+	}
+	err = Up(ctx, m.e, p, UpOptions{Services: rec.Services, Progress: progress, Load: m.loadOptions(rec)})
+	rec.Error = ""
 	if err != nil {
 		rec.Error = err.Error()
 	}
 	rec.Applied = time.Now().UTC()
-	if rerr := m.record(rec); rerr != nil && err == nil {
+	if rerr := m.record(rec, true); rerr != nil && err == nil {
 		err = rerr
 	}
 	if err != nil {
@@ -229,16 +281,44 @@ func (m *Manager) apply(ctx context.Context, rec Record, progress func(Progress)
 	return nil
 }
 
+// loadOptions say what rec's files may ask: root's, unless it is the tree's and the
+// tree's owner is not root (asked at every apply: the owner may change).
+func (m *Manager) loadOptions(rec Record) LoadOptions {
+	if !rec.InTree {
+		return LoadOptions{Privileged: true}
+	}
+	m.mu.Lock()
+	privileged := m.privileged
+	m.mu.Unlock()
+	return LoadOptions{InTree: true, Privileged: privileged != nil && privileged()}
+}
+
+// checkOrigin refuses to take over a project of the same name that runs from
+// elsewhere: the tree's project shop and a repository's are two projects.
+func (m *Manager) checkOrigin(p *types.Project, inTree bool) error {
+	for _, c := range projectContainers(m.e, p.Name) {
+		if dir := c.Spec.Labels[LabelWorkingDir]; dir != p.WorkingDir && (inTree || isTreeDir(dir)) {
+			return errdefs.Conflict(fmt.Errorf("project %s already runs from %s: take it down there first, or name this one otherwise", p.Name, dir))
+		}
+	}
+	return nil
+}
+
+func isTreeDir(dir string) bool { return path.Dir(dir) == TreeDir }
+
 // failed records err as the last error of project name, if it is recorded, and
 // announces it.
 func (m *Manager) failed(name string, err error) {
 	m.mu.Lock()
 	p, ok := m.projects[name]
+	var rec Record
+	if ok {
+		rec = p.rec
+	}
 	m.mu.Unlock()
 	if ok {
-		rec := p.rec
 		rec.Error = err.Error()
-		m.record(rec)
+		m.record(rec, false)
 	}
 	m.e.Publish("project", "error", name, map[string]string{"error": err.Error()})
 }
@@ -262,22 +342,56 @@ func (m *Manager) load(ctx context.Context, rec Record) (*types.Project, error) 
 	return p, err
 }
 
-// realFiles are the paths of rec's files on the host.
-func (m *Manager) realFiles(rec Record) []string {
+// digest hashes the contents of rec's files as the loader will read them: the tree's
+// in its jail. "" if they cannot be read at all.
+func (m *Manager) digest(ctx context.Context, rec Record) string {
+	files := rec.Files
+	if len(files) == 0 {
+		files = []string{path.Join(rec.Options.WorkingDir, "compose.yaml")}
+	}
 	if !rec.InTree {
-		return rec.Files
+		return filesDigest(files)
 	}
-	out := make([]string, len(rec.Files))
-	for i, f := range rec.Files {
-		out[i] = filepath.Join(m.treeRoot, f)
+	m.mu.Lock()
+	jail := m.jail
+	m.mu.Unlock()
+	if jail == nil {
+		return ""
 	}
-	return out
+	var d string
+	if jail(ctx, func() { d = filesDigest(files) }) != nil {
+		return ""
+	}
+	return d
 }
 
-// Down takes project name down, and stops watching its files.
+// Down takes project name down, and stops watching its files. An apply of it under
+// way (waiting for a dependency) is cancelled first.
 func (m *Manager) Down(ctx context.Context, name string, o DownOptions) error {
+	return m.down(ctx, name, o, false)
+}
+
+// DownTree takes down the tree's project name; not a project of that name that runs
+// from elsewhere.
+func (m *Manager) DownTree(ctx context.Context, name string, o DownOptions) error {
+	return m.down(ctx, name, o, true)
+}
+
+func (m *Manager) down(ctx context.Context, name string, o DownOptions, tree bool) error {
+	m.mu.Lock()
+	if cancel, ok := m.inflight[name]; ok {
+		cancel()
+	}
+	m.mu.Unlock()
 	unlock := m.applying.lock(name)
 	defer unlock()
+	if tree {
+		for _, c := range projectContainers(m.e, name) {
+			if dir := c.Spec.Labels[LabelWorkingDir]; dir != path.Join(TreeDir, name) {
+				return errdefs.Conflict(fmt.Errorf("project %s runs from %s, not from the tree: take it down there", name, dir))
+			}
+		}
+	}
 	if err := Down(ctx, m.e, name, o); err != nil {
 		return err
 	}
@@ -286,13 +400,46 @@ func (m *Manager) Down(ctx context.Context, name string, o DownOptions) error {
 	return nil
 }
 
-// Projects are the recorded projects, by name.
+// StopTree stops the tree's project name, which saves then do not start again.
+func (m *Manager) StopTree(ctx context.Context, name string) error {
+	unlock := m.applying.lock(name)
+	defer unlock()
+	m.setStopped(name, true)
+	return Stop(ctx, m.e, name)
+}
+
+// StartTree starts the tree's project name again.
+func (m *Manager) StartTree(ctx context.Context, name string) error {
+	unlock := m.applying.lock(name)
+	defer unlock()
+	m.setStopped(name, false)
+	return Start(ctx, m.e, name)
+}
+
+func (m *Manager) setStopped(name string, stopped bool) {
+	m.mu.Lock()
+	p, ok := m.projects[name]
+	var rec Record
+	if ok {
+		rec = p.rec
+	}
+	m.mu.Unlock()
+	if ok && rec.Stopped != stopped {
+		rec.Stopped = stopped
+		m.record(rec, false)
+	}
+}
+
+// Projects are the recorded projects, by name, without the environments they were
+// brought up with.
 func (m *Manager) Projects() []Record {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	out := make([]Record, 0, len(m.projects))
 	for _, p := range m.projects {
-		out = append(out, p.rec)
+		r := p.rec
+		r.Options.Env = nil
+		out = append(out, r)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
@@ -309,26 +456,27 @@ func (m *Manager) Project(name string) (Record, error) {
 	return p.rec, nil
 }
 
-// record keeps rec, and watches its files.
-func (m *Manager) record(rec Record) error {
+// record keeps rec, and watches its files; a record that is not there is made only if
+// create says so (not by a late failure of a project taken down meanwhile).
+func (m *Manager) record(rec Record, create bool) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p := m.projects[rec.Name]
+	if p == nil && !create {
+		return nil
+	}
 	b, _ := json.Marshal(rec)
 	if err := m.e.DB().Update(func(tx *bolt.Tx) error { return tx.Bucket(bucket).Put([]byte(rec.Name), b) }); err != nil {
 		return fmt.Errorf("record project %s: %w", rec.Name, err)
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	p := m.projects[rec.Name]
 	if p == nil {
 		p = &managed{}
 		m.projects[rec.Name] = p
-	}
-	old := m.realFiles(p.rec)
-	if p.rec.Name == "" {
-		old = nil
+	} else {
+		m.unwatchLocked(p.rec)
 	}
 	p.rec = rec
-	m.watchLocked(m.realFiles(rec))
-	m.unwatchLocked(old)
+	m.watchLocked(rec)
 	return nil
 }
 
@@ -340,21 +488,34 @@ func (m *Manager) forget(name string) {
 		if p.timer != nil {
 			p.timer.Stop()
 		}
-		m.unwatchLocked(m.realFiles(p.rec))
+		m.unwatchLocked(p.rec)
 		delete(m.projects, name)
 	}
 }
 
-func (m *Manager) watch(files []string) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.watchLocked(files)
+// watchDirsLocked are the directories to watch for rec: those of its files, or for the
+// tree's project its own directory only (a directory named elsewhere in the tree may be
+// a link its owner made, to anywhere on the host). The caller holds mu.
+func (m *Manager) watchDirsLocked(rec Record) []string {
+	if rec.InTree {
+		if m.treeRoot == "" {
+			return nil
+		}
+		return []string{filepath.Join(m.treeRoot, TreeDir, rec.Name)}
+	}
+	var dirs []string
+	for _, f := range rec.Files {
+		if d := filepath.Dir(f); !slices.Contains(dirs, d) {
+			dirs = append(dirs, d)
+		}
+	}
+	return dirs
 }
 
-// watchLocked watches the directories of files: an editor replaces a file, so the
+// watchLocked watches the directories of rec's files: an editor replaces a file, so the
 // file itself is not what to watch.
-func (m *Manager) watchLocked(files []string) {
-	for _, dir := range dirsOf(files) {
+func (m *Manager) watchLocked(rec Record) {
+	for _, dir := range m.watchDirsLocked(rec) {
 		if m.watched[dir] == 0 {
 			if err := m.watcher.Add(dir); err != nil {
 				m.log.Warn("watch compose files", "dir", dir, "err", err)
@@ -364,23 +525,13 @@ func (m *Manager) watchLocked(files []string) {
 	}
 }
 
-func (m *Manager) unwatchLocked(files []string) {
-	for _, dir := range dirsOf(files) {
+func (m *Manager) unwatchLocked(rec Record) {
+	for _, dir := range m.watchDirsLocked(rec) {
 		if m.watched[dir]--; m.watched[dir] <= 0 {
 			delete(m.watched, dir)
 			m.watcher.Remove(dir)
 		}
 	}
-}
-
-func dirsOf(files []string) []string {
-	var dirs []string
-	for _, f := range files {
-		if d := filepath.Dir(f); !slices.Contains(dirs, d) {
-			dirs = append(dirs, d)
-		}
-	}
-	return dirs
 }
 
 // run hands the watcher's events to the projects whose files they touch.
@@ -394,7 +545,11 @@ func (m *Manager) run() {
 			m.mu.Lock()
 			var names []string
 			for name, p := range m.projects {
-				if slices.Contains(m.realFiles(p.rec), ev.Name) {
+				if p.rec.InTree {
+					if slices.Contains(m.watchDirsLocked(p.rec), filepath.Dir(ev.Name)) {
+						names = append(names, name)
+					}
+				} else if slices.Contains(p.rec.Files, ev.Name) {
 					names = append(names, name)
 				}
 			}
@@ -440,40 +595,85 @@ func (m *Manager) changed(name string) {
 // reapply loads project name again and applies it, if its files changed since its last
 // apply. An invalid file changes nothing: the error is recorded and announced.
 func (m *Manager) reapply(name string) {
-	if m.ctx.Err() != nil {
-		return
-	}
+	ctx, end := m.begin(m.ctx, name)
+	defer end()
 	unlock := m.applying.lock(name)
 	defer unlock()
 	rec, err := m.Project(name)
-	if err != nil {
+	if err != nil || ctx.Err() != nil {
 		return // taken down meanwhile
 	}
-	digest := filesDigest(m.realFiles(rec))
+	// The digest is taken before the load: a save during the apply is seen as a change
+	// by the next one.
+	digest := m.digest(ctx, rec)
 	if digest == rec.Digest {
 		return
 	}
-	p, err := m.load(m.ctx, rec)
+	if !rec.InTree {
+		err = checkOwners(rec)
+	}
+	var p *types.Project
+	if err == nil {
+		p, err = m.load(ctx, rec)
+	}
 	if err == nil && p.Name != name {
 		err = fmt.Errorf("the project's name changed to %s: take it down first (compose down), then up again", p.Name)
 	}
 	if err == nil {
-		err = Up(m.ctx, m.e, p, UpOptions{Services: rec.Services, Load: LoadOptions{InTree: rec.InTree, Privileged: rec.Privileged}})
+		err = Up(ctx, m.e, p, UpOptions{Services: rec.Services, Load: m.loadOptions(rec), NoStart: rec.Stopped})
 	}
 	if err != nil {
+		if ctx.Err() != nil {
+			return // taken down
+		}
 		// The same broken files are not tried again until they change.
 		rec.Digest, rec.Error = digest, err.Error()
-		m.record(rec)
+		m.record(rec, false)
 		m.log.Warn("re-apply compose project", "project", name, "err", err)
 		m.e.Publish("project", "error", name, map[string]string{"error": err.Error()})
 		return
 	}
-	rec.Files, rec.Error, rec.Applied = projectFiles(p), "", time.Now().UTC()
-	rec.Digest = filesDigest(m.realFiles(rec))
-	if err := m.record(rec); err != nil {
+	rec.Files, rec.Digest, rec.Error, rec.Applied = projectFiles(p), digest, "", time.Now().UTC()
+	if err := m.record(rec, false); err != nil {
 		m.log.Warn("record compose project", "project", name, "err", err)
 	}
 	m.e.Publish("project", "apply", name, nil)
+}
+
+// fileOwners are the owners of files (those that exist).
+func fileOwners(files []string) map[string]uint32 {
+	out := map[string]uint32{}
+	for _, f := range files {
+		if st, err := os.Stat(f); err == nil {
+			out[f] = st.Sys().(*syscall.Stat_t).Uid
+		}
+	}
+	return out
+}
+
+// checkOwners refuses to re-apply a project outside the tree whose files changed hands,
+// or that someone other than their owner may write (the file, or its directory, which
+// lets anyone replace it): the daemon applies them with root's privileges.
+func checkOwners(rec Record) error {
+	for _, f := range rec.Files {
+		for _, p := range []string{f, filepath.Dir(f)} {
+			st, err := os.Stat(p)
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			sys := st.Sys().(*syscall.Stat_t)
+			if owner, ok := rec.Owners[p]; p == f && ok && owner != sys.Uid {
+				return fmt.Errorf("%s changed owner (uid %d, was %d) since the project was brought up: not re-applied; up it again", p, sys.Uid, owner)
+			}
+			if st.Mode().Perm()&0o022 != 0 && st.Mode()&os.ModeSticky == 0 {
+				return fmt.Errorf("%s may be written by users other than its owner: not re-applied (its changes would be applied as root); up it again", p)
+			}
+		}
+	}
+	return nil
 }
 
 // projectFiles are the files project p is loaded from: its compose files, its .env,
@@ -490,15 +690,17 @@ func projectFiles(p *types.Project) []string {
 	return slices.Compact(files)
 }
 
-// filesDigest hashes the names and contents of files (a missing one counts as such).
+// filesDigest hashes the names and contents of files, read as env files are (regular
+// files of at most 1 MiB, opened without blocking); a missing one counts as such.
 func filesDigest(files []string) string {
 	h := sha256.New()
 	for _, f := range files {
 		fmt.Fprintf(h, "%s\x00", f)
-		if fh, err := os.Open(f); err == nil {
-			io.Copy(h, io.LimitReader(fh, 16<<20))
-			fh.Close()
-		} else if !errors.Is(err, os.ErrNotExist) {
+		data, err := readEnvFile(f)
+		switch {
+		case err == nil:
+			h.Write(data)
+		case !errors.Is(err, fs.ErrNotExist):
 			fmt.Fprintf(h, "error %v", err)
 		}
 		h.Write([]byte{0})
@@ -508,7 +710,7 @@ func filesDigest(files []string) string {
 
 // PullTree pulls the images of the tree's project name.
 func (m *Manager) PullTree(ctx context.Context, name string) error {
-	p, err := m.load(ctx, Record{Options: Options{WorkingDir: path.Join(TreeDir, name), Name: name, Guarded: true}, InTree: true})
+	p, err := m.load(ctx, Record{Options: treeOptions(name), InTree: true})
 	if err != nil {
 		return err
 	}

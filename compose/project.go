@@ -78,22 +78,47 @@ func Load(ctx context.Context, o Options) (*types.Project, error) {
 		cli.WithEnv(env),
 		cli.WithEnvFiles(),
 		cli.WithDotEnv,
-		cli.WithConfigFileEnv,
-		cli.WithDefaultConfigPath,
-		cli.WithName(o.Name),
-		cli.WithProfiles(o.Profiles),
 	}
+	if !o.Guarded {
+		opts = append(opts, cli.WithConfigFileEnv, cli.WithDefaultConfigPath)
+	}
+	opts = append(opts, cli.WithName(o.Name), cli.WithProfiles(o.Profiles))
 	if o.Guarded {
+		// The project's own files only: no COMPOSE_FILE from its .env, no search of the
+		// directories above it.
 		files := slices.Clone(o.Files)
 		for _, f := range defaultFiles {
 			files = append(files, filepath.Join(o.WorkingDir, f))
 		}
+		found := map[string]bool{}
 		for _, f := range files {
-			if _, err := readEnvFile(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			_, err := readEnvFile(f)
+			if err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return nil, errdefs.Invalid(fmt.Errorf("%s: %w", f, err))
 			}
+			found[f] = err == nil
 		}
-		opts = append(opts, cli.WithoutEnvironmentResolution)
+		if len(o.Files) == 0 {
+			// The first of the default names, and its override, as Compose picks them.
+			for _, pair := range [][2]string{
+				{"compose.yaml", "compose.override.yaml"}, {"compose.yml", "compose.override.yml"},
+				{"docker-compose.yaml", "docker-compose.override.yaml"}, {"docker-compose.yml", "docker-compose.override.yml"},
+			} {
+				if main := filepath.Join(o.WorkingDir, pair[0]); found[main] {
+					o.Files = []string{main}
+					if over := filepath.Join(o.WorkingDir, pair[1]); found[over] {
+						o.Files = append(o.Files, over)
+					}
+					break
+				}
+			}
+		}
+		if len(o.Files) == 0 {
+			return nil, errdefs.NotFound(fmt.Errorf("no compose.yaml in %s", o.WorkingDir))
+		}
+		// Paths stay as written: a bind of ./site is a directory of the tree (which the
+		// engine resolves inside it), not a host path; env files are read here.
+		opts = append(opts, cli.WithoutEnvironmentResolution, cli.WithResolvedPaths(false))
 	}
 	po, err := cli.NewProjectOptions(o.Files, opts...)
 	if err != nil {
@@ -106,6 +131,11 @@ func Load(ctx context.Context, o Options) (*types.Project, error) {
 	if o.Guarded {
 		for name, s := range p.Services {
 			s.Environment = s.Environment.Resolve(p.Environment.Resolve)
+			for i, f := range s.EnvFiles {
+				if !filepath.IsAbs(f.Path) {
+					s.EnvFiles[i].Path = filepath.Join(p.WorkingDir, f.Path)
+				}
+			}
 			env, err := readEnvFiles(s.EnvFiles, s.Environment, p.Environment)
 			if err != nil {
 				return nil, errdefs.Invalid(fmt.Errorf("service %s: %w", name, err))
@@ -179,28 +209,26 @@ func serviceSpec(p *types.Project, s types.ServiceConfig, n int, lo LoadOptions)
 		return engine.Spec{}, errdefs.Invalid(fmt.Errorf("service %s has neither an image nor a build context", s.Name))
 	}
 	var order []string
-	for name := range s.Networks {
+	priority := map[string]int{}
+	networks := map[string]*types.ServiceNetworkConfig{}
+	for name, c := range s.Networks {
 		order = append(order, name)
+		if c != nil {
+			// A copy: the project's own is shared by every replica.
+			cc := *c
+			priority[name], cc.Priority = c.Priority, 0
+			c = &cc
+		}
+		networks[name] = c
 	}
+	s.Networks = networks
 	// Compose orders a service's networks by priority, then by name.
 	sort.SliceStable(order, func(i, j int) bool {
-		pi, pj := 0, 0
-		if c := s.Networks[order[i]]; c != nil {
-			pi = c.Priority
-		}
-		if c := s.Networks[order[j]]; c != nil {
-			pj = c.Priority
-		}
-		if pi != pj {
+		if pi, pj := priority[order[i]], priority[order[j]]; pi != pj {
 			return pi > pj
 		}
 		return order[i] < order[j]
 	})
-	for _, c := range s.Networks {
-		if c != nil {
-			c.Priority = 0 // used above; not a setting of the network itself
-		}
-	}
 	spec, _, err := specOf(p, s, order, p.WorkingDir, lo)
 	if err != nil {
 		return engine.Spec{}, errdefs.Invalid(fmt.Errorf("service %s: %w", s.Name, err))
@@ -214,6 +242,7 @@ func serviceSpec(p *types.Project, s types.ServiceConfig, n int, lo LoadOptions)
 	if spec.Labels == nil {
 		spec.Labels = map[string]string{}
 	}
+	// Compose's labels last, over any the file sets.
 	spec.Labels[LabelProject] = p.Name
 	spec.Labels[LabelService] = s.Name
 	spec.Labels[LabelOneoff] = "False"

@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/compose-spec/compose-go/v2/types"
 )
 
 // TestGuardedLoadRefusesWhatWouldBlock loads a project on someone else's behalf: a FIFO
@@ -47,5 +49,80 @@ func TestGuardedLoadRefusesWhatWouldBlock(t *testing.T) {
 		if fifo == "web.env" {
 			os.WriteFile(path, []byte("A=1\n"), 0o644)
 		}
+	}
+}
+
+func loadProject(t *testing.T, body string) *types.Project {
+	t.Helper()
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "compose.yaml"), []byte(body), 0o644)
+	p, err := Load(context.Background(), Options{WorkingDir: dir, Name: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestCheckProjectRefusesWhatItWouldIgnore refuses keys FlyingDutchman does not do
+// rather than run looser than asked, and ipam and driver options in a user's tree.
+func TestCheckProjectRefusesWhatItWouldIgnore(t *testing.T) {
+	for _, c := range []struct {
+		body, words string
+		privileged  bool
+	}{
+		{"services:\n  a: {image: busybox, read_only: true}\n", "read_only: not supported", true},
+		{"services:\n  a: {image: busybox, cap_drop: [ALL]}\n", "cap_drop: not supported", true},
+		{"services:\n  a: {image: busybox, deploy: {resources: {limits: {memory: 64m}}}}\n", "deploy.resources", true},
+		{"services:\n  a: {image: busybox, build: .}\n", "build: is not supported", true},
+		{"services:\n  a: {image: busybox, networks: [n]}\nnetworks:\n  n: {internal: true}\n", "internal networks", true},
+		{"services:\n  a: {image: busybox, networks: [n]}\nnetworks:\n  n: {ipam: {config: [{subnet: 8.8.8.0/24}]}}\n", "ipam: a project in the tree", false},
+		{"services:\n  a: {image: busybox}\nvolumes:\n  v: {driver_opts: {type: none, o: bind, device: /etc}}\n", "driver_opts: a project in the tree", false},
+	} {
+		err := checkProject(loadProject(t, c.body), LoadOptions{Privileged: c.privileged})
+		if err == nil || !strings.Contains(err.Error(), c.words) {
+			t.Errorf("%q: %v; want an error saying %q", c.body, err, c.words)
+		}
+	}
+	ok := "services:\n  a:\n    image: busybox\n    deploy: {replicas: 2}\n    expose: [\"80\"]\n    networks: [n]\nnetworks:\n  n: {ipam: {config: [{subnet: 10.99.0.0/24}]}}\nvolumes:\n  v: {driver_opts: {type: tmpfs, device: tmpfs}}\n"
+	if err := checkProject(loadProject(t, ok), LoadOptions{Privileged: true}); err != nil {
+		t.Errorf("root's project with ipam and driver options: %v", err)
+	}
+}
+
+// TestReplicasShareTheirHash gives every replica of a service the same configuration
+// hash, networks with priorities included.
+func TestReplicasShareTheirHash(t *testing.T) {
+	p := loadProject(t, "services:\n  a:\n    image: busybox\n    scale: 3\n    networks:\n      b: {priority: 10}\n      c: {priority: 20}\nnetworks: {b: {}, c: {}}\n")
+	var hashes []string
+	for n := 1; n <= 3; n++ {
+		spec, err := serviceSpec(p, p.Services["a"], n, LoadOptions{Privileged: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if spec.Networks[0].Network != "x_c" {
+			t.Errorf("replica %d: networks %+v; want x_c (priority 20) first", n, spec.Networks)
+		}
+		hashes = append(hashes, spec.Labels[LabelConfigHash])
+	}
+	if hashes[0] != hashes[1] || hashes[1] != hashes[2] {
+		t.Errorf("replicas' hashes differ: %v", hashes)
+	}
+}
+
+// TestGuardedBindsAreTheTrees reads a relative bind of a project in the tree as a
+// directory of the tree, not a host path.
+func TestGuardedBindsAreTheTrees(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "compose.yaml"), []byte("services:\n  a: {image: busybox, volumes: [\"./site:/srv\"]}\n"), 0o644)
+	p, err := Load(context.Background(), Options{WorkingDir: dir, Name: "x", Guarded: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, err := serviceSpec(p, p.Services["a"], 1, LoadOptions{InTree: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := spec.Mounts[0]; !m.InTree || m.Source != filepath.Join(dir, "site") || m.CreateHostPath {
+		t.Errorf("a relative bind in the tree: %+v", m)
 	}
 }

@@ -2,6 +2,7 @@ package compose
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -34,6 +35,9 @@ type UpOptions struct {
 	Progress func(Progress)
 	// Load says where the project's files are (the tree) and what they may ask.
 	Load LoadOptions
+	// NoStart makes and remakes containers without starting those that do not run (a
+	// stopped project's re-apply).
+	NoStart bool
 }
 
 // Up brings project p up as docker compose up -d does: its networks and volumes made,
@@ -52,6 +56,9 @@ func Up(ctx context.Context, e *engine.Engine, p *types.Project, o UpOptions) er
 		}
 	}
 	// Everything is planned, and so checked, before anything changes.
+	if err := checkProject(p, o.Load); err != nil {
+		return err
+	}
 	plan := map[string][]planned{}
 	for _, s := range p.Services {
 		n := replicas(s)
@@ -122,7 +129,7 @@ func Up(ctx context.Context, e *engine.Engine, p *types.Project, o UpOptions) er
 						return err
 					}
 				}
-				return upService(ctx, e, plan[name], report)
+				return upService(ctx, e, p.Name, name, plan[name], o.NoStart, report)
 			}()
 			mu.Lock()
 			errs[name] = err
@@ -149,11 +156,15 @@ func isDependencyFailure(err error) bool {
 
 // upService makes a service's containers run its planned specs, and removes replicas
 // beyond the planned number.
-func upService(ctx context.Context, e *engine.Engine, cs []planned, report func(Progress)) error {
+func upService(ctx context.Context, e *engine.Engine, project, service string, cs []planned, noStart bool, report func(Progress)) error {
 	for _, c := range cs {
 		old, _ := e.Get(c.name)
 		if old != nil && old.Name != c.name {
 			old = nil
+		}
+		if old != nil && (old.Spec.Labels[LabelProject] != project || old.Spec.Labels[LabelService] != service) {
+			// As Compose: a name in use by another container is not taken from it.
+			return errdefs.Conflict(fmt.Errorf("container name %s is already in use by a container that is not service %s of project %s", c.name, service, project))
 		}
 		ct, changed, err := e.Apply(ctx, c.name, c.spec)
 		if err != nil {
@@ -175,20 +186,21 @@ func upService(ctx context.Context, e *engine.Engine, cs []planned, report func(
 			report(Progress{Kind: "Container", Name: c.name, Status: "Paused"})
 			continue
 		}
+		if noStart {
+			continue
+		}
 		report(Progress{Kind: "Container", Name: c.name, Status: "Starting"})
 		if err := e.Start(ctx, ct.ID, engine.StartOptions{}); err != nil {
 			return fmt.Errorf("start %s: %w", c.name, err)
 		}
 		report(Progress{Kind: "Container", Name: c.name, Status: "Started"})
 	}
-	if len(cs) == 0 {
-		return nil
-	}
-	// Replicas beyond the number asked for go, the highest numbers first.
-	service, project := cs[0].service, cs[0].spec.Labels[LabelProject]
+	// The service's other containers go: replicas beyond the number asked for (all of
+	// them at scale 0), the highest numbers first, and any under a name it no longer has
+	// (container_name changed).
 	var extra []*engine.Container
 	for _, c := range projectContainers(e, project) {
-		if c.Spec.Labels[LabelService] == service && atoi(c.Spec.Labels[LabelNumber]) > len(cs) {
+		if c.Spec.Labels[LabelService] == service && !slices.ContainsFunc(cs, func(p planned) bool { return p.name == c.Name }) {
 			extra = append(extra, c)
 		}
 	}
@@ -260,10 +272,12 @@ func ensureNetworks(e *engine.Engine, p *types.Project, report func(Progress)) e
 		if n.Driver != "" && n.Driver != "bridge" {
 			return errdefs.Invalid(fmt.Errorf("network %s: driver %s is not supported (bridge)", key, n.Driver))
 		}
-		opts := network.CreateOptions{Labels: map[string]string{LabelProject: p.Name, LabelNetwork: key}}
+		opts := network.CreateOptions{Labels: map[string]string{}}
 		for k, v := range n.Labels {
 			opts.Labels[k] = v
 		}
+		// Compose's labels last: down finds the project's networks by them.
+		opts.Labels[LabelProject], opts.Labels[LabelNetwork] = p.Name, key
 		if n.Ipam.Config != nil {
 			for _, c := range n.Ipam.Config {
 				if c != nil && c.Subnet != "" {
@@ -273,8 +287,12 @@ func ensureNetworks(e *engine.Engine, p *types.Project, report func(Progress)) e
 			}
 		}
 		report(Progress{Kind: "Network", Name: n.Name, Status: "Creating"})
-		if _, err := e.CreateNetwork(n.Name, opts); err != nil && !errors.Is(err, errdefs.ErrConflict) {
-			return fmt.Errorf("network %s: %w", n.Name, err)
+		if _, err := e.CreateNetwork(n.Name, opts); err != nil {
+			// Made meanwhile by another up is as good; any other conflict (a subnet
+			// taken) is an error.
+			if _, gerr := e.Network(n.Name); !errors.Is(err, errdefs.ErrConflict) || gerr != nil {
+				return fmt.Errorf("network %s: %w", n.Name, err)
+			}
 		}
 		report(Progress{Kind: "Network", Name: n.Name, Status: "Created"})
 	}
@@ -294,10 +312,11 @@ func ensureVolumes(ctx context.Context, e *engine.Engine, p *types.Project, repo
 		if bool(v.External) {
 			return errdefs.NotFound(fmt.Errorf("volume %s declared as external, but could not be found", v.Name))
 		}
-		opts := volumes.CreateOptions{Driver: v.Driver, DriverOpts: v.DriverOpts, Labels: map[string]string{LabelProject: p.Name, LabelVolume: key}}
+		opts := volumes.CreateOptions{Driver: v.Driver, DriverOpts: v.DriverOpts, Labels: map[string]string{}}
 		for k, val := range v.Labels {
 			opts.Labels[k] = val
 		}
+		opts.Labels[LabelProject], opts.Labels[LabelVolume] = p.Name, key
 		report(Progress{Kind: "Volume", Name: v.Name, Status: "Creating"})
 		if _, err := e.CreateVolume(ctx, v.Name, opts); err != nil {
 			return fmt.Errorf("volume %s: %w", v.Name, err)
@@ -317,9 +336,9 @@ func pullMissing(ctx context.Context, e *engine.Engine, p *types.Project, report
 			continue
 		}
 		seen[s.Image] = true
-		if _, err := e.Images().Get(ctx, s.Image); err == nil {
+		if _, err := e.Images().Get(ctx, s.Image); err == nil && s.PullPolicy != types.PullPolicyAlways {
 			continue
-		} else if !errors.Is(err, errdefs.ErrNotFound) {
+		} else if err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 			return err
 		}
 		if s.PullPolicy == types.PullPolicyNever {
@@ -337,7 +356,9 @@ func pullMissing(ctx context.Context, e *engine.Engine, p *types.Project, report
 // removeOrphans removes the project's containers whose service is gone.
 func removeOrphans(ctx context.Context, e *engine.Engine, p *types.Project, report func(Progress)) error {
 	for _, c := range projectContainers(e, p.Name) {
-		if _, ok := p.Services[c.Spec.Labels[LabelService]]; !ok {
+		svc := c.Spec.Labels[LabelService]
+		_, ok := p.Services[svc]
+		if _, disabled := p.DisabledServices[svc]; !ok && !disabled {
 			if err := removeContainer(ctx, e, c, report); err != nil {
 				return err
 			}
@@ -433,4 +454,104 @@ func Pull(ctx context.Context, e *engine.Engine, p *types.Project, report func(P
 		report(Progress{Kind: "Image", Name: s.Image, Status: "Pulled"})
 	}
 	return nil
+}
+
+// projectServiceKeys are the keys a project's service takes: those of a container's spec
+// file, and those only a project has.
+var projectServiceKeys = append(slices.Clone(ServiceKeys),
+	"depends_on", "deploy", "scale", "container_name", "profiles", "pull_policy", "env_file", "extends", "expose", "attach")
+
+// checkProject refuses what FlyingDutchman does not do yet, rather than ignore it (a
+// service asking read_only or cap_drop would run looser than it asked), and what lo does
+// not allow: ipam and driver options (a subnet over the host's routes, a mount of a host
+// device) are root's.
+func checkProject(p *types.Project, lo LoadOptions) error {
+	bad := func(format string, args ...any) error { return errdefs.Invalid(fmt.Errorf(format, args...)) }
+	for _, name := range p.ServiceNames() {
+		s := p.Services[name]
+		keys, err := setKeys(s)
+		if err != nil {
+			return err
+		}
+		for _, k := range keys {
+			switch {
+			case k == "build":
+				return bad("service %s: build: is not supported yet; give it an image", name)
+			case !slices.Contains(projectServiceKeys, k):
+				return bad("service %s: %s: not supported by FlyingDutchman yet", name, k)
+			}
+		}
+		if s.Deploy != nil {
+			keys, err := setKeys(s.Deploy)
+			if err != nil {
+				return err
+			}
+			for _, k := range keys {
+				if k != "replicas" {
+					return bad("service %s: deploy.%s: not supported by FlyingDutchman yet (deploy.replicas is)", name, k)
+				}
+			}
+		}
+		switch s.PullPolicy {
+		case "", types.PullPolicyMissing, types.PullPolicyIfNotPresent, types.PullPolicyNever, types.PullPolicyAlways:
+		default:
+			return bad("service %s: pull_policy %s: not supported (missing, never, always)", name, s.PullPolicy)
+		}
+	}
+	for _, key := range sortedKeys(p.Networks) {
+		n := p.Networks[key]
+		switch {
+		case bool(n.External):
+		case n.Driver != "" && n.Driver != "bridge":
+			return bad("network %s: driver %s is not supported (bridge)", key, n.Driver)
+		case n.Internal:
+			return bad("network %s: internal networks are not supported yet", key)
+		case n.EnableIPv6 != nil && *n.EnableIPv6:
+			return bad("network %s: IPv6 is not supported yet", key)
+		case len(n.DriverOpts) > 0:
+			return bad("network %s: driver_opts are not supported", key)
+		case !lo.Privileged && len(n.Ipam.Config) > 0:
+			return bad("network %s: ipam: a project in the tree of a user other than root takes its subnets from the engine's pool", key)
+		}
+	}
+	for _, key := range sortedKeys(p.Volumes) {
+		v := p.Volumes[key]
+		switch {
+		case bool(v.External):
+		case v.Driver != "" && v.Driver != "local":
+			return bad("volume %s: driver %s is not supported (local)", key, v.Driver)
+		case !lo.Privileged && len(v.DriverOpts) > 0:
+			return bad("volume %s: driver_opts: a project in the tree of a user other than root may not mount what root chose (a host directory, a disk)", key)
+		}
+	}
+	return nil
+}
+
+// setKeys are the keys v (a compose-go type) has set, as its JSON shows them.
+func setKeys(v any) ([]string, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, err
+	}
+	var keys []string
+	for _, k := range sortedKeys(m) {
+		switch x := m[k].(type) {
+		case nil:
+		case map[string]any:
+			if len(x) > 0 {
+				keys = append(keys, k)
+			}
+		case []any:
+			if len(x) > 0 {
+				keys = append(keys, k)
+			}
+		default:
+			keys = append(keys, k)
+		}
+	}
+	return keys, nil
 }

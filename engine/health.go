@@ -233,9 +233,13 @@ func (e *Engine) recordProbe(ct *container, run time.Time, p HealthProbe, inStar
 	}
 	next := *cur
 	next.Health = &h
-	if err := e.persist(&next); err != nil {
-		e.log.Warn("record health", "container", cur.Name, "err", err)
-		return
+	// Written to the database when the status or the streak changes, not at every
+	// probe: the probes' log is kept in memory in between.
+	if h.Status != cur.Health.Status || h.FailingStreak != cur.Health.FailingStreak {
+		if err := e.persist(&next); err != nil {
+			e.log.Warn("record health", "container", cur.Name, "err", err)
+			return
+		}
 	}
 	ct.rec.Store(&next)
 	close(ct.changed)

@@ -168,9 +168,17 @@ func (d *backedDir) Mkdir(ctx context.Context, name string, mode uint32, out *fu
 	return d.passNode.Mkdir(ctx, name, mode, out)
 }
 
-// Mknod makes only what scratch files may be: no devices in the tree.
+// scratchKind tells whether mode is a kind of file the tree's own directories hold:
+// regular files and sockets. Not devices, and not FIFOs: the daemon reads files of the
+// tree as root (spec files, compose files, env files), and an open of a FIFO would block
+// it until someone writes.
+func scratchKind(mode uint32) bool {
+	return mode&syscall.S_IFMT == syscall.S_IFREG || mode&syscall.S_IFMT == syscall.S_IFSOCK
+}
+
+// Mknod makes only what scratch files may be.
 func (d *backedDir) Mknod(ctx context.Context, name string, mode, rdev uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	if mode&syscall.S_IFMT != syscall.S_IFREG && mode&syscall.S_IFMT != syscall.S_IFIFO && mode&syscall.S_IFMT != syscall.S_IFSOCK {
+	if !scratchKind(mode) {
 		return nil, syscall.EPERM
 	}
 	if errno := d.taken(ctx, name); errno != 0 {
@@ -317,6 +325,15 @@ func (f *backedFile) Link(ctx context.Context, target gofs.InodeEmbedder, name s
 		return nil, syscall.EXDEV
 	}
 	return f.linkTo(ctx, &t.passNode, name, out)
+}
+
+// Mknod in a subdirectory makes only what scratch files may be, as in the tree's own
+// directories.
+func (f *backedFile) Mknod(ctx context.Context, name string, mode, rdev uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if !scratchKind(mode) {
+		return nil, syscall.EPERM
+	}
+	return f.passNode.Mknod(ctx, name, mode, rdev, out)
 }
 
 func (f *backedFile) WrapChild(ctx context.Context, ops gofs.InodeEmbedder) gofs.InodeEmbedder {

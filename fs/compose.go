@@ -192,7 +192,12 @@ func (t *tree) projectState(name string) []byte {
 	return b.Bytes()
 }
 
-// projectLogs is the output of the project's containers so far, each line prefixed
+// projectLogTail is how many lines of each container's output compose/NAME/logs shows:
+// the file is rendered in memory at each open.
+const projectLogTail = 10000
+
+// projectLogs is the output of the project's containers so far (the last lines of each),
+// each line prefixed
 // with its container as docker compose logs prints it ("web-1  | ").
 func (t *tree) projectLogs(ctx context.Context, name string) ([]byte, error) {
 	cs := compose.Containers(t.eng, name)
@@ -209,7 +214,7 @@ func (t *tree) projectLogs(ctx context.Context, name string) ([]byte, error) {
 		prefix := fmt.Sprintf("%-*s | ", width, strings.TrimPrefix(c.Name, name+"-"))
 		var partial []byte
 		var at time.Time
-		err := t.eng.Logs(ctx, c.ID, logs.ReadOptions{Tail: -1}, func(e logs.Entry) error {
+		err := t.eng.Logs(ctx, c.ID, logs.ReadOptions{Tail: projectLogTail}, func(e logs.Entry) error {
 			if len(partial) == 0 {
 				at = e.Time
 			}
@@ -313,7 +318,7 @@ func (t *tree) projectVerb(ctx context.Context, name, verb string, args []string
 		if err := noArgs(); err != nil {
 			return err
 		}
-		return t.projects.UpTree(ctx, name, t.uid == 0, nil)
+		return t.projects.UpTree(ctx, name, nil)
 	case "down":
 		vols := false
 		for _, a := range args {
@@ -324,25 +329,25 @@ func (t *tree) projectVerb(ctx context.Context, name, verb string, args []string
 				return errdefs.Invalid(fmt.Errorf("down: unknown argument %q (down [--volumes])", a))
 			}
 		}
-		return t.projects.Down(ctx, name, compose.DownOptions{Volumes: vols})
+		return t.projects.DownTree(ctx, name, compose.DownOptions{Volumes: vols})
 	case "start":
 		if err := noArgs(); err != nil {
 			return err
 		}
-		return compose.Start(ctx, t.eng, name)
+		return t.projects.StartTree(ctx, name)
 	case "stop":
 		if err := noArgs(); err != nil {
 			return err
 		}
-		return compose.Stop(ctx, t.eng, name)
+		return t.projects.StopTree(ctx, name)
 	case "restart":
 		if err := noArgs(); err != nil {
 			return err
 		}
-		if err := compose.Stop(ctx, t.eng, name); err != nil {
+		if err := t.projects.StopTree(ctx, name); err != nil {
 			return err
 		}
-		return compose.Start(ctx, t.eng, name)
+		return t.projects.StartTree(ctx, name)
 	case "pull":
 		if err := noArgs(); err != nil {
 			return err

@@ -127,7 +127,7 @@ func New(ctx context.Context, opts Options) (*Mount, error) {
 	m.wg.Go(func() { m.follow(ctx) })
 	t.specs.reconcile(ctx)
 	if t.projects != nil {
-		t.projects.SetTree(backing, t.composeJail)
+		t.projects.SetTree(backing, t.composeJail, func() bool { return t.uid == 0 })
 	}
 	return m, nil
 }

@@ -368,3 +368,65 @@ func TestTreeCompose(t *testing.T) {
 	failSh(t, d, "rmdir compose/shop", "Directory not empty")
 	mustSh(t, d, "rm compose/shop/compose.yaml* && rmdir compose/shop")
 }
+
+// TestComposeScaleAndNames scales a service up and down to zero, and refuses a
+// container_name that an unrelated container has.
+func TestComposeScaleAndNames(t *testing.T) {
+	d, bb := busyboxDaemon(t)
+	dir := filepath.Join(t.TempDir(), "scaled")
+	os.Mkdir(dir, 0o755)
+	file := filepath.Join(dir, "compose.yaml")
+	write := func(scale int, extra string) {
+		os.WriteFile(file, []byte(fmt.Sprintf("services:\n  web:\n    image: %s\n    command: [sleep, \"1000\"]\n    stop_signal: SIGKILL\n    scale: %d\n%s", bb, scale, extra)), 0o644)
+	}
+	write(2, "")
+	d.MustRun("compose", "-f", file, "up", "-d")
+	if ids := composeIDs(t, d, file); len(ids) != 2 || ids["scaled-web-2"] == "" {
+		t.Errorf("scale 2: %v", ids)
+	}
+	write(0, "")
+	d.MustRun("compose", "-f", file, "up", "-d")
+	if ids := composeIDs(t, d, file); len(ids) != 0 {
+		t.Errorf("scale 0 left %v", ids)
+	}
+	d.MustRun("create", "--name", "taken", bb, "true")
+	write(1, "  other:\n    image: "+bb+"\n    container_name: taken\n")
+	if r := d.Run("compose", "-f", file, "up", "-d"); r.Code == 0 || !strings.Contains(r.Stderr, "already in use") {
+		t.Errorf("a container_name taken by another container: exit %d, %s", r.Code, r.Stderr)
+	}
+	if c := inspectContainer(t, d, "taken"); c.State != "created" {
+		t.Errorf("the unrelated container was touched: %+v", c)
+	}
+	d.MustRun("compose", "-f", file, "down")
+}
+
+// TestTreeComposeDownCancelsUp takes down a project whose up waits for a dependency
+// that never completes: the down ends the wait, and the up fails.
+func TestTreeComposeDownCancelsUp(t *testing.T) {
+	d, bb := treeDaemon(t)
+	mustOwnerSh(t, d, "mkdir compose/stuck")
+	mustSh(t, d, fmt.Sprintf("printf 'services:\\n  init:\\n    image: %[1]s\\n    command: [sleep, \"1000\"]\\n    stop_signal: SIGKILL\\n  web:\\n    image: %[1]s\\n    command: [sleep, \"1000\"]\\n    depends_on: {init: {condition: service_completed_successfully}}\\n' > compose/stuck/compose.yaml", bb))
+	// The writer of up is interrupted (Ctrl-C: the kernel runs one write of a file at a
+	// time, so down waits for it otherwise); the up goes on waiting, until down.
+	r := sh(t, d, "timeout -s INT 5 sh -c 'echo up > compose/stuck/ctl'")
+	if r.Code == 0 {
+		t.Fatalf("up of a project whose dependency never completes returned: %s", r.Stderr)
+	}
+	if got := mustSh(t, d, "cat compose/stuck/state"); got != "init 1/1 -\n" {
+		t.Errorf("state while up waits: %q", got)
+	}
+	start := time.Now()
+	mustSh(t, d, "echo down > compose/stuck/ctl")
+	if took := time.Since(start); took > 15*time.Second {
+		t.Errorf("down took %v", took)
+	}
+	eventually(t, 10*time.Second, func() string {
+		if projectEvents(t, d, "error") == 0 {
+			return "the cancelled up reported no error"
+		}
+		return ""
+	})
+	if ids := composeIDs(t, d, "stuck"); len(ids) != 0 {
+		t.Errorf("containers after down: %v", ids)
+	}
+}

@@ -119,3 +119,23 @@ func TestImageHealthcheck(t *testing.T) {
 		t.Errorf("--health-cmd over the image's: %+v", h.Healthcheck)
 	}
 }
+
+// TestHealthProbeTimeoutKillsTheProbe: a probe that runs past its timeout is killed in
+// the container, not left behind.
+func TestHealthProbeTimeoutKillsTheProbe(t *testing.T) {
+	d, bb := busyboxDaemon(t)
+	d.MustRun("run", "-d", "--name", "slow", "--health-cmd", "sleep 777", "--health-timeout", "300ms", "--health-interval", "200ms", bb, "sleep", "1000")
+	eventually(t, 20*time.Second, func() string {
+		if h := inspectHealth(t, d, "slow").Health; h == nil || h.FailingStreak < 3 {
+			return fmt.Sprintf("health %+v; want 3 timed-out probes", h)
+		}
+		return ""
+	})
+	time.Sleep(500 * time.Millisecond)
+	if h := inspectHealth(t, d, "slow").Health; !strings.Contains(h.Log[len(h.Log)-1].Output, "exceeded timeout") {
+		t.Errorf("a probe past its timeout: %+v", h.Log)
+	}
+	if out := d.MustRun("exec", "slow", "ps"); strings.Count(out, "sleep 777") > 1 {
+		t.Errorf("probes past their timeout are still running:\n%s", out)
+	}
+}

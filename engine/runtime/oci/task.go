@@ -202,7 +202,7 @@ func (t *task) Exec(ctx context.Context, cfg *rt.ExecConfig, s rt.Streams, resiz
 	if cfg.Tty {
 		st, err = t.execTerminal(ctx, args, f.Name()+".pid", logPath, s, resize)
 	} else {
-		st, err = t.execPipes(ctx, args, s)
+		st, err = t.execPipes(ctx, args, f.Name()+".pid", s)
 	}
 	if err != nil {
 		return rt.ExitStatus{}, err
@@ -220,8 +220,9 @@ func (t *task) Exec(ctx context.Context, cfg *rt.ExecConfig, s rt.Streams, resiz
 	return st, nil
 }
 
-func (t *task) execPipes(ctx context.Context, args []string, s rt.Streams) (rt.ExitStatus, error) {
-	cmd := exec.Command(t.r.runc, append(args, t.id)...)
+func (t *task) execPipes(ctx context.Context, args []string, pidFile string, s rt.Streams) (rt.ExitStatus, error) {
+	defer os.Remove(pidFile)
+	cmd := exec.Command(t.r.runc, append(args, "--pid-file", pidFile, t.id)...)
 	cmd.Stdout, cmd.Stderr = s.Stdout, s.Stderr
 	if s.Stdout == nil {
 		cmd.Stdout = io.Discard
@@ -247,9 +248,40 @@ func (t *task) execPipes(ctx context.Context, args []string, s rt.Streams) (rt.E
 			stdin.Close()
 		}()
 	}
-	stop := context.AfterFunc(ctx, func() { cmd.Process.Signal(syscall.SIGKILL) })
+	// An end of ctx (a health probe's timeout) kills the process, not only runc, which
+	// would leave it running in the container.
+	// runc writes the pid once the process runs, which may be after ctx ended: waited
+	// for a while (runc lives until its process does).
+	// runc stays the process's parent and reaps it: killed first, it would leave the
+	// process to this daemon (a subreaper), a zombie in the container's PID namespace,
+	// which then cannot end. So runc is killed only if it outlives its process.
+	waited := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); {
+			if b, err := os.ReadFile(pidFile); err == nil {
+				if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
+					killTree(pid)
+					break
+				}
+			}
+			select {
+			case <-waited:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+		select {
+		case <-waited:
+		case <-time.After(2 * time.Second):
+			cmd.Process.Signal(syscall.SIGKILL)
+		}
+	})
 	defer stop()
+	// A descendant that escaped the kill keeps the output pipes open: Wait gives up on
+	// them a second after the process ended.
+	cmd.WaitDelay = time.Second
 	err := cmd.Wait()
+	close(waited)
 	var ee *exec.ExitError
 	if err != nil && !errors.As(err, &ee) {
 		return rt.ExitStatus{}, err
@@ -357,4 +389,40 @@ func (fw flushWriter) Write(p []byte) (int, error) {
 		err = fw.f.Flush()
 	}
 	return n, err
+}
+
+// killTree kills process pid and its descendants (a shell's children: a health probe's
+// sh -c 'curl ...'), found through /proc, descendants first found first killed.
+func killTree(pid int) {
+	children := map[int][]int{}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces and parentheses.
+		i := strings.LastIndexByte(string(b), ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) < 2 {
+			continue
+		}
+		if ppid, err := strconv.Atoi(f[1]); err == nil {
+			children[ppid] = append(children[ppid], p)
+		}
+	}
+	tree := []int{pid}
+	for i := 0; i < len(tree); i++ {
+		tree = append(tree, children[tree[i]]...)
+	}
+	for _, p := range tree {
+		unix.Kill(p, unix.SIGKILL)
+	}
 }
