@@ -91,6 +91,8 @@ func Up(ctx context.Context, e *engine.Engine, p *types.Project, o UpOptions) er
 	// Each service starts once those it depends on are as its depends_on asks.
 	done := map[string]chan struct{}{}
 	errs := map[string]error{}
+	// made tells which services had containers made or remade.
+	made := map[string]bool{}
 	var mu sync.Mutex
 	for name := range p.Services {
 		done[name] = make(chan struct{})
@@ -129,7 +131,28 @@ func Up(ctx context.Context, e *engine.Engine, p *types.Project, o UpOptions) er
 						return err
 					}
 				}
-				return upService(ctx, e, p.Name, name, plan[name], o.NoStart, report)
+				changed, err := upService(ctx, e, p.Name, name, plan[name], o.NoStart, report)
+				mu.Lock()
+				made[name] = changed
+				restart := false
+				for dep, d := range s.DependsOn {
+					restart = restart || (d.Restart && made[dep])
+				}
+				mu.Unlock()
+				if err != nil || changed || !restart || o.NoStart {
+					return err
+				}
+				// depends_on restart: true: a dependency remade restarts the service.
+				for _, c := range plan[name] {
+					if ct, err := e.Get(c.name); err == nil && ct.State.Live() {
+						report(Progress{Kind: "Container", Name: c.name, Status: "Restarting"})
+						if err := e.Restart(ctx, ct.ID, nil); err != nil {
+							return fmt.Errorf("restart %s: %w", c.name, err)
+						}
+						report(Progress{Kind: "Container", Name: c.name, Status: "Restarted"})
+					}
+				}
+				return nil
 			}()
 			mu.Lock()
 			errs[name] = err
@@ -156,7 +179,7 @@ func isDependencyFailure(err error) bool {
 
 // upService makes a service's containers run its planned specs, and removes replicas
 // beyond the planned number.
-func upService(ctx context.Context, e *engine.Engine, project, service string, cs []planned, noStart bool, report func(Progress)) error {
+func upService(ctx context.Context, e *engine.Engine, project, service string, cs []planned, noStart bool, report func(Progress)) (made bool, err error) {
 	for _, c := range cs {
 		old, _ := e.Get(c.name)
 		if old != nil && old.Name != c.name {
@@ -164,11 +187,12 @@ func upService(ctx context.Context, e *engine.Engine, project, service string, c
 		}
 		if old != nil && (old.Spec.Labels[LabelProject] != project || old.Spec.Labels[LabelService] != service) {
 			// As Compose: a name in use by another container is not taken from it.
-			return errdefs.Conflict(fmt.Errorf("container name %s is already in use by a container that is not service %s of project %s", c.name, service, project))
+			return made, errdefs.Conflict(fmt.Errorf("container name %s is already in use by a container that is not service %s of project %s", c.name, service, project))
 		}
 		ct, changed, err := e.Apply(ctx, c.name, c.spec)
+		made = made || changed
 		if err != nil {
-			return fmt.Errorf("container %s: %w", c.name, err)
+			return made, fmt.Errorf("container %s: %w", c.name, err)
 		}
 		switch {
 		case changed && old != nil:
@@ -191,7 +215,7 @@ func upService(ctx context.Context, e *engine.Engine, project, service string, c
 		}
 		report(Progress{Kind: "Container", Name: c.name, Status: "Starting"})
 		if err := e.Start(ctx, ct.ID, engine.StartOptions{}); err != nil {
-			return fmt.Errorf("start %s: %w", c.name, err)
+			return made, fmt.Errorf("start %s: %w", c.name, err)
 		}
 		report(Progress{Kind: "Container", Name: c.name, Status: "Started"})
 	}
@@ -209,10 +233,10 @@ func upService(ctx context.Context, e *engine.Engine, project, service string, c
 	})
 	for _, c := range extra {
 		if err := removeContainer(ctx, e, c, report); err != nil {
-			return err
+			return made, err
 		}
 	}
-	return nil
+	return made, nil
 }
 
 // waitDependency waits until the containers of service dep are as d's condition asks:

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"path"
 	"path/filepath"
 	"regexp"
@@ -50,9 +52,19 @@ func (t *tree) composeDir() gofs.InodeEmbedder {
 				return nil, err
 			}
 			out := []entry{errFile}
+			taken := map[string]bool{"error": true}
 			for _, f := range all {
 				if f.Mode&syscall.S_IFMT == syscall.S_IFDIR && projectName.MatchString(f.Name) && f.Name != "error" {
 					out = append(out, t.projectEntry(f.Name))
+					taken[f.Name] = true
+				}
+			}
+			// Projects run from elsewhere (dutchman compose -f PATH up), shown read-only.
+			if t.projects != nil {
+				for _, rec := range t.projects.Projects() {
+					if !rec.InTree && !taken[rec.Name] {
+						out = append(out, t.outsideProjectEntry(rec))
+					}
 				}
 			}
 			return out, nil
@@ -70,6 +82,11 @@ func (t *tree) composeDir() gofs.InodeEmbedder {
 				return entry{}, false, errno
 			}
 			if err != nil || st.Mode&syscall.S_IFMT != syscall.S_IFDIR {
+				if t.projects != nil {
+					if rec, err := t.projects.Project(name); err == nil && !rec.InTree {
+						return t.outsideProjectEntry(rec), true, nil
+					}
+				}
 				return entry{}, false, nil
 			}
 			return t.projectEntry(name), true, nil
@@ -140,6 +157,102 @@ func (t *tree) projectDir(name string) gofs.InodeEmbedder {
 		return entry{}, false, nil
 	}
 	return t.newBackedDir(t.backing, false, func(context.Context) ([]entry, error) { return entries, nil }, find)
+}
+
+// outsideProjectEntry is the directory of a project run from elsewhere: its state, logs
+// and services as a tree project's, a source link to where its files are, and the files
+// themselves, read-only, where the tree's owner may read them (root, or the files'
+// owner). Its ctl takes down, start, stop and restart; up is the CLI's, which has the
+// environment to interpolate from.
+func (t *tree) outsideProjectEntry(rec compose.Record) entry {
+	name := rec.Name
+	key := "compose/" + name + "@outside/"
+	return entry{name: name, mode: syscall.S_IFDIR | 0o555, key: key, timeout: noTimeout,
+		node: func() gofs.InodeEmbedder {
+			src := rec.Options.WorkingDir
+			if src == "" && len(rec.Options.Files) > 0 {
+				src = filepath.Dir(rec.Options.Files[0])
+			}
+			entries := []entry{
+				{name: "ctl", mode: syscall.S_IFREG | 0o644, key: key + "ctl", timeout: stableTimeout,
+					node: func() gofs.InodeEmbedder { return t.outsideProjectCtl(name) }},
+				t.value("state", key+"state", func(context.Context) ([]byte, error) { return t.projectState(name), nil }),
+				t.value("error", key+"error", func(context.Context) ([]byte, error) { return line(t.projectError(name)), nil }),
+				t.valueOf(valueSampled, "logs", key+"logs", func(ctx context.Context) ([]byte, error) { return t.projectLogs(ctx, name) }),
+				{name: "services", mode: syscall.S_IFDIR | 0o555, key: key + "services", timeout: noTimeout,
+					node: func() gofs.InodeEmbedder { return t.projectServices(name) }},
+				{name: "source", mode: syscall.S_IFLNK | 0o777, key: key + "source", timeout: noTimeout,
+					node: func() gofs.InodeEmbedder { return &symlinkNode{virtualNode: virtualNode{t: t}, target: src} }},
+			}
+			for _, f := range rec.Files {
+				base := filepath.Base(f)
+				var st syscall.Stat_t
+				if syscall.Stat(f, &st) != nil || st.Mode&syscall.S_IFMT != syscall.S_IFREG || (t.uid != 0 && st.Uid != t.uid) ||
+					slices.ContainsFunc(entries, func(e entry) bool { return e.name == base }) {
+					continue
+				}
+				entries = append(entries, t.value(base, key+base, func(context.Context) ([]byte, error) { return t.readOwned(f) }))
+			}
+			return &dirNode{virtualNode: virtualNode{t: t}, perm: 0o555, entries: func(context.Context) ([]entry, error) { return entries, nil }}
+		}}
+}
+
+// readOwned reads a regular file of at most 1 MiB, without blocking on a FIFO, for the
+// tree's owner: a file of someone else's is shown only in root's tree. The owner is
+// checked on the open file (the path may have been made a link since).
+func (t *tree) readOwned(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() || st.Size() > 1<<20 {
+		return nil, fmt.Errorf("%s: not a regular file of at most 1 MiB", path)
+	}
+	if sys, ok := st.Sys().(*syscall.Stat_t); t.uid != 0 && (!ok || sys.Uid != t.uid) {
+		return nil, fmt.Errorf("%s: not the tree owner's file", path)
+	}
+	return io.ReadAll(io.LimitReader(f, 1<<20))
+}
+
+// outsideProjectCtl is the ctl of a project run from elsewhere.
+func (t *tree) outsideProjectCtl(name string) *ctlFile {
+	return &ctlFile{virtualNode: virtualNode{t: t},
+		verbs: func(context.Context) string { return "down [--volumes]\nstart\nstop\nrestart\n" },
+		run: func(ctx context.Context, verb string, args []string) error {
+			var err error
+			switch verb {
+			case "down":
+				vols := len(args) == 1 && (args[0] == "-v" || args[0] == "--volumes")
+				if len(args) > 0 && !vols {
+					return errdefs.Invalid(fmt.Errorf("down: unknown argument %q (down [--volumes])", strings.Join(args, " ")))
+				}
+				err = t.projects.Down(ctx, name, compose.DownOptions{Volumes: vols})
+			case "start":
+				err = compose.Start(ctx, t.eng, name)
+			case "stop":
+				err = compose.Stop(ctx, t.eng, name)
+			case "restart":
+				if err = compose.Stop(ctx, t.eng, name); err == nil {
+					err = compose.Start(ctx, t.eng, name)
+				}
+			default:
+				return errdefs.Invalid(fmt.Errorf("project %s: unknown verb %q: a project run from elsewhere takes down [--volumes], start, stop, restart (up it where it lives: dutchman compose up)", name, verb))
+			}
+			if err == nil {
+				t.projectErrs.set(name, "")
+			}
+			return err
+		},
+		failed: func(_ string, err error) {
+			t.projectErrs.set(name, err.Error())
+			t.eng.Publish("project", "error", name, map[string]string{"error": err.Error()})
+		},
+	}
 }
 
 // projectErrors are the last failures of verbs written to projects' ctl files.

@@ -85,6 +85,9 @@ lists the verbs it takes now.
         logs            every container's output, each line prefixed "web-1  | "
         error           why the last verb or save failed
         services/       a link per container to its directory in containers/
+      NAME/             a project run from elsewhere (dutchman compose -f PATH up):
+                        ctl (down, start, stop, restart), state, logs, error,
+                        services/, source (a link to where it lives)
       error             the last failed mkdir
 
 Watching: inotify sees only changes made through this folder, not those the engine

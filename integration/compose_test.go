@@ -34,7 +34,8 @@ services:
     image: %[1]s
     command: [sh, -c, %[2]q]
     ports: ["127.0.0.1:%[3]d:80"]
-    depends_on: [api]
+    depends_on:
+      api: {condition: service_started, restart: true}
   api:
     <<: *quick
     image: %[1]s
@@ -128,7 +129,9 @@ func TestComposeUpEditDown(t *testing.T) {
 		}
 	}
 
-	// An edit of the api's environment recreates the api alone.
+	// An edit of the api's environment recreates the api alone, and restarts the front
+	// (depends_on restart: true).
+	frontPid, dbPid := inspectContainer(t, d, "shop-front-1").Pid, inspectContainer(t, d, "shop-db-1").Pid
 	t.Setenv("GREETING", "howdy")
 	r = d.Run("compose", "-f", file, "up", "-d")
 	if r.Code != 0 {
@@ -140,6 +143,12 @@ func TestComposeUpEditDown(t *testing.T) {
 	}
 	if got, err := hostFetch(t, fmt.Sprintf("http://127.0.0.1:%d/cgi-bin/api", port)); got != "howdy from api, data seeded initialised\n" {
 		t.Errorf("the front's answer from the recreated api: %q, %v", got, err)
+	}
+	if pid := inspectContainer(t, d, "shop-front-1").Pid; pid == frontPid || !strings.Contains(r.Stderr, "Container shop-front-1  Restarted") {
+		t.Errorf("the front (restart: true on the api) was not restarted: pid %d, was %d\n%s", pid, frontPid, r.Stderr)
+	}
+	if pid := inspectContainer(t, d, "shop-db-1").Pid; pid != dbPid {
+		t.Errorf("the db restarted: pid %d, was %d", pid, dbPid)
 	}
 
 	// A profile's service comes up only with its profile.
@@ -341,6 +350,21 @@ func TestTreeCompose(t *testing.T) {
 		t.Errorf("vim's save made %d applies", n-applies)
 	}
 
+	// An atomic save (a temporary file renamed over the old one) re-applies once too.
+	applies = projectEvents(t, d, "apply")
+	mustSh(t, d, "sed 's/GREETING:-howdy/GREETING:-hey/' compose/shop/compose.yaml > compose/shop/.compose.yaml.tmp && mv compose/shop/.compose.yaml.tmp compose/shop/compose.yaml")
+	eventually(t, 30*time.Second, func() string {
+		if got, _ := hostFetch(t, fmt.Sprintf("http://127.0.0.1:%d/cgi-bin/api", port)); got != "hey from api, data seeded initialised\n" {
+			return "after an atomic save: " + got
+		}
+		return ""
+	})
+	time.Sleep(time.Second)
+	if n := projectEvents(t, d, "apply"); n != applies+1 {
+		t.Errorf("an atomic save made %d applies", n-applies)
+	}
+	after = composeIDs(t, d, "shop")
+
 	// A broken save changes nothing; error says what and where.
 	mustSh(t, d, "vim -u NONE -N -es -c '%s/^services:/services: [/' -c 'wq' compose/shop/compose.yaml")
 	eventually(t, 30*time.Second, func() string {
@@ -428,5 +452,30 @@ func TestTreeComposeDownCancelsUp(t *testing.T) {
 	})
 	if ids := composeIDs(t, d, "stuck"); len(ids) != 0 {
 		t.Errorf("containers after down: %v", ids)
+	}
+}
+
+// TestTreeShowsProjectsFromElsewhere: a project brought up with -f from a directory of
+// its own appears under compose/ with its state, services and a link to where it lives
+// (its files only where the tree's owner may read them: here they are root's), and
+// its ctl takes it down.
+func TestTreeShowsProjectsFromElsewhere(t *testing.T) {
+	d, bb := treeDaemon(t)
+	dir := filepath.Join(t.TempDir(), "repo")
+	os.Mkdir(dir, 0o755)
+	file := filepath.Join(dir, "compose.yaml")
+	os.WriteFile(file, []byte(fmt.Sprintf("name: elsewhere\nservices:\n  web:\n    image: %s\n    command: [sleep, \"1000\"]\n    stop_signal: SIGKILL\n", bb)), 0o644)
+	d.MustRun("compose", "-f", file, "up", "-d")
+	if got := mustSh(t, d, "ls compose/elsewhere; readlink compose/elsewhere/source; cat compose/elsewhere/state; readlink compose/elsewhere/services/web-1"); got != "ctl\nerror\nlogs\nservices\nsource\nstate\n"+dir+"\nweb 1/1 -\n../../../containers/elsewhere-web-1\n" {
+		t.Errorf("compose/elsewhere:\n%s", got)
+	}
+	failSh(t, d, "echo up > compose/elsewhere/ctl", "Invalid argument")
+	failSh(t, d, "touch compose/elsewhere/x", "")
+	mustSh(t, d, "echo down > compose/elsewhere/ctl")
+	if got := mustSh(t, d, "ls compose"); strings.Contains(got, "elsewhere") {
+		t.Errorf("compose/ after down:\n%s", got)
+	}
+	if ids := composeIDs(t, d, "elsewhere"); len(ids) != 0 {
+		t.Errorf("containers after down from the tree: %v", ids)
 	}
 }
