@@ -33,6 +33,16 @@ func (c *Client) composeStream(ctx context.Context, path string, req any, progre
 	return err
 }
 
+// ComposeStop stops project name: saves then start nothing, until ComposeStart or up.
+func (c *Client) ComposeStop(ctx context.Context, name string) error {
+	return c.sendJSON(ctx, http.MethodPost, "/compose/stop", nil, ComposeVerbRequest{Name: name}, nil)
+}
+
+// ComposeStart starts project name again.
+func (c *Client) ComposeStart(ctx context.Context, name string) error {
+	return c.sendJSON(ctx, http.MethodPost, "/compose/start", nil, ComposeVerbRequest{Name: name}, nil)
+}
+
 // ComposeProjects lists the projects brought up through the daemon.
 func (c *Client) ComposeProjects(ctx context.Context) ([]compose.Record, error) {
 	var v []compose.Record

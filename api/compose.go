@@ -53,6 +53,35 @@ func (s *Server) composeDown(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// ComposeVerbRequest is the body of POST /v1/compose/stop and /v1/compose/start.
+type ComposeVerbRequest struct {
+	Name string `json:"name"`
+}
+
+// composeStop stops a project: its re-applies then start nothing, until start or up.
+func (s *Server) composeStop(w http.ResponseWriter, r *http.Request) error {
+	var req ComposeVerbRequest
+	if err := readJSON(r, &req); err != nil {
+		return err
+	}
+	if err := s.projects.Stop(r.Context(), req.Name); err != nil {
+		return err
+	}
+	return noContent(w)
+}
+
+// composeStart starts a stopped project.
+func (s *Server) composeStart(w http.ResponseWriter, r *http.Request) error {
+	var req ComposeVerbRequest
+	if err := readJSON(r, &req); err != nil {
+		return err
+	}
+	if err := s.projects.Start(r.Context(), req.Name); err != nil {
+		return err
+	}
+	return noContent(w)
+}
+
 // composeProjects lists the projects brought up through the daemon.
 func (s *Server) composeProjects(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, s.projects.Projects())

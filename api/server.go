@@ -45,6 +45,8 @@ func NewServer(eng *engine.Engine, projects *compose.Manager, version string, lo
 		{"POST /v1/compose/up", s.composeUp},
 		{"POST /v1/compose/down", s.composeDown},
 		{"GET /v1/compose/projects", s.composeProjects},
+		{"POST /v1/compose/stop", s.composeStop},
+		{"POST /v1/compose/start", s.composeStart},
 		{"POST /v1/images/tag", s.imageTag},
 		{"DELETE /v1/images", s.imageRemove},
 		{"POST /v1/images/prune", s.imagePrune},

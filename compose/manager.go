@@ -400,16 +400,16 @@ func (m *Manager) down(ctx context.Context, name string, o DownOptions, tree boo
 	return nil
 }
 
-// StopTree stops the tree's project name, which saves then do not start again.
-func (m *Manager) StopTree(ctx context.Context, name string) error {
+// Stop stops project name, which saves then do not start again (until Start or up).
+func (m *Manager) Stop(ctx context.Context, name string) error {
 	unlock := m.applying.lock(name)
 	defer unlock()
 	m.setStopped(name, true)
 	return Stop(ctx, m.e, name)
 }
 
-// StartTree starts the tree's project name again.
-func (m *Manager) StartTree(ctx context.Context, name string) error {
+// Start starts project name again.
+func (m *Manager) Start(ctx context.Context, name string) error {
 	unlock := m.applying.lock(name)
 	defer unlock()
 	m.setStopped(name, false)

@@ -233,12 +233,12 @@ func (t *tree) outsideProjectCtl(name string) *ctlFile {
 				}
 				err = t.projects.Down(ctx, name, compose.DownOptions{Volumes: vols})
 			case "start":
-				err = compose.Start(ctx, t.eng, name)
+				err = t.projects.Start(ctx, name)
 			case "stop":
-				err = compose.Stop(ctx, t.eng, name)
+				err = t.projects.Stop(ctx, name)
 			case "restart":
-				if err = compose.Stop(ctx, t.eng, name); err == nil {
-					err = compose.Start(ctx, t.eng, name)
+				if err = t.projects.Stop(ctx, name); err == nil {
+					err = t.projects.Start(ctx, name)
 				}
 			default:
 				return errdefs.Invalid(fmt.Errorf("project %s: unknown verb %q: a project run from elsewhere takes down [--volumes], start, stop, restart (up it where it lives: dutchman compose up)", name, verb))
@@ -447,20 +447,20 @@ func (t *tree) projectVerb(ctx context.Context, name, verb string, args []string
 		if err := noArgs(); err != nil {
 			return err
 		}
-		return t.projects.StartTree(ctx, name)
+		return t.projects.Start(ctx, name)
 	case "stop":
 		if err := noArgs(); err != nil {
 			return err
 		}
-		return t.projects.StopTree(ctx, name)
+		return t.projects.Stop(ctx, name)
 	case "restart":
 		if err := noArgs(); err != nil {
 			return err
 		}
-		if err := t.projects.StopTree(ctx, name); err != nil {
+		if err := t.projects.Stop(ctx, name); err != nil {
 			return err
 		}
-		return t.projects.StartTree(ctx, name)
+		return t.projects.Start(ctx, name)
 	case "pull":
 		if err := noArgs(); err != nil {
 			return err

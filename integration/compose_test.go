@@ -479,3 +479,36 @@ func TestTreeShowsProjectsFromElsewhere(t *testing.T) {
 		t.Errorf("containers after down from the tree: %v", ids)
 	}
 }
+
+// TestComposeStopSurvivesASave: a stopped project stays stopped when a save re-applies
+// it (the change is made, nothing is started), until start.
+func TestComposeStopSurvivesASave(t *testing.T) {
+	d, bb := busyboxDaemon(t)
+	dir := filepath.Join(t.TempDir(), "halted")
+	os.Mkdir(dir, 0o755)
+	file := filepath.Join(dir, "compose.yaml")
+	write := func(v string) {
+		os.WriteFile(file, []byte(fmt.Sprintf("services:\n  web:\n    image: %s\n    command: [sleep, \"1000\"]\n    stop_signal: SIGKILL\n    environment: [V=%s]\n", bb, v)), 0o644)
+	}
+	write("1")
+	d.MustRun("compose", "-f", file, "up", "-d")
+	d.MustRun("compose", "-f", file, "stop")
+	applies := projectEvents(t, d, "apply")
+	write("2")
+	eventually(t, 20*time.Second, func() string {
+		if projectEvents(t, d, "apply") == applies {
+			return "no re-apply after a save"
+		}
+		return ""
+	})
+	if ids := composeIDs(t, d, file); !strings.HasSuffix(ids["halted-web-1"], " created") && !strings.HasSuffix(ids["halted-web-1"], " stopped") {
+		t.Errorf("a save started a stopped project: %v", ids)
+	}
+	if env := d.MustRun("inspect", "halted-web-1"); !strings.Contains(env, "V=2") {
+		t.Errorf("the save's change was not made")
+	}
+	d.MustRun("compose", "-f", file, "start")
+	if ids := composeIDs(t, d, file); !strings.HasSuffix(ids["halted-web-1"], " running") {
+		t.Errorf("after start: %v", ids)
+	}
+}

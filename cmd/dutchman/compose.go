@@ -152,6 +152,9 @@ Ctrl-C, which stops it.`,
 			err = followProject(cmd.Context(), cl, p.Name, args, true, cmd.OutOrStdout())
 			if errors.Is(err, context.Canceled) {
 				fmt.Fprintln(cmd.ErrOrStderr(), "Stopping...")
+				if len(args) == 0 {
+					return cl.ComposeStop(context.WithoutCancel(cmd.Context()), p.Name)
+				}
 				return composeVerb(context.WithoutCancel(cmd.Context()), cl, p.Name, "stop", args, cmd.ErrOrStderr())
 			}
 			return err
@@ -399,6 +402,25 @@ func newComposeVerbCommand(c *cli, f *composeFlags, verb, short string) *cobra.C
 			}
 			name, err := f.projectName(cmd.Context())
 			if err != nil {
+				return err
+			}
+			if len(args) == 0 {
+				// The whole project through the daemon, which remembers that it is
+				// stopped (its re-applies then start nothing).
+				var err error
+				switch verb {
+				case "stop":
+					err = cl.ComposeStop(cmd.Context(), name)
+				case "start":
+					err = cl.ComposeStart(cmd.Context(), name)
+				case "restart":
+					if err = cl.ComposeStop(cmd.Context(), name); err == nil {
+						err = cl.ComposeStart(cmd.Context(), name)
+					}
+				}
+				if err == nil {
+					fmt.Fprintf(cmd.ErrOrStderr(), " Project %s  %s\n", name, map[string]string{"stop": "Stopped", "start": "Started", "restart": "Restarted"}[verb])
+				}
 				return err
 			}
 			return composeVerb(cmd.Context(), cl, name, verb, args, cmd.ErrOrStderr())
