@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/fsnotify/fsnotify"
 	bolt "go.etcd.io/bbolt"
@@ -91,8 +92,10 @@ type Manager struct {
 	privileged func() bool
 	// applying serialises applies of one project.
 	applying keyedLocks
-	// inflight cancels the apply of a project under way, which down ends.
-	inflight map[string]context.CancelFunc
+	// inflight cancels the applies of a project under way (or waiting for its lock),
+	// which down ends.
+	inflight map[string]map[uint64]context.CancelFunc
+	token    uint64
 }
 
 type managed struct {
@@ -130,7 +133,7 @@ func NewManager(e *engine.Engine) (*Manager, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &Manager{e: e, log: e.Log(), watcher: w, ctx: ctx, cancel: cancel, projects: map[string]*managed{},
-		watched: map[string]int{}, inflight: map[string]context.CancelFunc{}}
+		watched: map[string]int{}, inflight: map[string]map[uint64]context.CancelFunc{}}
 	var recs []Record
 	err = e.DB().Update(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(bucket)
@@ -221,12 +224,29 @@ func treeOptions(name string) Options {
 func (m *Manager) begin(ctx context.Context, name string) (context.Context, func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	m.mu.Lock()
-	m.inflight[name] = cancel
+	m.token++
+	token := m.token
+	if m.inflight[name] == nil {
+		m.inflight[name] = map[uint64]context.CancelFunc{}
+	}
+	m.inflight[name][token] = cancel
 	m.mu.Unlock()
 	return ctx, func() {
 		m.mu.Lock()
-		delete(m.inflight, name)
+		delete(m.inflight[name], token)
+		if len(m.inflight[name]) == 0 {
+			delete(m.inflight, name)
+		}
 		m.mu.Unlock()
+		cancel()
+	}
+}
+
+// cancelApplies cancels every apply of project name under way.
+func (m *Manager) cancelApplies(name string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, cancel := range m.inflight[name] {
 		cancel()
 	}
 }
@@ -246,6 +266,9 @@ func (m *Manager) apply(ctx context.Context, rec Record, progress func(Progress)
 	defer end()
 	unlock := m.applying.lock(name)
 	defer unlock()
+	if ctx.Err() != nil {
+		return ctx.Err() // taken down while this waited for its turn
+	}
 	rec.Stopped = false
 	digest := m.digest(ctx, rec)
 	p, err := m.load(ctx, rec)
@@ -260,9 +283,13 @@ func (m *Manager) apply(ctx context.Context, rec Record, progress func(Progress)
 		return err
 	}
 	rec.Name, rec.Options.Name = p.Name, p.Name
+	before := m.digestFiles(rec)
 	rec.Files, rec.Digest = projectFiles(p), digest
+	if !slices.Equal(before, m.digestFiles(rec)) {
+		rec.Digest = m.digest(ctx, rec) // files the load added (env files)
+	}
 	if !rec.InTree {
-		rec.Owners = fileOwners(rec.Files)
+		rec.Owners = fileOwners(m.digestFiles(rec))
 	}
 	err = Up(ctx, m.e, p, UpOptions{Services: rec.Services, Progress: progress, Load: m.loadOptions(rec)})
 	rec.Error = ""
@@ -270,7 +297,8 @@ func (m *Manager) apply(ctx context.Context, rec Record, progress func(Progress)
 		rec.Error = err.Error()
 	}
 	rec.Applied = time.Now().UTC()
-	if rerr := m.record(rec, true); rerr != nil && err == nil {
+	// An apply that down cancelled does not record the project again.
+	if rerr := m.record(rec, ctx.Err() == nil); rerr != nil && err == nil {
 		err = rerr
 	}
 	if err != nil {
@@ -342,13 +370,30 @@ func (m *Manager) load(ctx context.Context, rec Record) (*types.Project, error) 
 	return p, err
 }
 
-// digest hashes the contents of rec's files as the loader will read them: the tree's
-// in its jail. "" if they cannot be read at all.
-func (m *Manager) digest(ctx context.Context, rec Record) string {
-	files := rec.Files
-	if len(files) == 0 {
-		files = []string{path.Join(rec.Options.WorkingDir, "compose.yaml")}
+// digestFiles are the files whose contents say whether rec changed: those the loader
+// may read whatever they say (the named files, or the default names and overrides in
+// the project's directory, and its .env), and the env files of its last load.
+func (m *Manager) digestFiles(rec Record) []string {
+	files := slices.Clone(rec.Options.Files)
+	dir := rec.Options.WorkingDir
+	if dir == "" && len(files) > 0 {
+		dir = filepath.Dir(files[0])
 	}
+	if len(files) == 0 {
+		for _, n := range append(slices.Clone(cli.DefaultFileNames), cli.DefaultOverrideFileNames...) {
+			files = append(files, path.Join(dir, n))
+		}
+	}
+	files = append(files, path.Join(dir, ".env"))
+	files = append(files, rec.Files...)
+	slices.Sort(files)
+	return slices.Compact(files)
+}
+
+// digest hashes the contents of rec's files as the loader will read them (the tree's
+// in its jail), taken before a load. "" if they cannot be read at all.
+func (m *Manager) digest(ctx context.Context, rec Record) string {
+	files := m.digestFiles(rec)
 	if !rec.InTree {
 		return filesDigest(files)
 	}
@@ -368,29 +413,59 @@ func (m *Manager) digest(ctx context.Context, rec Record) string {
 // Down takes project name down, and stops watching its files. An apply of it under
 // way (waiting for a dependency) is cancelled first.
 func (m *Manager) Down(ctx context.Context, name string, o DownOptions) error {
-	return m.down(ctx, name, o, false)
+	return m.down(ctx, name, o, false, false)
 }
 
 // DownTree takes down the tree's project name; not a project of that name that runs
 // from elsewhere.
 func (m *Manager) DownTree(ctx context.Context, name string, o DownOptions) error {
-	return m.down(ctx, name, o, true)
+	return m.down(ctx, name, o, true, false)
 }
 
-func (m *Manager) down(ctx context.Context, name string, o DownOptions, tree bool) error {
-	m.mu.Lock()
-	if cancel, ok := m.inflight[name]; ok {
-		cancel()
+// projectPlace says where a recorded project lives.
+func projectPlace(rec Record) string {
+	if rec.InTree {
+		return "the tree (compose/" + rec.Name + ")"
 	}
-	m.mu.Unlock()
-	unlock := m.applying.lock(name)
-	defer unlock()
-	if tree {
+	if rec.Options.WorkingDir != "" {
+		return rec.Options.WorkingDir
+	}
+	if len(rec.Options.Files) > 0 {
+		return filepath.Dir(rec.Options.Files[0])
+	}
+	return "elsewhere"
+}
+
+// DownOutside takes down project name run from elsewhere; not the tree's project of
+// that name.
+func (m *Manager) DownOutside(ctx context.Context, name string, o DownOptions) error {
+	return m.down(ctx, name, o, false, true)
+}
+
+func (m *Manager) down(ctx context.Context, name string, o DownOptions, tree, outside bool) error {
+	// Where the project runs from is checked before anything is cancelled.
+	check := func() error {
+		if !tree && !outside {
+			return nil
+		}
+		if rec, err := m.Project(name); err == nil && rec.InTree != tree {
+			return errdefs.Conflict(fmt.Errorf("project %s runs from %s: take it down there", name, projectPlace(rec)))
+		}
 		for _, c := range projectContainers(m.e, name) {
-			if dir := c.Spec.Labels[LabelWorkingDir]; dir != path.Join(TreeDir, name) {
-				return errdefs.Conflict(fmt.Errorf("project %s runs from %s, not from the tree: take it down there", name, dir))
+			if dir := c.Spec.Labels[LabelWorkingDir]; (dir == path.Join(TreeDir, name)) != tree {
+				return errdefs.Conflict(fmt.Errorf("project %s runs from %s: take it down there", name, dir))
 			}
 		}
+		return nil
+	}
+	if err := check(); err != nil {
+		return err
+	}
+	m.cancelApplies(name)
+	unlock := m.applying.lock(name)
+	defer unlock()
+	if err := check(); err != nil {
+		return err
 	}
 	if err := Down(ctx, m.e, name, o); err != nil {
 		return err
@@ -610,7 +685,7 @@ func (m *Manager) reapply(name string) {
 		return
 	}
 	if !rec.InTree {
-		err = checkOwners(rec)
+		err = m.checkOwners(rec)
 	}
 	var p *types.Project
 	if err == nil {
@@ -633,7 +708,12 @@ func (m *Manager) reapply(name string) {
 		m.e.Publish("project", "error", name, map[string]string{"error": err.Error()})
 		return
 	}
-	rec.Files, rec.Digest, rec.Error, rec.Applied = projectFiles(p), digest, "", time.Now().UTC()
+	before := m.digestFiles(rec)
+	rec.Files, rec.Error, rec.Applied = projectFiles(p), "", time.Now().UTC()
+	rec.Digest = digest
+	if !slices.Equal(before, m.digestFiles(rec)) {
+		rec.Digest = m.digest(ctx, rec) // files the load added (env files)
+	}
 	if err := m.record(rec, false); err != nil {
 		m.log.Warn("record compose project", "project", name, "err", err)
 	}
@@ -654,22 +734,40 @@ func fileOwners(files []string) map[string]uint32 {
 // checkOwners refuses to re-apply a project outside the tree whose files changed hands,
 // or that someone other than their owner may write (the file, or its directory, which
 // lets anyone replace it): the daemon applies them with root's privileges.
-func checkOwners(rec Record) error {
-	for _, f := range rec.Files {
-		for _, p := range []string{f, filepath.Dir(f)} {
+func (m *Manager) checkOwners(rec Record) error {
+	// The project's owner: that of its first file.
+	owner, known := uint32(0), false
+	for _, f := range m.digestFiles(rec) {
+		if u, ok := rec.Owners[f]; ok {
+			owner, known = u, true
+			break
+		}
+	}
+	for _, f := range m.digestFiles(rec) {
+		for p := f; ; p = filepath.Dir(p) {
 			st, err := os.Stat(p)
-			if errors.Is(err, fs.ErrNotExist) {
-				continue
-			}
-			if err != nil {
+			switch {
+			case errors.Is(err, fs.ErrNotExist):
+			case err != nil:
 				return err
+			default:
+				sys := st.Sys().(*syscall.Stat_t)
+				if p == f {
+					if was, ok := rec.Owners[p]; ok && was != sys.Uid {
+						return fmt.Errorf("%s changed owner (uid %d, was %d) since the project was brought up: not re-applied; up it again", p, sys.Uid, was)
+					} else if !ok && known && sys.Uid != owner && sys.Uid != 0 {
+						return fmt.Errorf("%s is not the project's owner's (uid %d, not %d): not re-applied; up it again", p, sys.Uid, owner)
+					}
+				}
+				// Group write is the owner's alone where the group is the owner's own
+				// (user private groups, umask 002).
+				groupOK := sys.Gid == sys.Uid
+				if (st.Mode().Perm()&0o002 != 0 || (st.Mode().Perm()&0o020 != 0 && !groupOK)) && st.Mode()&os.ModeSticky == 0 {
+					return fmt.Errorf("%s may be written by users other than its owner: not re-applied (its changes would be applied as root); up it again", p)
+				}
 			}
-			sys := st.Sys().(*syscall.Stat_t)
-			if owner, ok := rec.Owners[p]; p == f && ok && owner != sys.Uid {
-				return fmt.Errorf("%s changed owner (uid %d, was %d) since the project was brought up: not re-applied; up it again", p, sys.Uid, owner)
-			}
-			if st.Mode().Perm()&0o022 != 0 && st.Mode()&os.ModeSticky == 0 {
-				return fmt.Errorf("%s may be written by users other than its owner: not re-applied (its changes would be applied as root); up it again", p)
+			if p == filepath.Dir(p) {
+				break
 			}
 		}
 	}

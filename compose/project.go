@@ -1,6 +1,7 @@
 package compose
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -16,6 +17,8 @@ import (
 	"strings"
 
 	"github.com/compose-spec/compose-go/v2/cli"
+	"github.com/compose-spec/compose-go/v2/dotenv"
+	"github.com/compose-spec/compose-go/v2/loader"
 	"github.com/compose-spec/compose-go/v2/types"
 	"go.yaml.in/yaml/v3"
 
@@ -58,69 +61,26 @@ type Options struct {
 	Guarded bool `json:"guarded,omitempty"`
 }
 
-// defaultFiles are the names a project's file may have, and the override files, in the
-// project's directory.
-var defaultFiles = []string{
-	"compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml",
-	"compose.override.yaml", "compose.override.yml", "docker-compose.override.yaml", "docker-compose.override.yml", ".env",
-}
-
 // Load reads a project as docker compose does: files merged with overrides, .env,
 // interpolation, profiles, extends and include.
 func Load(ctx context.Context, o Options) (*types.Project, error) {
 	quietLoader.Do(quiet)
+	if o.Guarded {
+		return loadGuarded(ctx, o)
+	}
 	env := make([]string, 0, len(o.Env))
 	for k, v := range o.Env {
 		env = append(env, k+"="+v)
 	}
-	opts := []cli.ProjectOptionsFn{
+	po, err := cli.NewProjectOptions(o.Files,
 		cli.WithWorkingDirectory(o.WorkingDir),
 		cli.WithEnv(env),
 		cli.WithEnvFiles(),
 		cli.WithDotEnv,
-	}
-	if !o.Guarded {
-		opts = append(opts, cli.WithConfigFileEnv, cli.WithDefaultConfigPath)
-	}
-	opts = append(opts, cli.WithName(o.Name), cli.WithProfiles(o.Profiles))
-	if o.Guarded {
-		// The project's own files only: no COMPOSE_FILE from its .env, no search of the
-		// directories above it.
-		files := slices.Clone(o.Files)
-		for _, f := range defaultFiles {
-			files = append(files, filepath.Join(o.WorkingDir, f))
-		}
-		found := map[string]bool{}
-		for _, f := range files {
-			_, err := readEnvFile(f)
-			if err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return nil, errdefs.Invalid(fmt.Errorf("%s: %w", f, err))
-			}
-			found[f] = err == nil
-		}
-		if len(o.Files) == 0 {
-			// The first of the default names, and its override, as Compose picks them.
-			for _, pair := range [][2]string{
-				{"compose.yaml", "compose.override.yaml"}, {"compose.yml", "compose.override.yml"},
-				{"docker-compose.yaml", "docker-compose.override.yaml"}, {"docker-compose.yml", "docker-compose.override.yml"},
-			} {
-				if main := filepath.Join(o.WorkingDir, pair[0]); found[main] {
-					o.Files = []string{main}
-					if over := filepath.Join(o.WorkingDir, pair[1]); found[over] {
-						o.Files = append(o.Files, over)
-					}
-					break
-				}
-			}
-		}
-		if len(o.Files) == 0 {
-			return nil, errdefs.NotFound(fmt.Errorf("no compose.yaml in %s", o.WorkingDir))
-		}
-		// Paths stay as written: a bind of ./site is a directory of the tree (which the
-		// engine resolves inside it), not a host path; env files are read here.
-		opts = append(opts, cli.WithoutEnvironmentResolution, cli.WithResolvedPaths(false))
-	}
-	po, err := cli.NewProjectOptions(o.Files, opts...)
+		cli.WithConfigFileEnv,
+		cli.WithDefaultConfigPath,
+		cli.WithName(o.Name),
+		cli.WithProfiles(o.Profiles))
 	if err != nil {
 		return nil, errdefs.Invalid(err)
 	}
@@ -128,23 +88,144 @@ func Load(ctx context.Context, o Options) (*types.Project, error) {
 	if err != nil {
 		return nil, errdefs.Invalid(blameFile(err, po.ConfigPaths))
 	}
-	if o.Guarded {
-		for name, s := range p.Services {
-			s.Environment = s.Environment.Resolve(p.Environment.Resolve)
-			for i, f := range s.EnvFiles {
-				if !filepath.IsAbs(f.Path) {
-					s.EnvFiles[i].Path = filepath.Join(p.WorkingDir, f.Path)
-				}
-			}
-			env, err := readEnvFiles(s.EnvFiles, s.Environment, p.Environment)
+	return p, nil
+}
+
+// loadGuarded loads a project read as root on someone else's behalf (the tree's): its
+// own files only (the default names in its directory, no COMPOSE_FILE, no search above,
+// no include, no extends of another file, no label_file), each read once, through the
+// checked reader, and handed to the loader as bytes; paths stay as written (a bind of
+// ./site is a directory of the tree); env files are read with the same reader.
+func loadGuarded(ctx context.Context, o Options) (*types.Project, error) {
+	read := func(f string) ([]byte, bool, error) {
+		data, err := readEnvFile(f)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, false, nil
+		}
+		if err != nil {
+			return nil, false, errdefs.Invalid(fmt.Errorf("%s: %w", f, err))
+		}
+		return data, true, nil
+	}
+	var files []types.ConfigFile
+	add := func(names []string) error {
+		for _, n := range names {
+			f := filepath.Join(o.WorkingDir, n)
+			data, ok, err := read(f)
 			if err != nil {
-				return nil, errdefs.Invalid(fmt.Errorf("service %s: %w", name, err))
+				return err
 			}
-			s.Environment = env
-			p.Services[name] = s
+			if ok {
+				files = append(files, types.ConfigFile{Filename: f, Content: data})
+				return nil
+			}
+		}
+		return nil
+	}
+	// As Compose picks them: the first of the default names, then the first override.
+	if err := add(cli.DefaultFileNames); err != nil {
+		return nil, err
+	}
+	if len(files) == 0 {
+		return nil, errdefs.NotFound(fmt.Errorf("no compose.yaml in %s", o.WorkingDir))
+	}
+	if err := add(cli.DefaultOverrideFileNames); err != nil {
+		return nil, err
+	}
+	for _, f := range files {
+		if err := refuseOtherFiles(f); err != nil {
+			return nil, err
 		}
 	}
+	env := types.Mapping{}
+	if data, ok, err := read(filepath.Join(o.WorkingDir, ".env")); err != nil {
+		return nil, err
+	} else if ok {
+		vars, err := dotenv.ParseWithLookup(bytes.NewReader(data), func(k string) (string, bool) { v, ok := o.Env[k]; return v, ok })
+		if err != nil {
+			return nil, errdefs.Invalid(fmt.Errorf("%s: %w", filepath.Join(o.WorkingDir, ".env"), err))
+		}
+		for k, v := range vars {
+			env[k] = v
+		}
+	}
+	for k, v := range o.Env {
+		env[k] = v // the caller's environment wins over .env, as in Compose
+	}
+	p, err := loader.LoadWithContext(ctx, types.ConfigDetails{WorkingDir: o.WorkingDir, ConfigFiles: files, Environment: env}, func(lo *loader.Options) {
+		if o.Name != "" {
+			lo.SetProjectName(o.Name, true)
+		}
+		lo.ResolvePaths = false
+		lo.SkipResolveEnvironment = true
+		lo.SkipResolveLabels = true
+		lo.SkipInclude = true
+		lo.Profiles = o.Profiles
+	})
+	if err != nil {
+		return nil, errdefs.Invalid(blameContent(err, files))
+	}
+	for name, s := range p.Services {
+		s.Environment = s.Environment.Resolve(p.Environment.Resolve)
+		for i, f := range s.EnvFiles {
+			if !filepath.IsAbs(f.Path) {
+				s.EnvFiles[i].Path = filepath.Join(p.WorkingDir, f.Path)
+			}
+		}
+		env, err := readEnvFiles(s.EnvFiles, s.Environment, p.Environment)
+		if err != nil {
+			return nil, errdefs.Invalid(fmt.Errorf("service %s: %w", name, err))
+		}
+		s.Environment = env
+		p.Services[name] = s
+	}
 	return p, nil
+}
+
+// refuseOtherFiles refuses, in a guarded project's file, what would make the loader read
+// other files: include, extends of another file, label_file.
+func refuseOtherFiles(f types.ConfigFile) error {
+	var doc struct {
+		Include  any `yaml:"include"`
+		Services map[string]struct {
+			Extends   any `yaml:"extends"`
+			LabelFile any `yaml:"label_file"`
+		} `yaml:"services"`
+	}
+	if err := yaml.Unmarshal(f.Content, &doc); err != nil {
+		return errdefs.Invalid(fmt.Errorf("%s: %s", f.Filename, strings.TrimPrefix(err.Error(), "yaml: ")))
+	}
+	if doc.Include != nil {
+		return errdefs.Invalid(fmt.Errorf("%s: include: a project in the tree is its own files; put what it includes in compose.yaml", f.Filename))
+	}
+	for name, s := range doc.Services {
+		if m, ok := s.Extends.(map[string]any); ok && m["file"] != nil {
+			return errdefs.Invalid(fmt.Errorf("%s: service %s: extends of another file: a project in the tree is its own files", f.Filename, name))
+		}
+		if s.LabelFile != nil {
+			return errdefs.Invalid(fmt.Errorf("%s: service %s: label_file is not supported in the tree", f.Filename, name))
+		}
+	}
+	return nil
+}
+
+// blameContent names the file a loader's error is about, from the contents it was given.
+func blameContent(err error, files []types.ConfigFile) error {
+	for _, f := range files {
+		if strings.Contains(err.Error(), f.Filename) {
+			return err
+		}
+	}
+	for _, f := range files {
+		var doc yaml.Node
+		if yerr := yaml.Unmarshal(f.Content, &doc); yerr != nil {
+			return fmt.Errorf("%s: %s", f.Filename, strings.TrimPrefix(yerr.Error(), "yaml: "))
+		}
+	}
+	if len(files) == 1 {
+		return fmt.Errorf("%s: %w", files[0].Filename, err)
+	}
+	return err
 }
 
 // blameFile names the file an error is about when the loader's message does not: a

@@ -73,7 +73,7 @@ func TestCheckProjectRefusesWhatItWouldIgnore(t *testing.T) {
 		{"services:\n  a: {image: busybox, read_only: true}\n", "read_only: not supported", true},
 		{"services:\n  a: {image: busybox, cap_drop: [ALL]}\n", "cap_drop: not supported", true},
 		{"services:\n  a: {image: busybox, deploy: {resources: {limits: {memory: 64m}}}}\n", "deploy.resources", true},
-		{"services:\n  a: {image: busybox, build: .}\n", "build: is not supported", true},
+		{"services:\n  a: {build: .}\n", "build: is not supported", true},
 		{"services:\n  a: {image: busybox, networks: [n]}\nnetworks:\n  n: {internal: true}\n", "internal networks", true},
 		{"services:\n  a: {image: busybox, networks: [n]}\nnetworks:\n  n: {ipam: {config: [{subnet: 8.8.8.0/24}]}}\n", "ipam: a project in the tree", false},
 		{"services:\n  a: {image: busybox}\nvolumes:\n  v: {driver_opts: {type: none, o: bind, device: /etc}}\n", "driver_opts: a project in the tree", false},
@@ -124,5 +124,33 @@ func TestGuardedBindsAreTheTrees(t *testing.T) {
 	}
 	if m := spec.Mounts[0]; !m.InTree || m.Source != filepath.Join(dir, "site") || m.CreateHostPath {
 		t.Errorf("a relative bind in the tree: %+v", m)
+	}
+}
+
+// TestGuardedLoadReadsOnlyTheProjectsFiles: include, extends of another file and
+// label_file are refused; the override is found as Compose finds it; .env interpolates.
+func TestGuardedLoadReadsOnlyTheProjectsFiles(t *testing.T) {
+	for _, c := range []struct{ body, words string }{
+		{"include: [other.yaml]\nservices:\n  a: {image: busybox}\n", "include:"},
+		{"services:\n  a: {image: busybox, extends: {file: other.yaml, service: b}}\n", "extends of another file"},
+		{"services:\n  a: {image: busybox, label_file: labels}\n", "label_file"},
+	} {
+		dir := t.TempDir()
+		os.WriteFile(filepath.Join(dir, "compose.yaml"), []byte(c.body), 0o644)
+		os.WriteFile(filepath.Join(dir, "other.yaml"), []byte("services:\n  b: {image: busybox}\n"), 0o644)
+		if _, err := Load(context.Background(), Options{WorkingDir: dir, Name: "x", Guarded: true}); err == nil || !strings.Contains(err.Error(), c.words) {
+			t.Errorf("%q: %v; want an error saying %q", c.body, err, c.words)
+		}
+	}
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "compose.yaml"), []byte("services:\n  a: {image: \"busybox:${TAG}\"}\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "compose.override.yml"), []byte("services:\n  a: {command: [echo, over]}\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, ".env"), []byte("TAG=1.36\n"), 0o644)
+	p, err := Load(context.Background(), Options{WorkingDir: dir, Name: "x", Guarded: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := p.Services["a"]; a.Image != "busybox:1.36" || strings.Join(a.Command, " ") != "echo over" {
+		t.Errorf("with compose.override.yml and .env: %+v", a)
 	}
 }

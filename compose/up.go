@@ -124,6 +124,9 @@ func Up(ctx context.Context, e *engine.Engine, p *types.Project, o UpOptions) er
 						}
 						return dependencyFailure{fmt.Errorf("service %s: dependency %s failed", name, dep)}
 					}
+					if o.NoStart {
+						continue // a stopped project's services are made, not started: nothing to wait for
+					}
 					if err := waitDependency(ctx, e, plan[dep], dep, d, report); err != nil {
 						if !d.Required {
 							continue
@@ -499,8 +502,10 @@ func checkProject(p *types.Project, lo LoadOptions) error {
 		}
 		for _, k := range keys {
 			switch {
-			case k == "build":
+			case k == "build" && s.Image == "":
 				return bad("service %s: build: is not supported yet; give it an image", name)
+			case k == "build", k == "develop":
+				// up runs the image; develop is for watch, which this is not
 			case !slices.Contains(projectServiceKeys, k):
 				return bad("service %s: %s: not supported by FlyingDutchman yet", name, k)
 			}

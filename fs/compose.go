@@ -201,7 +201,7 @@ func (t *tree) outsideProjectEntry(rec compose.Record) entry {
 // tree's owner: a file of someone else's is shown only in root's tree. The owner is
 // checked on the open file (the path may have been made a link since).
 func (t *tree) readOwned(path string) ([]byte, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -231,7 +231,7 @@ func (t *tree) outsideProjectCtl(name string) *ctlFile {
 				if len(args) > 0 && !vols {
 					return errdefs.Invalid(fmt.Errorf("down: unknown argument %q (down [--volumes])", strings.Join(args, " ")))
 				}
-				err = t.projects.Down(ctx, name, compose.DownOptions{Volumes: vols})
+				err = t.projects.DownOutside(ctx, name, compose.DownOptions{Volumes: vols})
 			case "start":
 				err = t.projects.Start(ctx, name)
 			case "stop":

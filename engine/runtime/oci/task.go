@@ -259,7 +259,8 @@ func (t *task) execPipes(ctx context.Context, args []string, pidFile string, s r
 	stop := context.AfterFunc(ctx, func() {
 		for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); {
 			if b, err := os.ReadFile(pidFile); err == nil {
-				if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
+				// Still runc's child: not a pid reused since the process ended.
+				if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 && parentOf(pid) == cmd.Process.Pid {
 					killTree(pid)
 					break
 				}
@@ -277,9 +278,6 @@ func (t *task) execPipes(ctx context.Context, args []string, pidFile string, s r
 		}
 	})
 	defer stop()
-	// A descendant that escaped the kill keeps the output pipes open: Wait gives up on
-	// them a second after the process ended.
-	cmd.WaitDelay = time.Second
 	err := cmd.Wait()
 	close(waited)
 	var ee *exec.ExitError
@@ -389,6 +387,24 @@ func (fw flushWriter) Write(p []byte) (int, error) {
 		err = fw.f.Flush()
 	}
 	return n, err
+}
+
+// parentOf is the parent of process pid, or 0.
+func parentOf(pid int) int {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 2 {
+		return 0
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	return ppid
 }
 
 // killTree kills process pid and its descendants (a shell's children: a health probe's
