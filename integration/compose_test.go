@@ -151,6 +151,22 @@ func TestComposeUpEditDown(t *testing.T) {
 		t.Errorf("the db restarted: pid %d, was %d", pid, dbPid)
 	}
 
+	// The same project, saved with vim where it lives: the daemon's watch re-applies it.
+	applies := projectEvents(t, d, "apply")
+	if out, err := exec.Command("vim", "-u", "NONE", "-N", "-es", "-c", "%s/from api/from the api/", "-c", "wq", file).CombinedOutput(); err != nil {
+		t.Fatalf("vim: %v %s", err, out)
+	}
+	eventually(t, 30*time.Second, func() string {
+		if got, _ := hostFetch(t, fmt.Sprintf("http://127.0.0.1:%d/cgi-bin/api", port)); got != "howdy from the api, data seeded initialised\n" {
+			return "after vim's save where the project lives: " + got
+		}
+		return ""
+	})
+	if n := projectEvents(t, d, "apply"); n != applies+1 {
+		t.Errorf("vim's save made %d applies", n-applies)
+	}
+	after = composeIDs(t, d, file)
+
 	// A profile's service comes up only with its profile.
 	if _, ok := after["shop-debug-1"]; ok {
 		t.Errorf("the debug service runs without its profile")
