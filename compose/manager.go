@@ -96,6 +96,8 @@ type Manager struct {
 	// which down ends.
 	inflight map[string]map[uint64]context.CancelFunc
 	token    uint64
+	// logs are the growing output files of projects, by name (see LogFile).
+	logs map[string]*projectLog
 }
 
 type managed struct {
@@ -133,7 +135,7 @@ func NewManager(e *engine.Engine) (*Manager, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &Manager{e: e, log: e.Log(), watcher: w, ctx: ctx, cancel: cancel, projects: map[string]*managed{},
-		watched: map[string]int{}, inflight: map[string]map[uint64]context.CancelFunc{}}
+		watched: map[string]int{}, inflight: map[string]map[uint64]context.CancelFunc{}, logs: map[string]*projectLog{}}
 	var recs []Record
 	err = e.DB().Update(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(bucket)
@@ -566,6 +568,7 @@ func (m *Manager) forget(name string) {
 		m.unwatchLocked(p.rec)
 		delete(m.projects, name)
 	}
+	m.stopLogLocked(name)
 }
 
 // watchDirsLocked are the directories to watch for rec: those of its files, or for the

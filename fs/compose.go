@@ -14,13 +14,11 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"time"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 
 	"github.com/flyingdutchman/flyingdutchman/compose"
-	"github.com/flyingdutchman/flyingdutchman/engine/logs"
 	"github.com/flyingdutchman/flyingdutchman/errdefs"
 )
 
@@ -144,7 +142,7 @@ func (t *tree) projectDir(name string) gofs.InodeEmbedder {
 			node: func() gofs.InodeEmbedder { return t.projectCtl(name) }},
 		t.value("state", key+"state", func(context.Context) ([]byte, error) { return t.projectState(name), nil }),
 		t.value("error", key+"error", func(context.Context) ([]byte, error) { return line(t.projectError(name)), nil }),
-		t.valueOf(valueSampled, "logs", key+"logs", func(ctx context.Context) ([]byte, error) { return t.projectLogs(ctx, name) }),
+		t.stream("logs", key+"logs", func() (string, error) { return t.projects.LogFile(name) }),
 		{name: "services", mode: syscall.S_IFDIR | 0o555, key: key + "services", timeout: noTimeout,
 			node: func() gofs.InodeEmbedder { return t.projectServices(name) }},
 	}
@@ -178,7 +176,7 @@ func (t *tree) outsideProjectEntry(rec compose.Record) entry {
 					node: func() gofs.InodeEmbedder { return t.outsideProjectCtl(name) }},
 				t.value("state", key+"state", func(context.Context) ([]byte, error) { return t.projectState(name), nil }),
 				t.value("error", key+"error", func(context.Context) ([]byte, error) { return line(t.projectError(name)), nil }),
-				t.valueOf(valueSampled, "logs", key+"logs", func(ctx context.Context) ([]byte, error) { return t.projectLogs(ctx, name) }),
+				t.stream("logs", key+"logs", func() (string, error) { return t.projects.LogFile(name) }),
 				{name: "services", mode: syscall.S_IFDIR | 0o555, key: key + "services", timeout: noTimeout,
 					node: func() gofs.InodeEmbedder { return t.projectServices(name) }},
 				{name: "source", mode: syscall.S_IFLNK | 0o777, key: key + "source", timeout: noTimeout,
@@ -303,59 +301,6 @@ func (t *tree) projectState(name string) []byte {
 		fmt.Fprintf(&b, "%s %d/%d %s\n", s.Service, s.Running, s.Total, health)
 	}
 	return b.Bytes()
-}
-
-// projectLogTail is how many lines of each container's output compose/NAME/logs shows:
-// the file is rendered in memory at each open.
-const projectLogTail = 10000
-
-// projectLogs is the output of the project's containers so far (the last lines of each),
-// each line prefixed
-// with its container as docker compose logs prints it ("web-1  | ").
-func (t *tree) projectLogs(ctx context.Context, name string) ([]byte, error) {
-	cs := compose.Containers(t.eng, name)
-	width := 0
-	for _, c := range cs {
-		width = max(width, len(strings.TrimPrefix(c.Name, name+"-")))
-	}
-	type stamped struct {
-		at   time.Time
-		line string
-	}
-	var all []stamped
-	for _, c := range cs {
-		prefix := fmt.Sprintf("%-*s | ", width, strings.TrimPrefix(c.Name, name+"-"))
-		var partial []byte
-		var at time.Time
-		err := t.eng.Logs(ctx, c.ID, logs.ReadOptions{Tail: projectLogTail}, func(e logs.Entry) error {
-			if len(partial) == 0 {
-				at = e.Time
-			}
-			partial = append(partial, e.Data...)
-			for {
-				i := bytes.IndexByte(partial, '\n')
-				if i < 0 {
-					break
-				}
-				all = append(all, stamped{at, prefix + string(partial[:i+1])})
-				partial, at = partial[i+1:], e.Time
-			}
-			return nil
-		})
-		if err != nil && !errors.Is(err, errdefs.ErrNotFound) {
-			return nil, err
-		}
-		if len(partial) > 0 {
-			all = append(all, stamped{at, prefix + string(partial) + "\n"})
-		}
-	}
-	// In the order the lines were written, whichever container wrote them.
-	slices.SortStableFunc(all, func(a, b stamped) int { return a.at.Compare(b.at) })
-	var b bytes.Buffer
-	for _, s := range all {
-		b.WriteString(s.line)
-	}
-	return b.Bytes(), nil
 }
 
 // projectServices is compose/NAME/services/: a link per container of the project, to

@@ -336,6 +336,10 @@ func TestTreeCompose(t *testing.T) {
 	if got := mustSh(t, d, "cat compose/shop/logs"); !strings.Contains(got, "init-1  | initialised\n") {
 		t.Errorf("compose/shop/logs:\n%s", got)
 	}
+	// tail -f follows the project: a restart runs the init job again, whose line comes.
+	if got := mustSh(t, d, "(timeout 15 tail -n +1 -f compose/shop/logs > ../tail.out &) ; sleep 1; echo restart > compose/shop/ctl; for i in $(seq 100); do [ $(grep -c 'init-1  | initialised' ../tail.out) -ge 2 ] && break; sleep 0.1; done; grep -c 'init-1  | initialised' ../tail.out"); got != "2\n" {
+		t.Errorf("tail -f compose/shop/logs across a restart saw the init job's line %s times; want 2", strings.TrimSpace(got))
+	}
 	failSh(t, d, "rmdir compose/shop", "Device or resource busy")
 
 	// vim's save (rename the old file away, write a new one) re-applies once, and only
