@@ -339,18 +339,22 @@ func isTreeDir(dir string) bool { return path.Dir(dir) == TreeDir }
 // failed records err as the last error of project name, if it is recorded, and
 // announces it.
 func (m *Manager) failed(name string, err error) {
-	m.mu.Lock()
-	p, ok := m.projects[name]
-	var rec Record
-	if ok {
-		rec = p.rec
-	}
-	m.mu.Unlock()
-	if ok {
+	if rec, ok := m.recorded(name); ok {
 		rec.Error = err.Error()
 		m.record(rec, false)
 	}
 	m.e.Publish("project", "error", name, map[string]string{"error": err.Error()})
+}
+
+// recorded is a copy of project name's record, if it has one.
+func (m *Manager) recorded(name string) (Record, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p, ok := m.projects[name]
+	if !ok {
+		return Record{}, false
+	}
+	return p.rec, true
 }
 
 // load loads the project rec names: in the tree's jail if it is the tree's.
@@ -494,14 +498,7 @@ func (m *Manager) Start(ctx context.Context, name string) error {
 }
 
 func (m *Manager) setStopped(name string, stopped bool) {
-	m.mu.Lock()
-	p, ok := m.projects[name]
-	var rec Record
-	if ok {
-		rec = p.rec
-	}
-	m.mu.Unlock()
-	if ok && rec.Stopped != stopped {
+	if rec, ok := m.recorded(name); ok && rec.Stopped != stopped {
 		rec.Stopped = stopped
 		m.record(rec, false)
 	}

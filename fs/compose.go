@@ -136,16 +136,7 @@ func (d *composeDir) Rename(ctx context.Context, name string, newParent gofs.Ino
 
 // projectDir is compose/NAME/: the project's files, and the engine's view of it.
 func (t *tree) projectDir(name string) gofs.InodeEmbedder {
-	key := "compose/" + name + "/"
-	entries := []entry{
-		{name: "ctl", mode: syscall.S_IFREG | 0o644, key: key + "ctl", timeout: stableTimeout,
-			node: func() gofs.InodeEmbedder { return t.projectCtl(name) }},
-		t.value("state", key+"state", func(context.Context) ([]byte, error) { return t.projectState(name), nil }),
-		t.value("error", key+"error", func(context.Context) ([]byte, error) { return line(t.projectError(name)), nil }),
-		t.stream("logs", key+"logs", func() (string, error) { return t.projects.LogFile(name) }),
-		{name: "services", mode: syscall.S_IFDIR | 0o555, key: key + "services", timeout: noTimeout,
-			node: func() gofs.InodeEmbedder { return t.projectServices(name) }},
-	}
+	entries := t.projectViews(name, "compose/"+name+"/", func() *ctlFile { return t.projectCtl(name) })
 	find := func(ctx context.Context, n string) (entry, bool, error) {
 		for _, e := range entries {
 			if e.name == n {
@@ -155,6 +146,20 @@ func (t *tree) projectDir(name string) gofs.InodeEmbedder {
 		return entry{}, false, nil
 	}
 	return t.newBackedDir(t.backing, false, func(context.Context) ([]entry, error) { return entries, nil }, find)
+}
+
+// projectViews are the engine's files of project name's directory (key is its inode
+// key): ctl (made by ctl), state, error, logs and services/.
+func (t *tree) projectViews(name, key string, ctl func() *ctlFile) []entry {
+	return []entry{
+		{name: "ctl", mode: syscall.S_IFREG | 0o644, key: key + "ctl", timeout: stableTimeout,
+			node: func() gofs.InodeEmbedder { return ctl() }},
+		t.value("state", key+"state", func(context.Context) ([]byte, error) { return t.projectState(name), nil }),
+		t.value("error", key+"error", func(context.Context) ([]byte, error) { return line(t.projectError(name)), nil }),
+		t.stream("logs", key+"logs", func() (string, error) { return t.projects.LogFile(name) }),
+		{name: "services", mode: syscall.S_IFDIR | 0o555, key: key + "services", timeout: noTimeout,
+			node: func() gofs.InodeEmbedder { return t.projectServices(name) }},
+	}
 }
 
 // outsideProjectEntry is the directory of a project run from elsewhere: its state, logs
@@ -171,17 +176,9 @@ func (t *tree) outsideProjectEntry(rec compose.Record) entry {
 			if src == "" && len(rec.Options.Files) > 0 {
 				src = filepath.Dir(rec.Options.Files[0])
 			}
-			entries := []entry{
-				{name: "ctl", mode: syscall.S_IFREG | 0o644, key: key + "ctl", timeout: stableTimeout,
-					node: func() gofs.InodeEmbedder { return t.outsideProjectCtl(name) }},
-				t.value("state", key+"state", func(context.Context) ([]byte, error) { return t.projectState(name), nil }),
-				t.value("error", key+"error", func(context.Context) ([]byte, error) { return line(t.projectError(name)), nil }),
-				t.stream("logs", key+"logs", func() (string, error) { return t.projects.LogFile(name) }),
-				{name: "services", mode: syscall.S_IFDIR | 0o555, key: key + "services", timeout: noTimeout,
-					node: func() gofs.InodeEmbedder { return t.projectServices(name) }},
-				{name: "source", mode: syscall.S_IFLNK | 0o777, key: key + "source", timeout: noTimeout,
-					node: func() gofs.InodeEmbedder { return &symlinkNode{virtualNode: virtualNode{t: t}, target: src} }},
-			}
+			entries := append(t.projectViews(name, key, func() *ctlFile { return t.outsideProjectCtl(name) }),
+				entry{name: "source", mode: syscall.S_IFLNK | 0o777, key: key + "source", timeout: noTimeout,
+					node: func() gofs.InodeEmbedder { return &symlinkNode{virtualNode: virtualNode{t: t}, target: src} }})
 			for _, f := range rec.Files {
 				base := filepath.Base(f)
 				var st syscall.Stat_t
@@ -219,38 +216,28 @@ func (t *tree) readOwned(path string) ([]byte, error) {
 
 // outsideProjectCtl is the ctl of a project run from elsewhere.
 func (t *tree) outsideProjectCtl(name string) *ctlFile {
-	return &ctlFile{virtualNode: virtualNode{t: t},
-		verbs: func(context.Context) string { return "down [--volumes]\nstart\nstop\nrestart\n" },
-		run: func(ctx context.Context, verb string, args []string) error {
-			var err error
-			switch verb {
-			case "down":
-				vols := len(args) == 1 && (args[0] == "-v" || args[0] == "--volumes")
-				if len(args) > 0 && !vols {
-					return errdefs.Invalid(fmt.Errorf("down: unknown argument %q (down [--volumes])", strings.Join(args, " ")))
-				}
-				err = t.projects.DownOutside(ctx, name, compose.DownOptions{Volumes: vols})
-			case "start":
+	return t.projectCtlFile(name, "down [--volumes]\nstart\nstop\nrestart\n", func(ctx context.Context, verb string, args []string) error {
+		var err error
+		switch verb {
+		case "down":
+			vols := len(args) == 1 && (args[0] == "-v" || args[0] == "--volumes")
+			if len(args) > 0 && !vols {
+				return errdefs.Invalid(fmt.Errorf("down: unknown argument %q (down [--volumes])", strings.Join(args, " ")))
+			}
+			err = t.projects.DownOutside(ctx, name, compose.DownOptions{Volumes: vols})
+		case "start":
+			err = t.projects.Start(ctx, name)
+		case "stop":
+			err = t.projects.Stop(ctx, name)
+		case "restart":
+			if err = t.projects.Stop(ctx, name); err == nil {
 				err = t.projects.Start(ctx, name)
-			case "stop":
-				err = t.projects.Stop(ctx, name)
-			case "restart":
-				if err = t.projects.Stop(ctx, name); err == nil {
-					err = t.projects.Start(ctx, name)
-				}
-			default:
-				return errdefs.Invalid(fmt.Errorf("project %s: unknown verb %q: a project run from elsewhere takes down [--volumes], start, stop, restart (up it where it lives: dutchman compose up)", name, verb))
 			}
-			if err == nil {
-				t.projectErrs.set(name, "")
-			}
-			return err
-		},
-		failed: func(_ string, err error) {
-			t.projectErrs.set(name, err.Error())
-			t.eng.Publish("project", "error", name, map[string]string{"error": err.Error()})
-		},
-	}
+		default:
+			return errdefs.Invalid(fmt.Errorf("project %s: unknown verb %q: a project run from elsewhere takes down [--volumes], start, stop, restart (up it where it lives: dutchman compose up)", name, verb))
+		}
+		return err
+	})
 }
 
 // projectErrors are the last failures of verbs written to projects' ctl files.
@@ -344,10 +331,18 @@ func (s *symlinkNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse
 const projectVerbs = "up\ndown [--volumes]\nstart\nstop\nrestart\npull\n"
 
 func (t *tree) projectCtl(name string) *ctlFile {
+	return t.projectCtlFile(name, projectVerbs, func(ctx context.Context, verb string, args []string) error {
+		return t.projectVerb(ctx, name, verb, args)
+	})
+}
+
+// projectCtlFile is a project's ctl, taking verbs with run: a failure goes to the
+// project's error and to events; a success clears the error.
+func (t *tree) projectCtlFile(name, verbs string, run func(ctx context.Context, verb string, args []string) error) *ctlFile {
 	return &ctlFile{virtualNode: virtualNode{t: t},
-		verbs: func(context.Context) string { return projectVerbs },
+		verbs: func(context.Context) string { return verbs },
 		run: func(ctx context.Context, verb string, args []string) error {
-			err := t.projectVerb(ctx, name, verb, args)
+			err := run(ctx, verb, args)
 			if err == nil {
 				t.projectErrs.set(name, "")
 			}
