@@ -1,22 +1,25 @@
 package integration
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/flyingdutchman/flyingdutchman/integration/harness"
 )
 
-// shopProject writes a three-service project into a new directory named shop: a front
+// shopProject writes a four-service project into a new directory named shop: a front
 // (busybox httpd, published on port) whose CGI script asks the api by its service
-// name, the api, and an init job that writes to a named volume and must complete
-// before the api starts. A debug service is in a profile.
+// name, restarted when the api is remade; the api, which starts once the db is healthy
+// and an init job has completed; the db and the job, both writing to a named volume. A
+// debug service is in a profile.
 func shopProject(t *testing.T, bb string, port int, apiGreeting string) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "shop")
@@ -530,5 +533,38 @@ func TestComposeStopSurvivesASave(t *testing.T) {
 	d.MustRun("compose", "-f", file, "start")
 	if ids := composeIDs(t, d, file); !strings.HasSuffix(ids["halted-web-1"], " running") {
 		t.Errorf("after start: %v", ids)
+	}
+}
+
+// TestComposeUpInTheForeground: up without -d follows the project's output, prefixed,
+// until Ctrl-C, which stops the project (and it stays stopped: the daemon knows).
+func TestComposeUpInTheForeground(t *testing.T) {
+	d, bb := busyboxDaemon(t)
+	dir := filepath.Join(t.TempDir(), "fg")
+	os.Mkdir(dir, 0o755)
+	file := filepath.Join(dir, "compose.yaml")
+	os.WriteFile(file, []byte(fmt.Sprintf("services:\n  web:\n    image: %s\n    command: [sh, -c, 'while true; do echo tick; sleep 1; done']\n    stop_signal: SIGKILL\n", bb)), 0o644)
+	cmd := exec.Command(harness.Binary(t), "compose", "-f", file, "up")
+	cmd.Env = append(os.Environ(), "DUTCHMAN_HOST="+d.Host())
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second)
+	cmd.Process.Signal(syscall.SIGINT)
+	if err := cmd.Wait(); err != nil || !strings.Contains(out.String(), "web-1 | tick\n") {
+		t.Errorf("compose up in the foreground, then Ctrl-C: %v\n%s", err, out.String())
+	}
+	if ids := composeIDs(t, d, file); !strings.HasSuffix(ids["fg-web-1"], " stopped") {
+		t.Errorf("after Ctrl-C: %v; want the project stopped", ids)
+	}
+	var ls []struct {
+		Name  string
+		Error string
+	}
+	json.Unmarshal([]byte(d.MustRun("compose", "ls", "-a", "--format", "json")), &ls)
+	if len(ls) != 1 || ls[0].Name != "fg" {
+		t.Errorf("compose ls -a after Ctrl-C: %+v", ls)
 	}
 }
