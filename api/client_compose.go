@@ -33,14 +33,15 @@ func (c *Client) composeStream(ctx context.Context, path string, req any, progre
 	return err
 }
 
-// ComposeStop stops project name: saves then start nothing, until ComposeStart or up.
-func (c *Client) ComposeStop(ctx context.Context, name string) error {
-	return c.sendJSON(ctx, http.MethodPost, "/compose/stop", nil, ComposeVerbRequest{Name: name}, nil)
+// ComposeStop stops project name, or some of its services. A whole project stopped
+// starts nothing at its saves, until ComposeStart or up.
+func (c *Client) ComposeStop(ctx context.Context, name string, services []string) error {
+	return c.sendJSON(ctx, http.MethodPost, "/compose/stop", nil, ComposeVerbRequest{Name: name, Services: services}, nil)
 }
 
-// ComposeStart starts project name again.
-func (c *Client) ComposeStart(ctx context.Context, name string) error {
-	return c.sendJSON(ctx, http.MethodPost, "/compose/start", nil, ComposeVerbRequest{Name: name}, nil)
+// ComposeStart starts project name, or some of its services, again.
+func (c *Client) ComposeStart(ctx context.Context, name string, services []string) error {
+	return c.sendJSON(ctx, http.MethodPost, "/compose/start", nil, ComposeVerbRequest{Name: name, Services: services}, nil)
 }
 
 // ComposeProjects lists the projects brought up through the daemon.

@@ -56,6 +56,8 @@ func (s *Server) composeDown(w http.ResponseWriter, r *http.Request) error {
 // ComposeVerbRequest is the body of POST /v1/compose/stop and /v1/compose/start.
 type ComposeVerbRequest struct {
 	Name string `json:"name"`
+	// Services are the services to stop or start; none: the whole project.
+	Services []string `json:"services,omitempty"`
 }
 
 // composeStop stops a project: its re-applies then start nothing, until start or up.
@@ -64,7 +66,7 @@ func (s *Server) composeStop(w http.ResponseWriter, r *http.Request) error {
 	if err := readJSON(r, &req); err != nil {
 		return err
 	}
-	if err := s.projects.Stop(r.Context(), req.Name); err != nil {
+	if err := s.projects.Stop(r.Context(), req.Name, req.Services); err != nil {
 		return err
 	}
 	return noContent(w)
@@ -76,7 +78,7 @@ func (s *Server) composeStart(w http.ResponseWriter, r *http.Request) error {
 	if err := readJSON(r, &req); err != nil {
 		return err
 	}
-	if err := s.projects.Start(r.Context(), req.Name); err != nil {
+	if err := s.projects.Start(r.Context(), req.Name, req.Services); err != nil {
 		return err
 	}
 	return noContent(w)

@@ -162,15 +162,16 @@ func cyclic(graph map[string][]string) bool {
 	return false
 }
 
-// Stop stops the containers of project name, those that depend on others first.
-func Stop(ctx context.Context, e *engine.Engine, name string) error {
-	return stopInOrder(ctx, e, projectContainers(e, name), func(Progress) {})
+// Stop stops the containers of project name (of services, if any are named), those
+// that depend on others first.
+func Stop(ctx context.Context, e *engine.Engine, name string, services []string) error {
+	return stopInOrder(ctx, e, serviceContainers(e, name, services), func(Progress) {})
 }
 
-// Start starts the stopped containers of project name, each after the services it
-// depends on.
-func Start(ctx context.Context, e *engine.Engine, name string) error {
-	cs := projectContainers(e, name)
+// Start starts the stopped containers of project name (of services, if any are named),
+// each after the services it depends on.
+func Start(ctx context.Context, e *engine.Engine, name string, services []string) error {
+	cs := serviceContainers(e, name, services)
 	if len(cs) == 0 {
 		return errdefs.NotFound(fmt.Errorf("project %s has no containers (up makes them)", name))
 	}
@@ -184,6 +185,15 @@ func Start(ctx context.Context, e *engine.Engine, name string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// serviceContainers are the containers of project name's services (all if none named).
+func serviceContainers(e *engine.Engine, name string, services []string) []*engine.Container {
+	cs := projectContainers(e, name)
+	if len(services) > 0 {
+		cs = slices.DeleteFunc(cs, func(c *engine.Container) bool { return !slices.Contains(services, c.Spec.Labels[LabelService]) })
+	}
+	return cs
 }
 
 // dependencyOrder orders a project's containers so that each comes after the services

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/flyingdutchman/flyingdutchman/engine"
 	"github.com/flyingdutchman/flyingdutchman/engine/logs"
 )
 
@@ -93,35 +94,16 @@ func (m *Manager) followProject(ctx context.Context, name string, l *projectLog)
 	defer wg.Wait()
 	// The output so far, container after container, before the file is handed out.
 	first := projectContainers(m.e, name)
-	width := 0
+	prefix := prefixes(name, first)
 	for _, c := range first {
-		width = max(width, len(strings.TrimPrefix(c.Name, name+"-")))
-	}
-	for _, c := range first {
-		prefix := fmt.Sprintf("%-*s | ", width, strings.TrimPrefix(c.Name, name+"-"))
 		s := &followed{visited: true}
 		seen[c.ID] = s
-		var partial []byte
-		m.e.Logs(ctx, c.ID, logs.ReadOptions{Tail: -1}, func(e logs.Entry) error {
-			partial = append(partial, e.Data...)
-			if i := bytes.LastIndexByte(partial, '\n'); i >= 0 {
-				l.write(prefix, partial[:i+1])
-				partial = append(partial[:0], partial[i+1:]...)
-			}
-			s.last = e.Time
-			return nil
-		})
-		if len(partial) > 0 {
-			l.write(prefix, append(partial, '\n'))
-		}
+		l.copy(ctx, m.e, c.ID, prefix(c), logs.ReadOptions{Tail: -1}, func(t time.Time) { s.last = t })
 	}
 	close(l.ready)
 	for {
 		cs := projectContainers(m.e, name)
-		width := 0
-		for _, c := range cs {
-			width = max(width, len(strings.TrimPrefix(c.Name, name+"-")))
-		}
+		prefix := prefixes(name, cs)
 		for _, c := range cs {
 			mu.Lock()
 			s := seen[c.ID]
@@ -138,28 +120,17 @@ func (m *Manager) followProject(ctx context.Context, name string, l *projectLog)
 			if !start {
 				continue
 			}
-			prefix := fmt.Sprintf("%-*s | ", width, strings.TrimPrefix(c.Name, name+"-"))
-			id := c.ID
+			id, p := c.ID, prefix(c)
 			wg.Go(func() {
-				var partial []byte
 				opts := logs.ReadOptions{Follow: true, Tail: -1}
 				if !since.IsZero() {
 					opts.Since = since.Add(time.Nanosecond)
 				}
-				m.e.Logs(ctx, id, opts, func(e logs.Entry) error {
-					partial = append(partial, e.Data...)
-					if i := bytes.LastIndexByte(partial, '\n'); i >= 0 {
-						l.write(prefix, partial[:i+1])
-						partial = append(partial[:0], partial[i+1:]...)
-					}
+				l.copy(ctx, m.e, id, p, opts, func(t time.Time) {
 					mu.Lock()
-					s.last = e.Time
+					s.last = t
 					mu.Unlock()
-					return nil
 				})
-				if len(partial) > 0 {
-					l.write(prefix, append(partial, '\n'))
-				}
 				mu.Lock()
 				s.running = false
 				mu.Unlock()
@@ -172,6 +143,36 @@ func (m *Manager) followProject(ctx context.Context, name string, l *projectLog)
 			return
 		case <-time.After(500 * time.Millisecond):
 		}
+	}
+}
+
+// prefixes gives each of project name's containers cs its prefix, as docker compose
+// logs prints it: the name without the project's, padded to the longest ("web-1  | ").
+func prefixes(name string, cs []*engine.Container) func(*engine.Container) string {
+	width := 0
+	for _, c := range cs {
+		width = max(width, len(strings.TrimPrefix(c.Name, name+"-")))
+	}
+	return func(c *engine.Container) string {
+		return fmt.Sprintf("%-*s | ", width, strings.TrimPrefix(c.Name, name+"-"))
+	}
+}
+
+// copy appends container id's output (as opts selects) to l, whole lines each with
+// prefix, and tells at of each entry's time.
+func (l *projectLog) copy(ctx context.Context, e *engine.Engine, id, prefix string, opts logs.ReadOptions, at func(time.Time)) {
+	var partial []byte
+	e.Logs(ctx, id, opts, func(en logs.Entry) error {
+		partial = append(partial, en.Data...)
+		if i := bytes.LastIndexByte(partial, '\n'); i >= 0 {
+			l.write(prefix, partial[:i+1])
+			partial = append(partial[:0], partial[i+1:]...)
+		}
+		at(en.Time)
+		return nil
+	})
+	if len(partial) > 0 {
+		l.write(prefix, append(partial, '\n'))
 	}
 }
 

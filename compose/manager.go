@@ -481,20 +481,25 @@ func (m *Manager) down(ctx context.Context, name string, o DownOptions, tree, ou
 	return nil
 }
 
-// Stop stops project name, which saves then do not start again (until Start or up).
-func (m *Manager) Stop(ctx context.Context, name string) error {
+// Stop stops project name (or some of its services): a whole project stopped is one
+// that saves then do not start again (until Start or up).
+func (m *Manager) Stop(ctx context.Context, name string, services []string) error {
 	unlock := m.applying.lock(name)
 	defer unlock()
-	m.setStopped(name, true)
-	return Stop(ctx, m.e, name)
+	if len(services) == 0 {
+		m.setStopped(name, true)
+	}
+	return Stop(ctx, m.e, name, services)
 }
 
-// Start starts project name again.
-func (m *Manager) Start(ctx context.Context, name string) error {
+// Start starts project name (or some of its services) again.
+func (m *Manager) Start(ctx context.Context, name string, services []string) error {
 	unlock := m.applying.lock(name)
 	defer unlock()
-	m.setStopped(name, false)
-	return Start(ctx, m.e, name)
+	if len(services) == 0 {
+		m.setStopped(name, false)
+	}
+	return Start(ctx, m.e, name, services)
 }
 
 func (m *Manager) setStopped(name string, stopped bool) {

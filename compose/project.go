@@ -231,25 +231,12 @@ func blameContent(err error, files []types.ConfigFile) error {
 // blameFile names the file an error is about when the loader's message does not: a
 // YAML syntax error says only its line.
 func blameFile(err error, files []string) error {
+	var contents []types.ConfigFile
 	for _, f := range files {
-		if strings.Contains(err.Error(), f) {
-			return err
-		}
+		data, _ := os.ReadFile(f) // one that cannot be read is blamed for nothing
+		contents = append(contents, types.ConfigFile{Filename: f, Content: data})
 	}
-	for _, f := range files {
-		data, rerr := os.ReadFile(f)
-		if rerr != nil {
-			continue
-		}
-		var doc yaml.Node
-		if yerr := yaml.Unmarshal(data, &doc); yerr != nil {
-			return fmt.Errorf("%s: %s", f, strings.TrimPrefix(yerr.Error(), "yaml: "))
-		}
-	}
-	if len(files) == 1 {
-		return fmt.Errorf("%s: %w", files[0], err)
-	}
-	return err
+	return blameContent(err, contents)
 }
 
 // planned is a container a project wants: its name, service, number and spec.

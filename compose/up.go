@@ -353,23 +353,40 @@ func ensureVolumes(ctx context.Context, e *engine.Engine, p *types.Project, repo
 	return nil
 }
 
-// pullMissing pulls the images that the project's services name and the store lacks,
-// each once.
+// pullMissing pulls the images that the project's services name and the store lacks
+// (or that pull_policy: always names), each once.
 func pullMissing(ctx context.Context, e *engine.Engine, p *types.Project, report func(Progress)) error {
+	return pullImages(ctx, e, p, false, report)
+}
+
+// Pull pulls the images of project p's services, each once, whether or not they are
+// here (docker compose pull).
+func Pull(ctx context.Context, e *engine.Engine, p *types.Project, report func(Progress)) error {
+	if report == nil {
+		report = func(Progress) {}
+	}
+	return pullImages(ctx, e, p, true, report)
+}
+
+// pullImages pulls the images of p's services, each once: all of them, or those missing
+// (and those of pull_policy: always).
+func pullImages(ctx context.Context, e *engine.Engine, p *types.Project, all bool, report func(Progress)) error {
 	seen := map[string]bool{}
 	for _, name := range p.ServiceNames() {
 		s := p.Services[name]
-		if seen[s.Image] {
+		if s.Image == "" || seen[s.Image] {
 			continue
 		}
 		seen[s.Image] = true
-		if _, err := e.Images().Get(ctx, s.Image); err == nil && s.PullPolicy != types.PullPolicyAlways {
-			continue
-		} else if err != nil && !errors.Is(err, errdefs.ErrNotFound) {
-			return err
-		}
-		if s.PullPolicy == types.PullPolicyNever {
-			return errdefs.NotFound(fmt.Errorf("service %s: image %s is not here, and pull_policy is never", name, s.Image))
+		if !all {
+			if _, err := e.Images().Get(ctx, s.Image); err == nil && s.PullPolicy != types.PullPolicyAlways {
+				continue
+			} else if err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+				return err
+			}
+			if s.PullPolicy == types.PullPolicyNever {
+				return errdefs.NotFound(fmt.Errorf("service %s: image %s is not here, and pull_policy is never", name, s.Image))
+			}
 		}
 		report(Progress{Kind: "Image", Name: s.Image, Status: "Pulling"})
 		if _, err := e.PullImage(ctx, s.Image); err != nil {
@@ -459,28 +476,6 @@ func waitHealthy(ctx context.Context, e *engine.Engine, name string) error {
 			return ctx.Err()
 		}
 	}
-}
-
-// Pull pulls the images of project p's services, each once, whether or not they are
-// here (docker compose pull).
-func Pull(ctx context.Context, e *engine.Engine, p *types.Project, report func(Progress)) error {
-	if report == nil {
-		report = func(Progress) {}
-	}
-	seen := map[string]bool{}
-	for _, name := range p.ServiceNames() {
-		s := p.Services[name]
-		if s.Image == "" || seen[s.Image] {
-			continue
-		}
-		seen[s.Image] = true
-		report(Progress{Kind: "Image", Name: s.Image, Status: "Pulling"})
-		if _, err := e.PullImage(ctx, s.Image); err != nil {
-			return fmt.Errorf("service %s: %w", name, err)
-		}
-		report(Progress{Kind: "Image", Name: s.Image, Status: "Pulled"})
-	}
-	return nil
 }
 
 // projectServiceKeys are the keys a project's service takes: those of a container's spec

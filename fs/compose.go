@@ -226,12 +226,12 @@ func (t *tree) outsideProjectCtl(name string) *ctlFile {
 			}
 			err = t.projects.DownOutside(ctx, name, compose.DownOptions{Volumes: vols})
 		case "start":
-			err = t.projects.Start(ctx, name)
+			err = t.projects.Start(ctx, name, nil)
 		case "stop":
-			err = t.projects.Stop(ctx, name)
+			err = t.projects.Stop(ctx, name, nil)
 		case "restart":
-			if err = t.projects.Stop(ctx, name); err == nil {
-				err = t.projects.Start(ctx, name)
+			if err = t.projects.Stop(ctx, name, nil); err == nil {
+				err = t.projects.Start(ctx, name, nil)
 			}
 		default:
 			return errdefs.Invalid(fmt.Errorf("project %s: unknown verb %q: a project run from elsewhere takes down [--volumes], start, stop, restart (up it where it lives: dutchman compose up)", name, verb))
@@ -387,20 +387,20 @@ func (t *tree) projectVerb(ctx context.Context, name, verb string, args []string
 		if err := noArgs(); err != nil {
 			return err
 		}
-		return t.projects.Start(ctx, name)
+		return t.projects.Start(ctx, name, nil)
 	case "stop":
 		if err := noArgs(); err != nil {
 			return err
 		}
-		return t.projects.Stop(ctx, name)
+		return t.projects.Stop(ctx, name, nil)
 	case "restart":
 		if err := noArgs(); err != nil {
 			return err
 		}
-		if err := t.projects.Stop(ctx, name); err != nil {
+		if err := t.projects.Stop(ctx, name, nil); err != nil {
 			return err
 		}
-		return t.projects.Start(ctx, name)
+		return t.projects.Start(ctx, name, nil)
 	case "pull":
 		if err := noArgs(); err != nil {
 			return err

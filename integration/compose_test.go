@@ -462,11 +462,9 @@ func TestTreeComposeDownCancelsUp(t *testing.T) {
 	if got := mustSh(t, d, "cat compose/stuck/state"); got != "init 1/1 -\n" {
 		t.Errorf("state while up waits: %q", got)
 	}
-	start := time.Now()
+	// Without the cancel, down would wait behind the up for good (sh gives up after a
+	// minute and fails the test).
 	mustSh(t, d, "echo down > compose/stuck/ctl")
-	if took := time.Since(start); took > 15*time.Second {
-		t.Errorf("down took %v", took)
-	}
 	eventually(t, 10*time.Second, func() string {
 		if projectEvents(t, d, "error") == 0 {
 			return "the cancelled up reported no error"

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
 	"github.com/flyingdutchman/flyingdutchman/integration/harness"
 )
@@ -87,21 +86,9 @@ func TestHealthcheck(t *testing.T) {
 // TestImageHealthcheck honours an image's HEALTHCHECK, which --no-healthcheck turns
 // off and a spec's settings override.
 func TestImageHealthcheck(t *testing.T) {
-	reg := harness.StartRegistry(t)
-	img := harness.Image(t, harness.Amd64, harness.Layer(t, harness.BusyboxTar(t)))
-	cf, err := img.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf = cf.DeepCopy()
-	cf.Config.Healthcheck = &v1.HealthConfig{Test: []string{"CMD", "test", "-e", "/ready"}, Interval: 200 * time.Millisecond, Retries: 1}
-	if img, err = mutate.ConfigFile(img, cf); err != nil {
-		t.Fatal(err)
-	}
-	ref := reg.Ref("test/healthy:v1")
-	harness.Push(t, ref, img)
-	d := harness.StartDaemon(t)
-	d.MustRun("pull", "-q", ref)
+	d, ref := busyboxWithConfig(t, "test/healthy:v1", func(c *v1.Config) {
+		c.Healthcheck = &v1.HealthConfig{Test: []string{"CMD", "test", "-e", "/ready"}, Interval: 200 * time.Millisecond, Retries: 1}
+	})
 
 	d.MustRun("run", "-d", "--name", "img", ref, "sh", "-c", "touch /ready; exec sleep 1000")
 	eventually(t, 15*time.Second, func() string {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
 	"github.com/flyingdutchman/flyingdutchman/integration/harness"
@@ -310,21 +311,7 @@ func TestNetworkUDPAndDaemonRestart(t *testing.T) {
 // it off again; -P publishes what the image exposes; resolv.conf has no loopback
 // resolver.
 func TestNetworkConnectAndDisconnect(t *testing.T) {
-	reg := harness.StartRegistry(t)
-	img := harness.Image(t, harness.Amd64, harness.Layer(t, harness.BusyboxTar(t)))
-	cf, err := img.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf = cf.DeepCopy()
-	cf.Config.ExposedPorts = map[string]struct{}{"80/tcp": {}}
-	if img, err = mutate.ConfigFile(img, cf); err != nil {
-		t.Fatal(err)
-	}
-	ref := reg.Ref("test/exposed:v1")
-	harness.Push(t, ref, img)
-	d := harness.StartDaemon(t)
-	d.MustRun("pull", "-q", ref)
+	d, ref := busyboxWithConfig(t, "test/exposed:v1", func(c *v1.Config) { c.ExposedPorts = map[string]struct{}{"80/tcp": {}} })
 
 	d.MustRun("network", "create", "side")
 	d.MustRun("run", "-d", "--name", "srv", "-P", ref, "sh", "-c", httpdScript("srv"))
@@ -359,4 +346,27 @@ func TestNetworkConnectAndDisconnect(t *testing.T) {
 	if got := d.MustRun("run", "--rm", ref, "cat", "/etc/resolv.conf"); strings.Contains(got, "nameserver 127.") || !strings.Contains(got, "nameserver ") {
 		t.Errorf("resolv.conf in a container:\n%s", got)
 	}
+}
+
+// busyboxWithConfig pushes a busybox image whose config edit changes (HEALTHCHECK,
+// EXPOSE) to a registry of the test's as repo (NAME:TAG), and returns a daemon that
+// has pulled it, with its reference.
+func busyboxWithConfig(t *testing.T, repo string, edit func(*v1.Config)) (*harness.Daemon, string) {
+	t.Helper()
+	reg := harness.StartRegistry(t)
+	img := harness.Image(t, harness.Amd64, harness.Layer(t, harness.BusyboxTar(t)))
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf = cf.DeepCopy()
+	edit(&cf.Config)
+	if img, err = mutate.ConfigFile(img, cf); err != nil {
+		t.Fatal(err)
+	}
+	ref := reg.Ref(repo)
+	harness.Push(t, ref, img)
+	d := harness.StartDaemon(t)
+	d.MustRun("pull", "-q", ref)
+	return d, ref
 }

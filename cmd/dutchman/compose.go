@@ -81,6 +81,16 @@ func (f *composeFlags) projectName(ctx context.Context) (string, error) {
 	return p.Name, nil
 }
 
+// connect is the daemon's client and the project's name, which most commands need.
+func (f *composeFlags) connect(ctx context.Context, c *cli) (*api.Client, string, error) {
+	cl, err := c.client()
+	if err != nil {
+		return nil, "", err
+	}
+	name, err := f.projectName(ctx)
+	return cl, name, err
+}
+
 func newComposeCommand(c *cli) *cobra.Command {
 	f := &composeFlags{}
 	cmd := &cobra.Command{
@@ -152,10 +162,7 @@ Ctrl-C, which stops it.`,
 			err = followProject(cmd.Context(), cl, p.Name, args, true, cmd.OutOrStdout())
 			if errors.Is(err, context.Canceled) {
 				fmt.Fprintln(cmd.ErrOrStderr(), "Stopping...")
-				if len(args) == 0 {
-					return cl.ComposeStop(context.WithoutCancel(cmd.Context()), p.Name)
-				}
-				return composeVerb(context.WithoutCancel(cmd.Context()), cl, p.Name, "stop", args, cmd.ErrOrStderr())
+				return cl.ComposeStop(context.WithoutCancel(cmd.Context()), p.Name, args)
 			}
 			return err
 		},
@@ -171,11 +178,7 @@ func newComposeDownCommand(c *cli, f *composeFlags) *cobra.Command {
 		Short: "Stop and remove the project's containers and networks",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cl, err := c.client()
-			if err != nil {
-				return err
-			}
-			name, err := f.projectName(cmd.Context())
+			cl, name, err := f.connect(cmd.Context(), c)
 			if err != nil {
 				return err
 			}
@@ -213,11 +216,7 @@ func newComposePsCommand(c *cli, f *composeFlags) *cobra.Command {
 		Use:   "ps [-a] [-q] [SERVICE...]",
 		Short: "List the project's containers",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := c.client()
-			if err != nil {
-				return err
-			}
-			name, err := f.projectName(cmd.Context())
+			cl, name, err := f.connect(cmd.Context(), c)
 			if err != nil {
 				return err
 			}
@@ -268,11 +267,7 @@ func newComposeLogsCommand(c *cli, f *composeFlags) *cobra.Command {
 		Use:   "logs [-f] [SERVICE...]",
 		Short: "Show the project's output, each line prefixed with its container",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := c.client()
-			if err != nil {
-				return err
-			}
-			name, err := f.projectName(cmd.Context())
+			cl, name, err := f.connect(cmd.Context(), c)
 			if err != nil {
 				return err
 			}
@@ -396,123 +391,28 @@ func newComposeVerbCommand(c *cli, f *composeFlags, verb, short string) *cobra.C
 		Use:   verb + " [SERVICE...]",
 		Short: short,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := c.client()
+			cl, name, err := f.connect(cmd.Context(), c)
 			if err != nil {
 				return err
 			}
-			name, err := f.projectName(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if len(args) == 0 {
-				// The whole project through the daemon, which remembers that it is
-				// stopped (its re-applies then start nothing).
-				var err error
-				switch verb {
-				case "stop":
-					err = cl.ComposeStop(cmd.Context(), name)
-				case "start":
-					err = cl.ComposeStart(cmd.Context(), name)
-				case "restart":
-					if err = cl.ComposeStop(cmd.Context(), name); err == nil {
-						err = cl.ComposeStart(cmd.Context(), name)
-					}
+			// Through the daemon, in dependency order, which remembers a whole project
+			// stopped (its re-applies then start nothing).
+			switch verb {
+			case "stop":
+				err = cl.ComposeStop(cmd.Context(), name, args)
+			case "start":
+				err = cl.ComposeStart(cmd.Context(), name, args)
+			case "restart":
+				if err = cl.ComposeStop(cmd.Context(), name, args); err == nil {
+					err = cl.ComposeStart(cmd.Context(), name, args)
 				}
-				if err == nil {
-					fmt.Fprintf(cmd.ErrOrStderr(), " Project %s  %s\n", name, map[string]string{"stop": "Stopped", "start": "Started", "restart": "Restarted"}[verb])
-				}
-				return err
 			}
-			return composeVerb(cmd.Context(), cl, name, verb, args, cmd.ErrOrStderr())
+			if err == nil {
+				fmt.Fprintf(cmd.ErrOrStderr(), " Project %s  %s\n", name, map[string]string{"stop": "Stopped", "start": "Started", "restart": "Restarted"}[verb])
+			}
+			return err
 		},
 	}
-}
-
-// composeVerb starts, stops or restarts the containers of a project's services:
-// starts in name order after what they depend on, stops the other way round.
-func composeVerb(ctx context.Context, cl *api.Client, name, verb string, services []string, w io.Writer) error {
-	list, err := projectContainers(ctx, cl, name, services)
-	if err != nil {
-		return err
-	}
-	if len(list) == 0 {
-		return fmt.Errorf("no containers of project %s to %s (compose up makes them)", name, verb)
-	}
-	list = dependencyOrder(list)
-	if verb == "stop" {
-		slices.Reverse(list)
-	}
-	var errs []error
-	for _, ct := range list {
-		var err error
-		var done string
-		switch verb {
-		case "start":
-			if ct.State.Live() {
-				continue
-			}
-			err, done = cl.ContainerStart(ctx, ct.ID), "Started"
-		case "stop":
-			if !ct.State.Live() {
-				continue
-			}
-			err, done = cl.ContainerStop(ctx, ct.ID, nil), "Stopped"
-		case "restart":
-			err, done = cl.ContainerRestart(ctx, ct.ID, nil), "Restarted"
-		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", ct.Name, err))
-			continue
-		}
-		fmt.Fprintf(w, " Container %s  %s\n", ct.Name, done)
-	}
-	return errors.Join(errs...)
-}
-
-// dependencyOrder orders a project's containers so that each comes after the services
-// its depends_on label names.
-func dependencyOrder(list []*api.Container) []*api.Container {
-	deps := map[string][]string{}
-	for _, ct := range list {
-		svc := ct.Spec.Labels[compose.LabelService]
-		for _, d := range strings.Split(ct.Spec.Labels[compose.LabelDependsOn], ",") {
-			if n, _, _ := strings.Cut(d, ":"); n != "" {
-				deps[svc] = append(deps[svc], n)
-			}
-		}
-	}
-	placed := map[string]bool{}
-	var out []*api.Container
-	for len(out) < len(list) {
-		progress := false
-		for _, ct := range list {
-			svc := ct.Spec.Labels[compose.LabelService]
-			if slices.Contains(out, ct) {
-				continue
-			}
-			ready := true
-			for _, d := range deps[svc] {
-				if d != svc && !placed[d] && slices.ContainsFunc(list, func(o *api.Container) bool { return o.Spec.Labels[compose.LabelService] == d }) {
-					ready = false
-				}
-			}
-			if ready {
-				out = append(out, ct)
-				progress = true
-			}
-		}
-		for _, ct := range out {
-			placed[ct.Spec.Labels[compose.LabelService]] = true
-		}
-		if !progress { // a cycle: the rest as they are
-			for _, ct := range list {
-				if !slices.Contains(out, ct) {
-					out = append(out, ct)
-				}
-			}
-		}
-	}
-	return out
 }
 
 func newComposePullCommand(c *cli, f *composeFlags) *cobra.Command {
@@ -556,11 +456,7 @@ func newComposeExecCommand(c *cli, f *composeFlags) *cobra.Command {
 		Short: "Run a command in a running container of a service",
 		Args:  cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := c.client()
-			if err != nil {
-				return err
-			}
-			name, err := f.projectName(cmd.Context())
+			cl, name, err := f.connect(cmd.Context(), c)
 			if err != nil {
 				return err
 			}
@@ -579,18 +475,7 @@ func newComposeExecCommand(c *cli, f *composeFlags) *cobra.Command {
 			}
 			// As docker compose: a terminal when this is one, unless -T.
 			useTTY := !noTTY && (tty || isTerminal(os.Stdin))
-			req := api.ExecRequest{Args: args[1:], User: user, WorkingDir: workdir, Tty: useTTY}
-			for _, e := range env {
-				req.Env = append(req.Env, expandEnv(e)...)
-			}
-			code, err := c.execStreams(cmd.Context(), cl, target.ID, req, true)
-			if err != nil {
-				return runError(err)
-			}
-			if code != 0 {
-				return &exitError{code: code, err: fmt.Errorf("exited with code %d", code), silent: true}
-			}
-			return nil
+			return c.runExec(cmd.Context(), cl, target.ID, api.ExecRequest{Args: args[1:], User: user, WorkingDir: workdir, Tty: useTTY}, env, true)
 		},
 	}
 	fl := cmd.Flags()

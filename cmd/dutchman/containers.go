@@ -355,18 +355,7 @@ func newExecCommand(c *cli) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			req := api.ExecRequest{Args: args[1:], User: user, WorkingDir: workdir, Tty: tty}
-			for _, e := range env {
-				req.Env = append(req.Env, expandEnv(e)...)
-			}
-			code, err := c.execStreams(cmd.Context(), cl, args[0], req, interactive)
-			if err != nil {
-				return runError(err)
-			}
-			if code != 0 {
-				return &exitError{code: code, err: fmt.Errorf("exited with code %d", code), silent: true}
-			}
-			return nil
+			return c.runExec(cmd.Context(), cl, args[0], api.ExecRequest{Args: args[1:], User: user, WorkingDir: workdir, Tty: tty}, env, interactive)
 		},
 	}
 	f := cmd.Flags()
@@ -377,6 +366,22 @@ func newExecCommand(c *cli) *cobra.Command {
 	f.StringVarP(&user, "user", "u", "", "user (name|uid[:group|gid])")
 	f.StringVarP(&workdir, "workdir", "w", "", "working directory")
 	return cmd
+}
+
+// runExec runs req in container id with env (KEY=VALUE, or KEY for this shell's) added,
+// and returns its exit as the command's.
+func (c *cli) runExec(ctx context.Context, cl *api.Client, id string, req api.ExecRequest, env []string, stdin bool) error {
+	for _, e := range env {
+		req.Env = append(req.Env, expandEnv(e)...)
+	}
+	code, err := c.execStreams(ctx, cl, id, req, stdin)
+	if err != nil {
+		return runError(err)
+	}
+	if code != 0 {
+		return &exitError{code: code, err: fmt.Errorf("exited with code %d", code), silent: true}
+	}
+	return nil
 }
 
 func newAttachCommand(c *cli) *cobra.Command {

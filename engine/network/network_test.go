@@ -12,18 +12,25 @@ import (
 	"github.com/flyingdutchman/flyingdutchman/errdefs"
 )
 
-// TestCreateChecksItsInput refuses names that are modes, subnets no network can have,
-// and gateways that are not host addresses; two networks do not share a subnet.
-func TestCreateChecksItsInput(t *testing.T) {
+// openManager opens a Manager on a database and directory of the test's own.
+func openManager(t *testing.T) *Manager {
+	t.Helper()
 	db, err := bolt.Open(filepath.Join(t.TempDir(), "db"), 0o600, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
+	t.Cleanup(func() { db.Close() })
 	m, err := Open(t.TempDir(), db)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return m
+}
+
+// TestCreateChecksItsInput refuses names that are modes, subnets no network can have,
+// and gateways that are not host addresses; two networks do not share a subnet.
+func TestCreateChecksItsInput(t *testing.T) {
+	m := openManager(t)
 	for _, c := range []struct {
 		name string
 		opts CreateOptions
@@ -97,15 +104,7 @@ func TestOtherEnginesSubnets(t *testing.T) {
 	saved := otherConfigs
 	otherConfigs = []string{cni, netavark}
 	defer func() { otherConfigs = saved }()
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "db"), 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	m, err := Open(t.TempDir(), db)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := openManager(t)
 	s, err := m.chooseSubnet("", nil)
 	if err != nil || s.String() == "10.113.0.0/24" || s.String() == "10.113.1.0/24" {
 		t.Errorf("chosen subnet %v, %v: one another engine has", s, err)

@@ -395,6 +395,7 @@ func parentOf(pid int) int {
 	if err != nil {
 		return 0
 	}
+	// pid (comm) state ppid ...: comm may hold spaces and parentheses.
 	i := strings.LastIndexByte(string(b), ')')
 	if i < 0 {
 		return 0
@@ -417,20 +418,7 @@ func killTree(pid int) {
 		if err != nil {
 			continue
 		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ...: comm may hold spaces and parentheses.
-		i := strings.LastIndexByte(string(b), ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(b[i+1:]))
-		if len(f) < 2 {
-			continue
-		}
-		if ppid, err := strconv.Atoi(f[1]); err == nil {
+		if ppid := parentOf(p); ppid > 0 {
 			children[ppid] = append(children[ppid], p)
 		}
 	}
