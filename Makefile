@@ -5,12 +5,15 @@ GO      ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 BIN     := bin/dutchman
+# The vm runtime's guest agent: static, stripped (it goes into every guest's initramfs).
+AGENT   := bin/dutchman-agent
 # The integration tests run a race-detector build of the daemon, so data races in the
 # daemon fail the tests too.
 TESTBIN := bin/dutchman.race
 
-# Debian packages the engine and its tests need. qemu-system-x86 joins with the vm runtime.
-DEBS       := runc fuse3 busybox-static docker-registry skopeo util-linux attr gcc vim rsync git containernetworking-plugins iptables iproute2
+# Debian packages the engine and its tests need (QEMU and virtiofsd for the vm runtime).
+DEBS       := runc fuse3 busybox-static docker-registry skopeo util-linux attr gcc vim rsync git containernetworking-plugins iptables iproute2 \
+	qemu-system-x86 qemu-system-common
 BENCH_DEBS := podman conmon containernetworking-plugins golang-github-containers-common uidmap skopeo curl python3 \
 	podman-compose docker-compose docker.io containerd
 STATICCHECK_VERSION := v0.8.2
@@ -18,14 +21,17 @@ STATICCHECK_VERSION := v0.8.2
 # Daemon flags for `make run`, e.g. make run ARGS='--insecure-registry registry.lan:5000'
 ARGS ?=
 
-.PHONY: all build run test unit integration deps bench-deps bench lint clean
+.PHONY: all build agent run test unit integration deps bench-deps bench lint clean
 
 all: build
 
-build:
+build: agent
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/dutchman
 
-$(TESTBIN): FORCE
+agent:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(AGENT) ./cmd/dutchman-agent
+
+$(TESTBIN): FORCE agent
 	$(GO) build -race -ldflags '$(LDFLAGS)' -o $(TESTBIN) ./cmd/dutchman
 FORCE:
 

@@ -295,12 +295,20 @@ func (e *Engine) reserveName(name, id string) (string, error) {
 	}
 }
 
+// chooseRuntime resolves a spec's runtime: "auto" (or none) is vm where KVM is usable,
+// oci elsewhere.
 func (e *Engine) chooseRuntime(name string) (string, error) {
 	switch name {
-	case "", "auto", "oci":
+	case "", "auto":
+		if e.runtimes["vm"] != nil && kvm() {
+			return "vm", nil
+		}
 		return "oci", nil
-	case "vm":
-		return "", errdefs.Invalid(fmt.Errorf("runtime vm is not available in this version: use oci"))
+	case "oci", "vm":
+		if e.runtimes[name] == nil {
+			return "", errdefs.Invalid(fmt.Errorf("runtime %s is not available on this system", name))
+		}
+		return name, nil
 	}
 	return "", errdefs.Invalid(fmt.Errorf("unknown runtime %q: want oci, vm or auto", name))
 }

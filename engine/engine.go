@@ -16,6 +16,7 @@ import (
 	"github.com/flyingdutchman/flyingdutchman/engine/logs"
 	"github.com/flyingdutchman/flyingdutchman/engine/network"
 	rt "github.com/flyingdutchman/flyingdutchman/engine/runtime"
+	"github.com/flyingdutchman/flyingdutchman/engine/runtime/vm"
 	"github.com/flyingdutchman/flyingdutchman/engine/store"
 	"github.com/flyingdutchman/flyingdutchman/images"
 	"github.com/flyingdutchman/flyingdutchman/volumes"
@@ -39,6 +40,10 @@ type Config struct {
 	Self string
 	// Runc is the OCI runtime binary ("runc" from PATH if empty).
 	Runc string
+	// VMAgent is the vm runtime's guest agent binary (dutchman-agent beside Self if
+	// empty), and VMKernel the kernel source fetched when a vm container needs a kernel
+	// and none is the default (Debian's cloud kernel if empty).
+	VMAgent, VMKernel string
 	// Version is the daemon's version, reported by Info.
 	Version string
 	Logger  *slog.Logger
@@ -52,6 +57,8 @@ type Engine struct {
 	volumes  *volumes.Store
 	networks *network.Manager
 	runtimes map[string]rt.Runtime
+	// kernels is the vm runtime's kernel cache (nil without the vm runtime).
+	kernels *vm.Kernels
 	events   *events
 	log      *slog.Logger
 

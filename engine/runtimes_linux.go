@@ -6,9 +6,10 @@ import (
 
 	rt "github.com/flyingdutchman/flyingdutchman/engine/runtime"
 	"github.com/flyingdutchman/flyingdutchman/engine/runtime/oci"
+	"github.com/flyingdutchman/flyingdutchman/engine/runtime/vm"
 )
 
-// newRuntimes makes the runtimes this system has: on Linux, oci.
+// newRuntimes makes the runtimes this system has: on Linux, oci and vm.
 func (e *Engine) newRuntimes() (map[string]rt.Runtime, error) {
 	cfg := e.cfg
 	r, err := oci.New(filepath.Join(cfg.DataRoot, "runtime", "oci"),
@@ -16,5 +17,22 @@ func (e *Engine) newRuntimes() (map[string]rt.Runtime, error) {
 	if err != nil {
 		return nil, fmt.Errorf("oci runtime: %w", err)
 	}
-	return map[string]rt.Runtime{r.Name(): r}, nil
+	agent := cfg.VMAgent
+	if agent == "" {
+		agent = filepath.Join(filepath.Dir(e.self()), "dutchman-agent")
+	}
+	kernels, err := vm.NewKernels(filepath.Join(cfg.DataRoot, "kernels"), agent, cfg.VMKernel, e.images, cfg.Logger)
+	if err != nil {
+		return nil, fmt.Errorf("vm runtime: %w", err)
+	}
+	v, err := vm.New(filepath.Join(cfg.DataRoot, "runtime", "vm"), kernels,
+		vm.WithShim(cfg.Self), vm.WithLogs(cfg.Logs), vm.WithLogger(cfg.Logger))
+	if err != nil {
+		return nil, fmt.Errorf("vm runtime: %w", err)
+	}
+	e.kernels = kernels
+	return map[string]rt.Runtime{r.Name(): r, v.Name(): v}, nil
 }
+
+// kvm tells whether the vm runtime can use KVM, which makes it the choice of "auto".
+func kvm() bool { return vm.KVMUsable() }

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -116,12 +117,15 @@ func (s *Store) pull(ctx context.Context, ref Reference, platform v1.Platform, s
 }
 
 func (s *Store) remoteOptions(ctx context.Context, platform v1.Platform) []remote.Option {
+	return append(s.baseRemoteOptions(ctx), remote.WithPlatform(platform), remote.WithJobs(max(s.opts.downloads, 4)))
+}
+
+// baseRemoteOptions are the options of every request to a registry.
+func (s *Store) baseRemoteOptions(ctx context.Context) []remote.Option {
 	return []remote.Option{
 		remote.WithContext(ctx),
 		remote.WithAuthFromKeychain(s.opts.keychain),
 		remote.WithTransport(s.transport),
-		remote.WithPlatform(platform),
-		remote.WithJobs(max(s.opts.downloads, 4)),
 		remote.WithRetryBackoff(remote.Backoff{Duration: 250 * time.Millisecond, Factor: 2, Jitter: 0.1, Steps: 3}),
 		remote.WithUserAgent("dutchman"),
 	}
@@ -591,4 +595,15 @@ func (s *Store) snapshotSize(chain v1.Hash) (int64, error) {
 		return nil
 	})
 	return size, err
+}
+
+// Remote resolves ref as pulls do (Docker's defaults, plain HTTP where the store allows
+// it) and returns it with the store's registry options (credentials, transport, retries),
+// for other artifacts than images: the vm runtime's kernels.
+func (s *Store) Remote(ctx context.Context, ref string) (name.Reference, []remote.Option, error) {
+	r, err := ParseReference(ref)
+	if err != nil {
+		return nil, nil, err
+	}
+	return s.remoteRef(r).named, s.baseRemoteOptions(ctx), nil
 }

@@ -21,6 +21,8 @@ type daemonConfig struct {
 	MaxConcurrentDownloads int      `json:"max-concurrent-downloads,omitempty"`
 	StorageDriver          string   `json:"storage-driver,omitempty"`
 	LogLevel               string   `json:"log-level,omitempty"`
+	VMAgent                string   `json:"vm-agent,omitempty"`
+	VMKernel               string   `json:"vm-kernel,omitempty"`
 	// FuseDebug logs every request the tree serves (a flag only).
 	FuseDebug bool `json:"-"`
 }

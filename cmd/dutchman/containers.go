@@ -514,6 +514,20 @@ func newEventsCommand(c *cli) *cobra.Command {
 	return cmd
 }
 
+func newVMShareCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:                "vm-share REQUEST",
+		Short:              "Serve a vm container's files to its VM (run by its shim)",
+		Hidden:             true,
+		DisableFlagParsing: true,
+		Args:               cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			os.Exit(runVMShare(args[0]))
+			return nil
+		},
+	}
+}
+
 func newShimCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:                "shim STATEDIR|--spare",

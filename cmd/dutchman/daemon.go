@@ -16,6 +16,7 @@ import (
 	"github.com/flyingdutchman/flyingdutchman/api"
 	"github.com/flyingdutchman/flyingdutchman/compose"
 	"github.com/flyingdutchman/flyingdutchman/engine"
+	"github.com/flyingdutchman/flyingdutchman/engine/runtime/vm"
 	"github.com/flyingdutchman/flyingdutchman/fs"
 )
 
@@ -31,7 +32,7 @@ func newDaemonCommand() *cobra.Command {
 		Long: `Run the engine. It serves the HTTP API on a unix socket, for the CLI and other clients,
 and keeps its state in the data root. Settings come from the config file (JSON, keys as
 the long flags: data-root, mount, socket, insecure-registries, max-concurrent-downloads,
-storage-driver, log-level), and flags override it.
+storage-driver, log-level, vm-agent, vm-kernel), and flags override it.
 
 One daemon per data root: a second one on the same data root is refused.
 SIGINT or SIGTERM stop it cleanly.`,
@@ -63,6 +64,12 @@ SIGINT or SIGTERM stop it cleanly.`,
 			if fl.Changed("log-level") {
 				cfg.LogLevel = flags.LogLevel
 			}
+			if fl.Changed("vm-agent") {
+				cfg.VMAgent = flags.VMAgent
+			}
+			if fl.Changed("vm-kernel") {
+				cfg.VMKernel = flags.VMKernel
+			}
 			cfg.FuseDebug = flags.FuseDebug
 			return runDaemon(cmd.Context(), cfg)
 		},
@@ -76,6 +83,8 @@ SIGINT or SIGTERM stop it cleanly.`,
 	f.IntVar(&flags.MaxConcurrentDownloads, "max-concurrent-downloads", 3, "layers one pull downloads at once")
 	f.StringVar(&flags.StorageDriver, "storage-driver", "", `container root filesystems: "overlay", "copy", or "" to choose`)
 	f.StringVar(&flags.LogLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&flags.VMAgent, "vm-agent", "", "the vm runtime's guest agent (default: dutchman-agent beside dutchman)")
+	f.StringVar(&flags.VMKernel, "vm-kernel", "", `kernel fetched for the vm runtime when it has none: "debian:PACKAGE", a .deb file or an artifact reference (default "`+vm.DefaultKernelSource+`")`)
 	f.BoolVar(&flags.FuseDebug, "fuse-debug", false, "log every request the tree serves")
 	f.MarkHidden("fuse-debug")
 	return cmd
@@ -94,7 +103,7 @@ func runDaemon(ctx context.Context, cfg daemonConfig) error {
 	}
 	// Paths are kept absolute: runc and the shim run elsewhere than the daemon, and the
 	// runtime spec refuses a relative root.
-	for _, p := range []*string{&cfg.DataRoot, &cfg.Socket, cfg.Mount} {
+	for _, p := range []*string{&cfg.DataRoot, &cfg.Socket, cfg.Mount, &cfg.VMAgent} {
 		if *p == "" {
 			continue
 		}
@@ -119,6 +128,8 @@ func runDaemon(ctx context.Context, cfg daemonConfig) error {
 		InsecureRegistries:     cfg.InsecureRegistries,
 		MaxConcurrentDownloads: cfg.MaxConcurrentDownloads,
 		StorageDriver:          cfg.StorageDriver,
+		VMAgent:                cfg.VMAgent,
+		VMKernel:               cfg.VMKernel,
 		Version:                version,
 		Logger:                 log,
 	})

@@ -91,6 +91,7 @@ DUTCHMAN_HOST (unix:///path/to/socket).`,
 		newInspectCommand(c),
 		newEventsCommand(c),
 		newShimCommand(),
+		newVMShareCommand(),
 	)
 	return root
 }

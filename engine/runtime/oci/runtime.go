@@ -20,7 +20,7 @@ import (
 
 	"github.com/flyingdutchman/flyingdutchman/engine/logs"
 	rt "github.com/flyingdutchman/flyingdutchman/engine/runtime"
-	"github.com/flyingdutchman/flyingdutchman/engine/runtime/oci/shim"
+	"github.com/flyingdutchman/flyingdutchman/engine/runtime/shim"
 	"github.com/flyingdutchman/flyingdutchman/errdefs"
 )
 

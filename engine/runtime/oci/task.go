@@ -19,7 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	rt "github.com/flyingdutchman/flyingdutchman/engine/runtime"
-	"github.com/flyingdutchman/flyingdutchman/engine/runtime/oci/shim"
+	"github.com/flyingdutchman/flyingdutchman/engine/runtime/shim"
 	"github.com/flyingdutchman/flyingdutchman/errdefs"
 )
 

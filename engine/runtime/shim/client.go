@@ -14,10 +14,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	rt "github.com/flyingdutchman/flyingdutchman/engine/runtime"
+	"github.com/flyingdutchman/flyingdutchman/engine/runtime/frames"
 )
 
 // Spare is a shim started ahead of need, waiting for its container: a start then waits
@@ -226,6 +228,39 @@ func (c *Client) Resize(ctx context.Context, rows, cols uint16) error {
 	return conn.Close()
 }
 
+// Do makes a launcher's request and, if result is not nil, decodes its result into it.
+func (c *Client) Do(ctx context.Context, op string, args, result any) error {
+	conn, _, err := c.Open(ctx, op, args, result)
+	if err != nil {
+		return err
+	}
+	return conn.Close()
+}
+
+// Open makes a launcher's request and returns the connection, for an op that streams
+// after its answer.
+func (c *Client) Open(ctx context.Context, op string, args, result any) (net.Conn, *bufio.Reader, error) {
+	req := request{Op: op}
+	if args != nil {
+		b, err := json.Marshal(args)
+		if err != nil {
+			return nil, nil, err
+		}
+		req.Args = b
+	}
+	conn, r, resp, err := c.call(ctx, req)
+	if err != nil {
+		return nil, nil, err
+	}
+	if result != nil && len(resp.Result) > 0 {
+		if err := json.Unmarshal(resp.Result, result); err != nil {
+			conn.Close()
+			return nil, nil, err
+		}
+	}
+	return conn, r, nil
+}
+
 // Attach streams the container's output to s until it exits (or ctx ends), and s.Stdin,
 // if set, to its input. It returns the exit status when the container exited.
 func (c *Client) Attach(ctx context.Context, s rt.Streams) (*rt.ExitStatus, error) {
@@ -237,22 +272,54 @@ func (c *Client) Attach(ctx context.Context, s rt.Streams) (*rt.ExitStatus, erro
 	if s.Attached != nil {
 		s.Attached()
 	}
+	return Stream(ctx, conn, r, s, nil)
+}
+
+// Stream carries a process's streams on conn, framed (engine/runtime/frames): s.Stdin
+// and the terminal sizes from resize to it, its output from it to s, until the exit
+// frame, which it returns. It ends early, with ctx's error, when ctx ends.
+func Stream(ctx context.Context, conn net.Conn, r *bufio.Reader, s rt.Streams, resize <-chan [2]uint16) (*rt.ExitStatus, error) {
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
+	var wmu sync.Mutex
+	w := bufio.NewWriter(conn)
+	send := func(kind byte, p []byte) error {
+		wmu.Lock()
+		defer wmu.Unlock()
+		if err := writeFrame(w, kind, p); err != nil {
+			return err
+		}
+		return w.Flush()
+	}
 	if s.Stdin != nil {
 		go func() {
-			w := bufio.NewWriter(conn)
 			buf := make([]byte, 32<<10)
 			for {
 				n, err := s.Stdin.Read(buf)
 				if n > 0 {
-					if writeFrame(w, frameStdin, buf[:n]) != nil || w.Flush() != nil {
+					if send(frameStdin, buf[:n]) != nil {
 						return
 					}
 				}
 				if err != nil {
-					writeFrame(w, frameStdinClose, nil)
-					w.Flush()
+					send(frameStdinClose, nil)
+					return
+				}
+			}
+		}()
+	}
+	if resize != nil {
+		done := make(chan struct{})
+		defer close(done)
+		go func() {
+			for {
+				select {
+				case sz := <-resize:
+					b, _ := json.Marshal(sz)
+					if send(frames.Resize, b) != nil {
+						return
+					}
+				case <-done:
 					return
 				}
 			}

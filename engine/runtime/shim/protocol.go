@@ -31,6 +31,10 @@ type Config struct {
 	ConsoleSize [2]uint16 `json:"consoleSize"`
 	// Socket is the shim's abstract socket (set by Spawn).
 	Socket string `json:"socket"`
+	// Launcher names the launcher that runs the container instead of runc (see Main),
+	// and LauncherConfig is its configuration.
+	Launcher       string          `json:"launcher,omitempty"`
+	LauncherConfig json.RawMessage `json:"launcherConfig,omitempty"`
 }
 
 // Files in a shim's state directory.
@@ -54,10 +58,12 @@ func newSocketName() string {
 
 // request is the one JSON line a connection opens with.
 type request struct {
-	Op    string `json:"op"` // start, wait, attach, resize, state
+	Op    string `json:"op"` // start, wait, attach, resize, state, shutdown; a launcher's
 	Stdin bool   `json:"stdin,omitempty"`
 	Rows  uint16 `json:"rows,omitempty"`
 	Cols  uint16 `json:"cols,omitempty"`
+	// Args are the arguments of a launcher's request.
+	Args json.RawMessage `json:"args,omitempty"`
 }
 
 // response is the JSON line that answers it.
@@ -65,6 +71,8 @@ type response struct {
 	Error string         `json:"error,omitempty"`
 	Pid   int            `json:"pid,omitempty"`
 	Exit  *rt.ExitStatus `json:"exit,omitempty"`
+	// Result is the result of a launcher's request.
+	Result json.RawMessage `json:"result,omitempty"`
 }
 
 // Frames of an attach stream (engine/runtime/frames).

@@ -25,6 +25,7 @@ import (
 
 	"github.com/flyingdutchman/flyingdutchman/engine/logs"
 	rt "github.com/flyingdutchman/flyingdutchman/engine/runtime"
+	"github.com/flyingdutchman/flyingdutchman/internal/reaper"
 )
 
 // shim is the running monitor of one container.
@@ -32,7 +33,7 @@ type shim struct {
 	dir    string
 	cfg    Config
 	log    *slog.Logger
-	reaper *reaper
+	reaper *reaper.Reaper
 
 	// The shim's ends of the container's streams. With a terminal, console carries
 	// both directions and stdout/stderr are nil.
@@ -70,6 +71,11 @@ type shim struct {
 	stop chan struct{}
 	// oom watches the container's cgroup for the kernel's OOM killer.
 	oom *oomWatch
+
+	// launcher, if set, runs the container instead of runc (the vm runtime's VM);
+	// launched then yields, once it started, what its end is awaited on.
+	launcher Launcher
+	launched chan (<-chan rt.ExitStatus)
 }
 
 // Main runs the shim whose state directory is dir, and returns its exit code. The daemon
@@ -78,7 +84,9 @@ type shim struct {
 //
 // With dir "--spare", the shim first waits for its state directory on standard input:
 // the daemon starts one ahead of need.
-func Main(dir string) int {
+//
+// launchers are the launchers a Config may name, besides runc.
+func Main(dir string, launchers map[string]NewLauncher) int {
 	if dir == "--spare" {
 		line, err := bufio.NewReader(os.Stdin).ReadString('\n')
 		if err != nil {
@@ -93,7 +101,7 @@ func Main(dir string) int {
 		os.Chdir(dir)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	s, err := newShim(dir, log)
+	s, err := newShim(dir, log, launchers)
 	if err != nil {
 		fmt.Fprintf(os.Stdout, "error %s\n", oneLine(err.Error()))
 		log.Error("shim failed", "err", err)
@@ -113,13 +121,13 @@ func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }
 
 // newShim sets the shim up: the container's streams, its logs, the socket. runc runs only
 // when the daemon asks for the start, so that it can attach first.
-func newShim(dir string, log *slog.Logger) (*shim, error) {
+func newShim(dir string, log *slog.Logger, launchers map[string]NewLauncher) (*shim, error) {
 	data, err := os.ReadFile(filepath.Join(dir, ConfigFile))
 	if err != nil {
 		return nil, err
 	}
 	s := &shim{dir: dir, log: log, exited: make(chan struct{}), clients: map[*client]struct{}{},
-		running: make(chan (<-chan unix.WaitStatus), 1), stop: make(chan struct{}), consoleReady: make(chan struct{})}
+		running: make(chan (<-chan unix.WaitStatus), 1), launched: make(chan (<-chan rt.ExitStatus), 1), stop: make(chan struct{}), consoleReady: make(chan struct{})}
 	os.WriteFile(filepath.Join(dir, ShimPidFile), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600)
 	if err := json.Unmarshal(data, &s.cfg); err != nil {
 		return nil, fmt.Errorf("%s: %w", ConfigFile, err)
@@ -131,7 +139,18 @@ func newShim(dir string, log *slog.Logger) (*shim, error) {
 	}
 	// The shim outlives terminals and daemons; it ends when the container does.
 	signal.Ignore(syscall.SIGINT, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGPIPE)
-	s.reaper = newReaper()
+	s.reaper = reaper.New()
+	if s.cfg.Launcher != "" {
+		newLauncher := launchers[s.cfg.Launcher]
+		if newLauncher == nil {
+			return nil, fmt.Errorf("this shim has no launcher %q", s.cfg.Launcher)
+		}
+		s.launcher, err = newLauncher(LauncherEnv{Dir: dir, Log: log, Reaper: s.reaper, Config: s.cfg.LauncherConfig,
+			Tty: s.cfg.Tty, Stdin: s.cfg.Stdin, ConsoleSize: s.cfg.ConsoleSize})
+		if err != nil {
+			return nil, err
+		}
+	}
 	if s.logs, err = logs.OpenWriter(s.cfg.LogDir, s.cfg.Logs); err != nil {
 		return nil, fmt.Errorf("open logs: %w", err)
 	}
@@ -154,6 +173,11 @@ func (s *shim) prepareStreams() error {
 		return err
 	}
 	s.theirs = append(s.theirs, null)
+	if s.cfg.Tty && s.launcher != nil {
+		// The launcher makes the terminal.
+		s.stdio = [3]*os.File{null, null, null}
+		return nil
+	}
 	if s.cfg.Tty {
 		path, done, err := ConsoleSocket()
 		if err != nil {
@@ -192,6 +216,9 @@ func (s *shim) prepareStreams() error {
 // detach (it cannot pass a terminal on otherwise), and the container becomes the shim's
 // child.
 func (s *shim) launch() (int, error) {
+	if s.launcher != nil {
+		return s.launchOther()
+	}
 	pidFile := filepath.Join(s.dir, PidFile)
 	args := []string{"run", "--bundle", s.cfg.Bundle, "--pid-file", pidFile}
 	if s.cfg.Tty {
@@ -201,13 +228,13 @@ func (s *shim) launch() (int, error) {
 	logPath := filepath.Join(s.dir, "runc.log")
 	cmd := exec.Command(s.cfg.Runc, append([]string{"--root", s.cfg.RuncRoot, "--log", logPath, "--log-format", "json"}, args...)...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = s.stdio[0], s.stdio[1], s.stdio[2]
-	s.reaper.mu.Lock() // no reaping between the start and the registration
+	s.reaper.Mu.Lock() // no reaping between the start and the registration
 	if err := cmd.Start(); err != nil {
-		s.reaper.mu.Unlock()
+		s.reaper.Mu.Unlock()
 		return 0, fmt.Errorf("run %s: %w", s.cfg.Runc, err)
 	}
-	runcDone := s.reaper.expectLocked(cmd.Process.Pid)
-	s.reaper.mu.Unlock()
+	runcDone := s.reaper.ExpectLocked(cmd.Process.Pid)
+	s.reaper.Mu.Unlock()
 	// runc and the container hold their ends of the streams now.
 	for _, f := range s.theirs {
 		f.Close()
@@ -233,7 +260,7 @@ func (s *shim) launch() (int, error) {
 		if err != nil {
 			return 0, err
 		}
-		s.running <- s.reaper.expect(pid)
+		s.running <- s.reaper.Expect(pid)
 		return pid, nil
 	}
 	// runc writes the pid file once the container's process runs, and stays until it
@@ -261,6 +288,26 @@ func (s *shim) launch() (int, error) {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// launchOther runs the container with the launcher.
+func (s *shim) launchOther() (int, error) {
+	l, err := s.launcher.Launch(s.stdio)
+	// The launcher holds what it needs of the streams now.
+	for _, f := range s.theirs {
+		f.Close()
+	}
+	s.theirs = nil
+	if err != nil {
+		return 0, err
+	}
+	if l.Console != nil {
+		s.console = l.Console
+		close(s.consoleReady)
+		s.copyOutput()
+	}
+	s.launched <- l.Done
+	return l.Pid, nil
 }
 
 // watchDir reports changes to files in dir (inotify), until stop is called.
@@ -456,9 +503,18 @@ func (s *shim) emit(stream logs.Stream, kind byte, p []byte) {
 
 // run waits for the container to exit, records how, and tells whoever waits.
 func (s *shim) run() {
-	var done <-chan unix.WaitStatus
+	var st rt.ExitStatus
 	select {
-	case done = <-s.running:
+	case done := <-s.running:
+		st = s.waitRunc(done)
+	case done := <-s.launched:
+		var ok bool
+		if st, ok = <-done; !ok {
+			st = rt.ExitStatus{Code: 255, Error: "the launcher lost the container's exit status"}
+		}
+		if st.At.IsZero() {
+			st.At = time.Now().UTC()
+		}
 	case <-s.stop:
 		// Never started, and no longer wanted.
 		s.output.Wait()
@@ -467,11 +523,16 @@ func (s *shim) run() {
 		s.logMu.Unlock()
 		return
 	}
+	s.finish(st)
+}
+
+// waitRunc waits for the container runc runs and returns how it ended.
+func (s *shim) waitRunc(done <-chan unix.WaitStatus) rt.ExitStatus {
 	ws := <-done
 	if s.orphan && ws.Signaled() && unix.Kill(s.pid, 0) == nil {
 		// runc was killed, not the container: the container is ours now.
 		s.log.Warn("runc was killed; waiting for the container itself", "signal", ws.Signal())
-		ws = <-s.reaper.expect(s.pid)
+		ws = <-s.reaper.Expect(s.pid)
 	}
 	st := rt.ExitStatus{Code: ws.ExitStatus(), At: time.Now().UTC()}
 	if ws.Signaled() {
@@ -480,6 +541,11 @@ func (s *shim) run() {
 	}
 	st.OOMKilled = s.oom.killed()
 	s.oom.stop()
+	return st
+}
+
+// finish records the exit status st once the output is drained, and tells whoever waits.
+func (s *shim) finish(st rt.ExitStatus) {
 	// The output pipes close when the last process holding them ends; do not wait
 	// forever for a process that escaped the container's end.
 	drained := make(chan struct{})
@@ -519,7 +585,7 @@ func (s *shim) run() {
 		<-c.done
 	}
 	// Give waiters a moment to read their answers before the process goes.
-	s.reaper.wait(200 * time.Millisecond)
+	s.reaper.Wait(200 * time.Millisecond)
 }
 
 // writeExit records the exit status in dir, atomically.
@@ -599,6 +665,9 @@ func (s *shim) handle(c *net.UnixConn) {
 	case "attach":
 		s.attach(c, r, req.Stdin)
 	default:
+		if h, ok := s.launcher.(Handler); ok && h.Handle(req.Op, req.Args, c, r) {
+			return
+		}
 		writeJSONLine(c, response{Error: fmt.Sprintf("unknown request %q", req.Op)})
 	}
 }
@@ -647,6 +716,12 @@ func (s *shim) shutdown() response {
 }
 
 func (s *shim) resize(rows, cols uint16) response {
+	if r, ok := s.launcher.(Resizer); ok {
+		if err := r.Resize(rows, cols); err != nil {
+			return response{Error: err.Error()}
+		}
+		return response{}
+	}
 	if s.console == nil {
 		return response{Error: "the container has no terminal"}
 	}

@@ -1,0 +1,672 @@
+package vm
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/mdlayher/vsock"
+	"golang.org/x/sys/unix"
+
+	rt "github.com/flyingdutchman/flyingdutchman/engine/runtime"
+	"github.com/flyingdutchman/flyingdutchman/engine/runtime/frames"
+	"github.com/flyingdutchman/flyingdutchman/engine/runtime/shim"
+	"github.com/flyingdutchman/flyingdutchman/engine/runtime/vm/agent"
+	"github.com/flyingdutchman/flyingdutchman/engine/runtime/vm/proto"
+)
+
+// LauncherName is the shim launcher of the vm runtime.
+const LauncherName = "vm"
+
+// Files in the shim's state directory.
+const (
+	consoleFile = "console.log" // the guest's serial console: the kernel's messages
+	shareDir    = "share"       // the virtio-fs share's mount points
+	// fsSocket is virtiofsd's socket, named relative to the state directory, where
+	// virtiofsd and QEMU run: a socket's path may not exceed 108 bytes.
+	fsSocket = "fs.sock"
+)
+
+// bootTimeout bounds the wait for the agent: a TCG guest on a busy machine boots in
+// seconds, not minutes.
+const bootTimeout = 2 * time.Minute
+
+// launcher boots a container's VM for the shim and talks to its agent.
+type launcher struct {
+	env shim.LauncherEnv
+	cfg LaunchConfig
+
+	qemu     *os.Process
+	qemuDone <-chan unix.WaitStatus
+	fsd      *os.Process
+	fsdDone  <-chan unix.WaitStatus
+
+	client *proto.Client
+	main   *proto.Proc
+	// out are the launcher's copies of the container's output streams (or the terminal's
+	// far end), closed once its output is all written.
+	out []io.Closer
+
+	// macs are the guest NICs' addresses, one per tap.
+	macs []string
+
+	mu     sync.Mutex
+	nextID uint32
+	paused bool
+}
+
+// NewLauncher makes the vm launcher of a shim.
+func NewLauncher(env shim.LauncherEnv) (shim.Launcher, error) {
+	l := &launcher{env: env, nextID: proto.MainProcess + 1}
+	if err := json.Unmarshal(env.Config, &l.cfg); err != nil {
+		return nil, fmt.Errorf("vm launcher: %w", err)
+	}
+	return l, nil
+}
+
+func (l *launcher) Launch(stdio [3]*os.File) (launched *shim.Launched, err error) {
+	defer func() {
+		if err != nil {
+			l.teardown()
+		}
+	}()
+	if err := l.startVirtiofsd(); err != nil {
+		return nil, err
+	}
+	taps, ifaces, err := openTaps(l.cfg.NetNS)
+	if err != nil {
+		return nil, err
+	}
+	l.cfg.Setup.Interfaces, l.macs = ifaces, nil
+	for _, i := range ifaces {
+		l.macs = append(l.macs, i.MAC)
+	}
+	defer func() {
+		for _, t := range taps {
+			t.Close()
+		}
+	}()
+	host, err := l.startQEMU(taps)
+	if err != nil {
+		return nil, err
+	}
+	if err := l.connect(host); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := l.client.Call(ctx, proto.OpSetup, l.cfg.Setup, nil); err != nil {
+		return nil, fmt.Errorf("set the container up in its VM: %w", err)
+	}
+
+	var stdout, stderr io.Writer
+	var console *os.File
+	p := l.cfg.Process
+	if l.env.Tty {
+		ours, theirs, err := consolePair()
+		if err != nil {
+			return nil, err
+		}
+		console, stdout = theirs, ours
+		l.out = append(l.out, ours)
+		p.Stdin = true
+		if l.env.ConsoleSize[0] > 0 {
+			p.Rows, p.Cols = l.env.ConsoleSize[0], l.env.ConsoleSize[1]
+		}
+	} else {
+		o, err := dupFile(stdio[1])
+		if err != nil {
+			return nil, err
+		}
+		e, err := dupFile(stdio[2])
+		if err != nil {
+			o.Close()
+			return nil, err
+		}
+		stdout, stderr = o, e
+		l.out = append(l.out, o, e)
+		p.Stdin = l.env.Stdin
+	}
+	main, err := l.client.Start(ctx, &p, stdout, stderr)
+	if err != nil {
+		if console != nil {
+			console.Close()
+		}
+		return nil, err
+	}
+	l.main = main
+	switch {
+	case l.env.Tty:
+		go copyInput(main, l.out[0].(*os.File))
+	case l.env.Stdin:
+		in, err := dupFile(stdio[0])
+		if err == nil {
+			go copyInput(main, in)
+		}
+	}
+	done := make(chan rt.ExitStatus, 1)
+	go l.wait(done)
+	return &shim.Launched{Pid: l.qemu.Pid, Done: done, Console: console}, nil
+}
+
+// consolePair makes the two ends of a container's terminal on the host: the shim's,
+// and the launcher's, which carries the guest terminal's bytes.
+func consolePair() (ours, theirs *os.File, err error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	return os.NewFile(uintptr(fds[0]), "console-launcher"), os.NewFile(uintptr(fds[1]), "console"), nil
+}
+
+func dupFile(f *os.File) (*os.File, error) {
+	fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), f.Name()), nil
+}
+
+// copyInput sends what r reads to the process, then the end of input.
+func copyInput(p *proto.Proc, r io.ReadCloser) {
+	defer r.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			if _, werr := p.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			p.CloseStdin()
+			return
+		}
+	}
+}
+
+// startProcess starts a child of the shim that dies with it (its parent-death signal is
+// bound to a thread that never ends), registered with the shim's reaper.
+func (l *launcher) startProcess(cmd *exec.Cmd) (<-chan unix.WaitStatus, error) {
+	type started struct {
+		done <-chan unix.WaitStatus
+		err  error
+	}
+	ch := make(chan started, 1)
+	go func() {
+		// The thread is never unlocked, so never reused nor ended while the child lives.
+		runtime.LockOSThread()
+		if cmd.SysProcAttr == nil {
+			cmd.SysProcAttr = &syscall.SysProcAttr{}
+		}
+		cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+		r := l.env.Reaper
+		r.Mu.Lock()
+		if err := cmd.Start(); err != nil {
+			r.Mu.Unlock()
+			ch <- started{err: err}
+			return
+		}
+		done := r.ExpectLocked(cmd.Process.Pid)
+		r.Mu.Unlock()
+		ch <- started{done: done}
+		select {} // keep the thread
+	}()
+	s := <-ch
+	return s.done, s.err
+}
+
+// startVirtiofsd assembles the share and serves it, through `dutchman vm-share` in a
+// mount namespace of its own.
+func (l *launcher) startVirtiofsd() error {
+	dir := filepath.Join(l.env.Dir, shareDir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	sock := filepath.Join(l.env.Dir, fsSocket)
+	os.Remove(sock)
+	req, err := json.Marshal(shareRequest{Dir: dir, Share: l.cfg.Share, Argv: []string{
+		l.cfg.Virtiofsd, "--socket-path=" + fsSocket, "-o", "source=" + dir, "-o", "cache=auto",
+		"-o", "announce_submounts", "-o", "xattr", "-o", "log_level=warn",
+	}})
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(l.cfg.Self, "vm-share", string(req))
+	cmd.Dir = l.env.Dir
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
+	done, err := l.startProcess(cmd)
+	if err != nil {
+		return fmt.Errorf("start virtiofsd: %w", err)
+	}
+	l.fsd, l.fsdDone = cmd.Process, done
+	deadline := time.After(10 * time.Second)
+	for {
+		if _, err := os.Stat(sock); err == nil {
+			return nil
+		}
+		select {
+		case ws := <-done:
+			l.fsdDone = closedStatus(ws)
+			return fmt.Errorf("virtiofsd exited (%s) before it served the share; see %s", exitWords(ws), filepath.Join(l.env.Dir, shim.LogFile))
+		case <-deadline:
+			return errors.New("virtiofsd did not listen within 10s")
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// closedStatus is a channel that yields ws again.
+func closedStatus(ws unix.WaitStatus) <-chan unix.WaitStatus {
+	ch := make(chan unix.WaitStatus, 1)
+	ch <- ws
+	return ch
+}
+
+func exitWords(ws unix.WaitStatus) string {
+	if ws.Signaled() {
+		return "killed by " + ws.Signal().String()
+	}
+	return "status " + strconv.Itoa(ws.ExitStatus())
+}
+
+// qemuArgs is QEMU's command line: a microvm with the agent's channel on fd 3 (unless
+// vsock carries it), the share, entropy, and a NIC on each tap (fds from 4).
+func (l *launcher) qemuArgs(ntaps int) []string {
+	c := l.cfg
+	mem := strconv.FormatInt(c.MemoryMiB, 10) + "M"
+	accel := "tcg"
+	if c.KVM {
+		accel = "kvm"
+	}
+	args := []string{
+		"-M", "microvm,x-option-roms=off,rtc=off,pit=off,pic=off,memory-backend=mem",
+		"-accel", accel,
+		"-m", mem, "-smp", strconv.Itoa(max(c.CPUs, 1)),
+		"-object", "memory-backend-memfd,id=mem,size=" + mem + ",share=on",
+		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+		"-global", "virtio-mmio.force-legacy=false",
+		"-kernel", c.Kernel, "-initrd", c.Initramfs, "-append", c.Cmdline,
+		"-serial", "file:" + filepath.Join(l.env.Dir, consoleFile),
+		"-chardev", "socket,id=fs,path=" + fsSocket,
+		"-device", "vhost-user-fs-device,chardev=fs,tag=share",
+		"-device", "virtio-rng-device",
+	}
+	if c.KVM {
+		args = append(args, "-cpu", "host")
+	}
+	if c.Vsock != nil {
+		args = append(args, "-device", fmt.Sprintf("vhost-vsock-device,guest-cid=%d", c.Vsock.CID))
+	} else {
+		args = append(args, "-device", "virtio-serial-device",
+			"-chardev", "socket,id=agent,fd=3",
+			"-device", "virtserialport,chardev=agent,name="+agent.PortName)
+	}
+	for i := range ntaps {
+		args = append(args, "-netdev", fmt.Sprintf("tap,id=net%d,fd=%d", i, 4+i),
+			"-device", fmt.Sprintf("virtio-net-device,netdev=net%d,mac=%s", i, l.macs[i]))
+	}
+	return args
+}
+
+// startQEMU boots the VM and returns the host's end of the agent's channel (nil with
+// vsock, which is dialled once the guest listens).
+func (l *launcher) startQEMU(taps []*os.File) (net.Conn, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	hostF, guestF := os.NewFile(uintptr(fds[0]), "agent-host"), os.NewFile(uintptr(fds[1]), "agent-guest")
+	defer hostF.Close()
+	defer guestF.Close()
+	cmd := exec.Command(l.cfg.QEMU, l.qemuArgs(len(taps))...)
+	cmd.Dir = l.env.Dir
+	cmd.ExtraFiles = append([]*os.File{guestF}, taps...)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	done, err := l.startProcess(cmd)
+	if err != nil {
+		return nil, fmt.Errorf("start QEMU: %w", err)
+	}
+	l.qemu, l.qemuDone = cmd.Process, done
+	if l.cfg.Vsock != nil {
+		return nil, nil
+	}
+	return net.FileConn(hostF)
+}
+
+// connect opens the conversation with the agent, giving up if QEMU exits first.
+func (l *launcher) connect(conn net.Conn) error {
+	deadline := time.Now().Add(bootTimeout)
+	if conn == nil {
+		// vsock: the agent listens once the guest is up.
+		for {
+			c, err := vsock.Dial(l.cfg.Vsock.CID, l.cfg.Vsock.Port, nil)
+			if err == nil {
+				conn = c
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("the guest agent did not listen on vsock within %s: %w%s", bootTimeout, err, l.consoleTail())
+			}
+			select {
+			case ws := <-l.qemuDone:
+				l.qemuDone = closedStatus(ws)
+				return fmt.Errorf("the VM stopped (QEMU %s) before its agent answered%s", exitWords(ws), l.consoleTail())
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+	type result struct {
+		c   *proto.Client
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		c, err := proto.Handshake(conn)
+		ch <- result{c, err}
+	}()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			return fmt.Errorf("guest agent: %w%s", r.err, l.consoleTail())
+		}
+		l.client = r.c
+		return nil
+	case ws := <-l.qemuDone:
+		l.qemuDone = closedStatus(ws)
+		conn.Close()
+		return fmt.Errorf("the VM stopped (QEMU %s) before its agent answered%s", exitWords(ws), l.consoleTail())
+	case <-time.After(time.Until(deadline)):
+		conn.Close()
+		return fmt.Errorf("the guest agent did not answer within %s%s", bootTimeout, l.consoleTail())
+	}
+}
+
+// consoleTail is the end of the guest's console, to explain a failed boot.
+func (l *launcher) consoleTail() string {
+	b, _ := os.ReadFile(filepath.Join(l.env.Dir, consoleFile))
+	s := strings.TrimSpace(string(b))
+	if s == "" {
+		return ""
+	}
+	lines := strings.Split(s, "\n")
+	if len(lines) > 5 {
+		lines = lines[len(lines)-5:]
+	}
+	return "; the guest's console ends with: " + strings.Join(lines, " | ")
+}
+
+// wait waits for the main process's end, powers the VM off, and reports the end.
+func (l *launcher) wait(done chan<- rt.ExitStatus) {
+	var st rt.ExitStatus
+	select {
+	case pst, ok := <-l.main.Exit():
+		if ok {
+			st = exitStatus(pst)
+		} else {
+			st = rt.ExitStatus{Code: 255, Error: "lost the connection to the guest agent" + l.consoleTail()}
+		}
+	case ws := <-l.qemuDone:
+		l.qemuDone = closedStatus(ws)
+		st = rt.ExitStatus{Code: 255, Error: "the VM stopped (QEMU " + exitWords(ws) + ") before the container's process ended" + l.consoleTail()}
+		if ws.Signaled() && ws.Signal() == syscall.SIGKILL {
+			st = rt.ExitStatus{Code: 137, Signal: syscall.SIGKILL}
+		}
+	}
+	// Its output is all written: the shim's copies see their end.
+	for _, c := range l.out {
+		c.Close()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	l.client.Call(ctx, proto.OpShutdown, nil, nil)
+	cancel()
+	l.teardown()
+	st.At = time.Now().UTC()
+	done <- st
+}
+
+// teardown ends QEMU (which the guest's power-off already did, normally) and virtiofsd,
+// and removes the socket.
+func (l *launcher) teardown() {
+	if l.client != nil {
+		l.client.Close()
+	}
+	stop := func(p *os.Process, done <-chan unix.WaitStatus, grace time.Duration) {
+		if p == nil {
+			return
+		}
+		select {
+		case <-done:
+			return
+		case <-time.After(grace):
+		}
+		p.Signal(syscall.SIGCONT) // a paused VM
+		p.Kill()
+		<-done
+	}
+	stop(l.qemu, l.qemuDone, 15*time.Second)
+	// virtiofsd ends when QEMU closes its socket.
+	stop(l.fsd, l.fsdDone, 2*time.Second)
+	os.Remove(filepath.Join(l.env.Dir, fsSocket))
+	// The share's mount points (the mounts were virtiofsd's, gone with it).
+	os.RemoveAll(filepath.Join(l.env.Dir, shareDir))
+}
+
+func exitStatus(p proto.ExitStatus) rt.ExitStatus {
+	return rt.ExitStatus{Code: p.Code, Signal: syscall.Signal(p.Signal), OOMKilled: p.OOMKilled, Error: p.Error}
+}
+
+// Resize sets the size of the container's terminal.
+func (l *launcher) Resize(rows, cols uint16) error {
+	if l.main == nil {
+		return errors.New("the container is not running")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return l.main.Resize(ctx, rows, cols)
+}
+
+// Requests of the vm launcher on the shim's socket.
+const (
+	opKill   = "vm-kill"   // killArgs
+	opExec   = "vm-exec"   // proto.Process (its ID is set by the shim) → execStarted, then frames
+	opStats  = "vm-stats"  // → rt.Stats
+	opPause  = "vm-pause"  // freezes the VM
+	opResume = "vm-resume" // thaws it
+	opPids   = "vm-pids"   // → the host processes of the container: QEMU, virtiofsd
+)
+
+type killArgs struct {
+	Signal int  `json:"signal"`
+	All    bool `json:"all,omitempty"`
+}
+
+type execStarted struct {
+	Pid int `json:"pid"`
+}
+
+// Handle answers the runtime's requests that only the launcher can.
+func (l *launcher) Handle(op string, args json.RawMessage, c *net.UnixConn, r *bufio.Reader) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	switch op {
+	case opKill:
+		var a killArgs
+		if err := json.Unmarshal(args, &a); err != nil {
+			shim.Reply(c, nil, err)
+			return true
+		}
+		shim.Reply(c, nil, l.kill(ctx, a))
+	case opStats:
+		var st proto.Stats
+		err := l.call(ctx, proto.OpStats, nil, &st)
+		shim.Reply(c, rt.Stats{CPUNanos: st.CPUNanos, MemoryBytes: st.MemoryBytes, MemoryLimit: st.MemoryLimit, Pids: st.Pids, At: time.Now().UTC()}, err)
+	case opPause, opResume:
+		shim.Reply(c, nil, l.freeze(op == opPause))
+	case opPids:
+		pids := []int{}
+		for _, p := range []*os.Process{l.qemu, l.fsd} {
+			if p != nil {
+				pids = append(pids, p.Pid)
+			}
+		}
+		shim.Reply(c, pids, nil)
+	case opExec:
+		var p proto.Process
+		if err := json.Unmarshal(args, &p); err != nil {
+			shim.Reply(c, nil, err)
+			return true
+		}
+		l.exec(c, r, &p)
+	default:
+		return false
+	}
+	return true
+}
+
+func (l *launcher) call(ctx context.Context, op string, args, result any) error {
+	if l.client == nil {
+		return errors.New("the container is not running")
+	}
+	return l.client.Call(ctx, op, args, result)
+}
+
+// kill signals the container's process (or all its processes) through the agent. A
+// SIGKILL the agent cannot deliver ends the VM.
+func (l *launcher) kill(ctx context.Context, a killArgs) error {
+	if l.main == nil {
+		return errors.New("the container is not running")
+	}
+	l.mu.Lock()
+	paused := l.paused
+	l.mu.Unlock()
+	if paused && a.Signal == int(syscall.SIGKILL) {
+		l.qemu.Signal(syscall.SIGKILL)
+		return nil
+	}
+	err := l.main.Signal(ctx, a.Signal, a.All)
+	if err != nil && a.Signal == int(syscall.SIGKILL) {
+		l.qemu.Signal(syscall.SIGKILL)
+		return nil
+	}
+	if err != nil && strings.Contains(err.Error(), "no process") {
+		return nil // it exited meanwhile: Wait reports it
+	}
+	return err
+}
+
+// freeze stops or continues the VM's processes on the host.
+func (l *launcher) freeze(stop bool) error {
+	if l.qemu == nil {
+		return errors.New("the container is not running")
+	}
+	sig := syscall.SIGCONT
+	if stop {
+		sig = syscall.SIGSTOP
+	}
+	if err := l.qemu.Signal(sig); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	l.paused = stop
+	l.mu.Unlock()
+	return nil
+}
+
+// frameWriter writes a process's output as frames of one kind on an exec's connection.
+type frameWriter struct {
+	mu   *sync.Mutex
+	w    *bufio.Writer
+	kind byte
+}
+
+func (f *frameWriter) Write(p []byte) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := frames.Write(f.w, f.kind, p); err != nil {
+		return 0, err
+	}
+	return len(p), f.w.Flush()
+}
+
+// exec runs a process in the container for the runtime's Exec: the answer carries its
+// pid, then frames carry its streams both ways (engine/runtime/frames) until its exit.
+func (l *launcher) exec(c *net.UnixConn, r *bufio.Reader, p *proto.Process) {
+	if l.client == nil {
+		shim.Reply(c, nil, errors.New("the container is not running"))
+		return
+	}
+	l.mu.Lock()
+	p.ID = l.nextID
+	l.nextID++
+	l.mu.Unlock()
+	var wmu sync.Mutex
+	w := bufio.NewWriter(c)
+	stdout := &frameWriter{&wmu, w, frames.Stdout}
+	stderr := &frameWriter{&wmu, w, frames.Stderr}
+	// The answer goes before any output: hold the writer until it is sent.
+	wmu.Lock()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	proc, err := l.client.Start(ctx, p, stdout, stderr)
+	cancel()
+	if err != nil {
+		wmu.Unlock()
+		shim.Reply(c, nil, err)
+		return
+	}
+	shim.Reply(c, execStarted{Pid: proc.Pid}, nil)
+	wmu.Unlock()
+	go func() {
+		var buf []byte
+		for {
+			kind, data, err := frames.Read(r, buf)
+			if err != nil {
+				// The runtime went (a health probe's timeout): the process and its
+				// children go too.
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				proc.SignalGroup(ctx, int(syscall.SIGKILL))
+				cancel()
+				return
+			}
+			buf = data
+			switch kind {
+			case frames.Stdin:
+				proc.Write(data)
+			case frames.StdinClose:
+				proc.CloseStdin()
+			case frames.Resize:
+				var size [2]uint16
+				if json.Unmarshal(data, &size) == nil {
+					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					proc.Resize(ctx, size[0], size[1])
+					cancel()
+				}
+			}
+		}
+	}()
+	pst, ok := <-proc.Exit()
+	st := exitStatus(pst)
+	if !ok {
+		st = rt.ExitStatus{Code: 255, Error: "lost the connection to the guest agent"}
+	}
+	st.At = time.Now().UTC()
+	payload, _ := json.Marshal(st)
+	wmu.Lock()
+	frames.Write(w, frames.Exit, payload)
+	w.Flush()
+	wmu.Unlock()
+}

@@ -1,0 +1,355 @@
+package vm
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	goruntime "runtime"
+	"slices"
+	"strconv"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/flyingdutchman/flyingdutchman/engine/logs"
+	rt "github.com/flyingdutchman/flyingdutchman/engine/runtime"
+	"github.com/flyingdutchman/flyingdutchman/engine/runtime/oci"
+	"github.com/flyingdutchman/flyingdutchman/engine/runtime/shim"
+	"github.com/flyingdutchman/flyingdutchman/engine/runtime/vm/agent"
+	"github.com/flyingdutchman/flyingdutchman/engine/runtime/vm/proto"
+	"github.com/flyingdutchman/flyingdutchman/errdefs"
+)
+
+// Guest memory: the default without a limit, and the least a guest boots with.
+const (
+	DefaultMemoryMiB = 512
+	MinMemoryMiB     = 128
+)
+
+// Runtime runs each container in a VM of its own, under a shim like the oci runtime's:
+// the shim runs QEMU (and virtiofsd), so containers outlive the daemon.
+//
+// Under its root directory, containers/<id>/ holds the shim's state (shim.json with the
+// launch configuration, shim.log, exit.json), the guest's console.log, the container's
+// hostname and hosts files, and the share's mount points while it runs.
+type Runtime struct {
+	root      string
+	self      string
+	qemu      string
+	virtiofsd string
+	logs      logs.Options
+	log       *slog.Logger
+	kernels   *Kernels
+}
+
+// Option configures a Runtime.
+type Option func(*Runtime)
+
+// WithShim sets the binary run as `BINARY shim` and `BINARY vm-share`.
+func WithShim(self string) Option {
+	return func(r *Runtime) {
+		if self != "" {
+			r.self = self
+		}
+	}
+}
+
+// WithLogs caps containers' logs.
+func WithLogs(o logs.Options) Option { return func(r *Runtime) { r.logs = o } }
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(r *Runtime) { r.log = l } }
+
+// New returns the vm runtime keeping its state under root and its kernels in kernels.
+// QEMU and virtiofsd are looked for at the first start, so that a machine without them
+// still runs oci containers.
+func New(root string, kernels *Kernels, opts ...Option) (*Runtime, error) {
+	r := &Runtime{root: root, kernels: kernels, log: slog.Default()}
+	for _, o := range opts {
+		o(r)
+	}
+	if r.self == "" {
+		self, err := os.Executable()
+		if err != nil {
+			return nil, err
+		}
+		r.self = self
+	}
+	if err := os.MkdirAll(filepath.Join(root, "containers"), 0o700); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Name is "vm".
+func (r *Runtime) Name() string { return "vm" }
+
+// Kernels is the runtime's kernel cache.
+func (r *Runtime) Kernels() *Kernels { return r.kernels }
+
+func (r *Runtime) dir(id string) string { return filepath.Join(r.root, "containers", id) }
+
+// KVMUsable tells whether /dev/kvm can be opened for reading and writing.
+func KVMUsable() bool {
+	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
+	if err != nil {
+		return false
+	}
+	f.Close()
+	return true
+}
+
+// vsockUsable tells whether the host can give guests vsock devices.
+func vsockUsable() bool {
+	f, err := os.OpenFile("/dev/vhost-vsock", os.O_RDWR, 0)
+	if err != nil {
+		return false
+	}
+	f.Close()
+	return true
+}
+
+// tools finds QEMU and virtiofsd.
+func (r *Runtime) tools() error {
+	if r.qemu == "" {
+		p, err := exec.LookPath("qemu-system-x86_64")
+		if err != nil {
+			return errdefs.Unavailable(errors.New("the vm runtime needs QEMU: apt-get install qemu-system-x86"))
+		}
+		r.qemu = p
+	}
+	if r.virtiofsd == "" {
+		for _, p := range []string{"/usr/lib/qemu/virtiofsd", "/usr/libexec/virtiofsd", "/usr/bin/virtiofsd"} {
+			if _, err := os.Stat(p); err == nil {
+				r.virtiofsd = p
+				break
+			}
+		}
+		if r.virtiofsd == "" {
+			return errdefs.Unavailable(errors.New("the vm runtime needs virtiofsd: apt-get install qemu-system-common"))
+		}
+	}
+	return nil
+}
+
+// Create prepares the container's VM: its kernel (fetched on first need), its launch
+// configuration, and its shim, which boots the VM when the container starts.
+func (r *Runtime) Create(ctx context.Context, cfg *rt.Config, logDir string) (rt.Task, error) {
+	if err := r.tools(); err != nil {
+		return nil, err
+	}
+	kern, err := r.kernels.Ensure(ctx)
+	if err != nil {
+		return nil, err
+	}
+	vmlinuz, initramfs, err := r.kernels.Boot(kern)
+	if err != nil {
+		return nil, err
+	}
+	dir := r.dir(cfg.ID)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	lc, err := r.launchConfig(cfg, dir)
+	if err != nil {
+		return nil, err
+	}
+	lc.Kernel, lc.Initramfs = vmlinuz, initramfs
+	data, err := json.Marshal(lc)
+	if err != nil {
+		return nil, err
+	}
+	scfg := &shim.Config{ID: cfg.ID, LogDir: logDir, Logs: r.logs, Tty: cfg.Tty, Stdin: cfg.OpenStdin,
+		ConsoleSize: cfg.ConsoleSize, Launcher: LauncherName, LauncherConfig: data}
+	if err := shim.Spawn(ctx, r.self, dir, scfg); err != nil {
+		return nil, err
+	}
+	return r.newTask(cfg.ID, cfg.Rootfs, 0, nil), nil
+}
+
+// launchConfig translates cfg into what the launcher boots: the OCI spec the oci
+// runtime would use (user, environment, mounts, with Docker's defaults) becomes the
+// agent's setup and process, and the binds become the share.
+func (r *Runtime) launchConfig(cfg *rt.Config, dir string) (*LaunchConfig, error) {
+	if cfg.NetNS == "host" {
+		return nil, errdefs.Invalid(errors.New("a vm container has a network of its own: it cannot use the host's (network_mode: host)"))
+	}
+	hostname := filepath.Join(dir, "hostname")
+	if err := os.WriteFile(hostname, []byte(cfg.Hostname+"\n"), 0o644); err != nil {
+		return nil, err
+	}
+	hosts := cfg.HostsFile
+	if hosts == "" {
+		hosts = filepath.Join(dir, "hosts")
+		data := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t" + cfg.Hostname + "\n"
+		if err := os.WriteFile(hosts, []byte(data), 0o644); err != nil {
+			return nil, err
+		}
+	}
+	spec, err := oci.Spec(cfg, oci.SpecOptions{HostnameFile: hostname, HostsFile: hosts, ResolvConf: cfg.ResolvConf})
+	if err != nil {
+		return nil, err
+	}
+	if spec.Process.Terminal && !cfg.Tty {
+		return nil, errors.New("spec asks for a terminal the config does not")
+	}
+	mem := int64(DefaultMemoryMiB)
+	if cfg.Memory > 0 {
+		mem = max(MinMemoryMiB, (cfg.Memory+(1<<20)-1)>>20)
+	}
+	cpus := 1
+	if cfg.CPUs > 0 {
+		cpus = min(goruntime.NumCPU(), int(math.Ceil(cfg.CPUs)))
+	}
+	lc := &LaunchConfig{
+		QEMU: r.qemu, Virtiofsd: r.virtiofsd, Self: r.self,
+		MemoryMiB: mem, CPUs: cpus, KVM: KVMUsable(), NetNS: cfg.NetNS,
+		Share: Share{Rootfs: cfg.Rootfs},
+		Setup: proto.Setup{Root: agent.ShareDir + "/root", Hostname: cfg.Hostname},
+	}
+	params := []string{"console=ttyS0", "reboot=t", "panic=-1", "quiet", "loglevel=3",
+		agent.ParamShare + "=share", agent.ParamTransport + "=serial"}
+	if !lc.KVM {
+		// Under TCG the kernel hangs calibrating the TSC without its frequency.
+		if khz := hostTSCkHz(); khz > 0 {
+			params = append(params, "tsc_early_khz="+strconv.Itoa(khz))
+		}
+	}
+	if vsockUsable() {
+		lc.Vsock = &VsockConfig{CID: guestCID(cfg.ID), Port: agentVsockPort}
+		params[len(params)-1] = agent.ParamTransport + "=vsock"
+		params = append(params, agent.ParamVsockPort+"="+strconv.Itoa(agentVsockPort))
+	}
+	lc.Cmdline = strings.Join(params, " ")
+	for i, m := range spec.Mounts {
+		pm := proto.Mount{Destination: m.Destination, Type: m.Type, Source: m.Source, Options: m.Options}
+		if m.Type == "bind" {
+			name := "m" + strconv.Itoa(i)
+			lc.Share.Binds = append(lc.Share.Binds, ShareBind{Name: name, Source: m.Source, ReadOnly: slices.Contains(m.Options, "ro")})
+			pm.Source = agent.ShareDir + "/" + name
+		}
+		lc.Setup.Mounts = append(lc.Setup.Mounts, pm)
+	}
+	lc.Process = processOf(spec.Process, proto.MainProcess)
+	lc.Process.Stdin = cfg.OpenStdin
+	return lc, nil
+}
+
+// processOf is the agent's description of an OCI process.
+func processOf(p *specs.Process, id uint32) proto.Process {
+	cwd := p.Cwd
+	if cwd == "" {
+		cwd = "/"
+	}
+	return proto.Process{ID: id, Args: p.Args, Env: p.Env, Cwd: path.Clean(cwd), UID: p.User.UID, GID: p.User.GID,
+		Groups: p.User.AdditionalGids, Terminal: p.Terminal}
+}
+
+// agentVsockPort is the port the agent listens on with vsock.
+const agentVsockPort = 1024
+
+// guestCID is a vsock context id for container id: above the reserved ones (0-2), from
+// the id's first hex digits.
+func guestCID(id string) uint32 {
+	n, _ := strconv.ParseUint(id[:min(7, len(id))], 16, 32)
+	return uint32(n) + 3
+}
+
+// hostTSCkHz is the host CPU's frequency in kHz, from /proc/cpuinfo, or 0.
+func hostTSCkHz() int {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return 0
+	}
+	for line := range strings.Lines(string(b)) {
+		k, v, ok := strings.Cut(line, ":")
+		if ok && strings.TrimSpace(k) == "cpu MHz" {
+			mhz, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err == nil {
+				return int(mhz * 1000)
+			}
+		}
+	}
+	return 0
+}
+
+// Describe returns the launch configuration of container cfg.ID: the shim's while the
+// container exists, else the one Create would make (without fetching a kernel).
+func (r *Runtime) Describe(ctx context.Context, cfg *rt.Config) ([]byte, error) {
+	if data, err := os.ReadFile(filepath.Join(r.dir(cfg.ID), shim.ConfigFile)); err == nil {
+		var sc shim.Config
+		if err := json.Unmarshal(data, &sc); err == nil && len(sc.LauncherConfig) > 0 {
+			return sc.LauncherConfig, nil
+		}
+	}
+	r.tools()
+	lc, err := r.launchConfig(cfg, r.dir(cfg.ID))
+	if err != nil {
+		return nil, err
+	}
+	if kern, err := r.kernels.Get(""); err == nil {
+		lc.Kernel = filepath.Join(r.kernels.dir(kern.Name), "vmlinuz")
+	}
+	return json.Marshal(lc)
+}
+
+// Load reconnects to the shim of container id, as the oci runtime does.
+func (r *Runtime) Load(ctx context.Context, id, logDir string) (rt.Task, error) {
+	dir := r.dir(id)
+	data, err := os.ReadFile(filepath.Join(dir, shim.ConfigFile))
+	if err != nil {
+		return nil, errdefs.NotFound(fmt.Errorf("container %s has no runtime state: %w", id, err))
+	}
+	var sc shim.Config
+	var lc LaunchConfig
+	if err := json.Unmarshal(data, &sc); err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(sc.LauncherConfig, &lc); err != nil {
+		return nil, err
+	}
+	client := shim.NewClient(dir)
+	pid, exit, err := client.State(ctx)
+	if err != nil {
+		if !errors.Is(err, shim.ErrGone) {
+			return nil, err
+		}
+		return r.newTask(id, lc.Share.Rootfs, 0, lostExit(dir)), nil
+	}
+	if pid == 0 && exit == nil {
+		client.Shutdown(ctx)
+		return r.newTask(id, lc.Share.Rootfs, 0, &rt.ExitStatus{Code: 128, At: nowUTC(),
+			Error: "the daemon stopped before the container's VM started"}), nil
+	}
+	return r.newTask(id, lc.Share.Rootfs, pid, exit), nil
+}
+
+// lostExit is the exit status of a container whose shim is gone: the one it recorded,
+// or 255. QEMU and virtiofsd died with the shim (their parent-death signal).
+func lostExit(dir string) *rt.ExitStatus {
+	if st, err := shim.ReadExit(dir); err == nil {
+		return st
+	}
+	return &rt.ExitStatus{Code: 255, Error: "the container's shim is gone (it was killed, or the machine restarted): its VM was stopped", At: nowUTC()}
+}
+
+// Delete removes the container's state. A shim whose container never started is told
+// to go.
+func (r *Runtime) Delete(ctx context.Context, id string) error {
+	dir := r.dir(id)
+	if _, err := os.Stat(dir); os.IsNotExist(err) {
+		return nil
+	}
+	client := shim.NewClient(dir)
+	if _, exit, err := client.State(ctx); err == nil && exit == nil {
+		client.Shutdown(ctx)
+	}
+	return os.RemoveAll(dir)
+}
