@@ -59,8 +59,8 @@ type Engine struct {
 	runtimes map[string]rt.Runtime
 	// kernels is the vm runtime's kernel cache (nil without the vm runtime).
 	kernels *vm.Kernels
-	events   *events
-	log      *slog.Logger
+	events  *events
+	log     *slog.Logger
 
 	// mu guards containers and names; each container guards itself.
 	mu         sync.Mutex
