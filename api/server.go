@@ -83,6 +83,11 @@ func NewServer(eng *engine.Engine, projects *compose.Manager, version string, lo
 		{"POST /v1/networks/prune", s.networkPrune},
 		{"POST /v1/networks/{name}/connect", s.networkConnect},
 		{"POST /v1/networks/{name}/disconnect", s.networkDisconnect},
+		{"GET /v1/kernels", s.kernelList},
+		{"POST /v1/kernels/pull", s.kernelPull},
+		{"POST /v1/kernels/push", s.kernelPush},
+		{"DELETE /v1/kernels/{name}", s.kernelRemove},
+		{"POST /v1/kernels/{name}/default", s.kernelDefault},
 	}
 	for _, r := range routes {
 		s.mux.Handle(r.pattern, s.wrap(r.handler))

@@ -81,8 +81,9 @@ func New(ctx context.Context, opts Options) (*Mount, error) {
 	neg := time.Duration(0)
 	// The daemon forks (shims, runc) at any time: the FUSE device must not leak into a
 	// child, which would keep a dead tree's connection open and hang every process that
-	// touches it. go-fuse opens it without O_CLOEXEC and sets the flag after, so forks
-	// wait meanwhile; as root the mount is direct, with no fork of its own.
+	// touches it (a daemon started again after a crash among them). go-fuse's direct
+	// mount (as root) opens it without O_CLOEXEC and never sets the flag: forks wait
+	// until it is set here. (Through fusermount, go-fuse sets it, and forks itself.)
 	direct := os.Geteuid() == 0
 	if direct {
 		syscall.ForkLock.RLock()
@@ -117,6 +118,7 @@ func New(ctx context.Context, opts Options) (*Mount, error) {
 		err = server.WaitMount()
 	}
 	if direct {
+		closeFuseOnExec()
 		syscall.ForkLock.RUnlock()
 	}
 	if err != nil {

@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
+	"strconv"
 
 	"golang.org/x/sys/unix"
 )
@@ -33,4 +35,18 @@ func clearStale(dir string, log *slog.Logger) error {
 // detach unmounts dir lazily: it leaves the namespace now, and goes when unused.
 func detach(dir string) error {
 	return unix.Unmount(dir, unix.MNT_DETACH)
+}
+
+// closeFuseOnExec sets FD_CLOEXEC on this process's descriptors of /dev/fuse.
+func closeFuseOnExec() {
+	ents, _ := os.ReadDir("/proc/self/fd")
+	for _, e := range ents {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if target, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && target == "/dev/fuse" {
+			unix.CloseOnExec(fd)
+		}
+	}
 }

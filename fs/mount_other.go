@@ -8,6 +8,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// closeFuseOnExec has nothing to do where go-fuse mounts through a helper.
+func closeFuseOnExec() {}
+
 // clearStale does nothing where a stale mount cannot be told apart.
 func clearStale(dir string, log *slog.Logger) error { return nil }
 

@@ -38,6 +38,8 @@ type tree struct {
 	// imageErr is images/error; networkErr is networks/error.
 	imageErr   lastError
 	networkErr lastError
+	// kernelErr is kernels/error.
+	kernelErr lastError
 	// projects are the engine's compose projects; composeErr is compose/error, and
 	// projectErrs the errors of the verbs written to projects' ctl files.
 	projects    *compose.Manager

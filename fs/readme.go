@@ -89,6 +89,12 @@ lists the verbs it takes now.
                         ctl (down, start, stop, restart), state, logs, error,
                         services/, source (a link to where it lives)
       error             the last failed mkdir
+    kernels/            guest kernels of the vm runtime (runtime: vm), fetched on first need
+      ctl               pull SOURCE | rm NAME | default NAME; a SOURCE is debian:PACKAGE,
+                        a kernel .deb (root's tree only) or a registry reference
+      default           the default kernel's name
+      NAME/             a kernel: kernel.json (source, size), modules (those loaded)
+      error             why the last verb failed
 
 Watching: inotify sees only changes made through this folder, not those the engine
 makes itself; follow events (tail -f events) to see everything that happens.

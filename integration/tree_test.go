@@ -449,7 +449,15 @@ func TestTreeNeverHangsUnderChurn(t *testing.T) {
 }
 
 func TestTreeStaleMountIsClearedAtStart(t *testing.T) {
-	d, _ := treeDaemon(t)
+	d, bb := treeDaemon(t)
+	// A container's shim, started after the mount, outlives the daemon: it must not
+	// hold the tree's FUSE device, which would keep the dead tree hanging instead of
+	// failing with ENOTCONN.
+	// (The first container takes the spare shim started before the mount; the next
+	// spare starts after it.)
+	d.MustRun("run", "-d", "--name", "survivor", bb, "sleep", "600")
+	time.Sleep(time.Second)
+	d.MustRun("run", "-d", "--name", "survivor2", bb, "sleep", "600")
 	d.Kill()
 	var st syscall.Statfs_t
 	if err := syscall.Statfs(d.Tree, &st); !errors.Is(err, syscall.ENOTCONN) {
@@ -458,7 +466,7 @@ func TestTreeStaleMountIsClearedAtStart(t *testing.T) {
 	if err := d.Start(); err != nil {
 		t.Fatal(err)
 	}
-	if got := mustSh(t, d, "ls"); got != "README.md\ncompose\ncontainers\nevents\nimages\ninfo\nnetworks\nvolumes\n" {
+	if got := mustSh(t, d, "ls"); got != "README.md\ncompose\ncontainers\nevents\nimages\ninfo\nkernels\nnetworks\nvolumes\n" {
 		t.Errorf("ls of the tree after a restart over a stale mount: %q", got)
 	}
 	if strings.Count(mustSh(t, d, "grep -c ' "+d.Tree+" ' /proc/mounts"), "1") != 1 {

@@ -3,28 +3,219 @@
 package integration
 
 import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/flyingdutchman/flyingdutchman/integration/harness"
 )
 
-// vmDaemon starts a daemon whose vm containers boot the kernel of the Debian package.
-func vmDaemon(t *testing.T, opts ...harness.DaemonOption) *harness.Daemon {
-	t.Helper()
-	deb := harness.KernelDeb(t)
-	return harness.StartDaemon(t, append([]harness.DaemonOption{harness.WithArgs("--vm-kernel", deb)}, opts...)...)
+// The vm tests boot few VMs (each takes seconds under TCG): one daemon runs most of what
+// a vm container must do, one container after the other.
+
+// vmKernels is what the tests read of `dutchman kernel ls --format json`.
+type vmKernel struct {
+	Name    string `json:"name"`
+	Source  string `json:"source"`
+	Default bool   `json:"default"`
 }
 
-func TestVMRun(t *testing.T) {
-	_, ims := harness.SharedImages(t)
-	d := vmDaemon(t, harness.WithTree())
-	res := d.Run("run", "--runtime", "vm", "--name", "v1", ims.Busybox, "sh", "-c", "echo hello from the vm; uname -r; hostname; exit 3")
-	t.Logf("%+v", res)
-	if res.Code != 3 {
-		t.Errorf("exit code %d, want 3; stderr %s", res.Code, res.Stderr)
+func kernelList(t *testing.T, d *harness.Daemon) []vmKernel {
+	t.Helper()
+	var ks []vmKernel
+	if err := json.Unmarshal([]byte(d.MustRun("kernel", "ls", "--format", "json")), &ks); err != nil {
+		t.Fatal(err)
 	}
-	if !strings.Contains(res.Stdout, "hello from the vm") || !strings.Contains(res.Stdout, "cloud-amd64") {
-		t.Errorf("output %q", res.Stdout)
+	return ks
+}
+
+// qemuOf lists the QEMU processes whose command line names s.
+func qemuOf(s string) []string {
+	out, _ := exec.Command("pgrep", "-af", "qemu-system").Output()
+	var found []string
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if l != "" && strings.Contains(l, s) {
+			found = append(found, l)
+		}
+	}
+	return found
+}
+
+// TestVM runs vm containers from the CLI and the tree with a daemon that fetches its
+// kernel from Debian's package at the first need: output and exit codes, logs, the
+// shared root filesystem, a volume and a bind mount both ways, a published port, exec,
+// a daemon killed with SIGKILL and started again, stop (SIGTERM reaches the process),
+// kill, and a restart policy.
+func TestVM(t *testing.T) {
+	_, ims := harness.SharedImages(t)
+	d := harness.StartDaemon(t, harness.WithTree())
+	bb := ims.Busybox
+	d.MustRun("pull", "-q", bb)
+
+	// The first vm container waits for its kernel: apt-get download, then the boot.
+	res := d.Run("run", "--runtime", "vm", "--name", "once", bb, "sh", "-c", "echo hello from the vm; uname -r; cat /proc/1/comm; exit 3")
+	if res.Code != 3 {
+		t.Fatalf("run: exit code %d, want 3\nstdout: %s\nstderr: %s\ndaemon log: %s", res.Code, res.Stdout, res.Stderr, d.Log())
+	}
+	ks := kernelList(t, d)
+	if len(ks) != 1 || !ks[0].Default || !strings.HasPrefix(ks[0].Source, "debian:linux-image-") {
+		t.Fatalf("kernels after the first vm container: %+v", ks)
+	}
+	kernel := ks[0].Name
+	if !strings.Contains(res.Stdout, "hello from the vm\n"+kernel+"\n") {
+		t.Errorf("output %q: want the greeting and the guest kernel's release %s", res.Stdout, kernel)
+	}
+	// In the guest, PID 1 is the agent: the container's process is not init.
+	if !strings.Contains(res.Stdout, "init\n") {
+		t.Errorf("output %q: want PID 1 to be the agent (init)", res.Stdout)
+	}
+	if got := mustSh(t, d, "cat containers/once/logs"); !strings.Contains(got, "hello from the vm") {
+		t.Errorf("containers/once/logs: %q", got)
+	}
+	if got := mustSh(t, d, "cat kernels/default; cat kernels/"+kernel+"/modules"); !strings.HasPrefix(got, kernel+"\n") || !strings.Contains(got, "virtiofs.ko") {
+		t.Errorf("kernels/default and modules: %q", got)
+	}
+	if q := qemuOf(containerID(t, d, "once")); len(q) > 0 {
+		t.Errorf("QEMU still runs after the container exited: %v", q)
+	}
+
+	// A long-running container from a spec file, with a volume, a bind mount and a
+	// published port.
+	d.MustRun("volume", "create", "vmdata")
+	hostDir := filepath.Join(d.Dir, "shared")
+	if err := os.MkdirAll(hostDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(hostDir, "from-host"), []byte("written on the host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	port := freeHostPort(t)
+	mustSh(t, d, fmt.Sprintf(`cat > containers/web.yaml <<'SPEC'
+image: %s
+runtime: vm
+command: [sh, -c, "trap 'echo got TERM; exit 0' TERM; mkdir -p /www; echo hello from the vm > /www/index.html; httpd -p 80 -h /www; echo ready; while true; do sleep 0.2; done"]
+ports: ["127.0.0.1:%d:80"]
+volumes: ["vmdata:/data", "%s:/host"]
+SPEC
+echo start > containers/web/ctl`, bb, port, hostDir))
+	if got := mustSh(t, d, "timeout 60 tail -f containers/web/logs | grep -m1 ready"); got != "ready\n" {
+		t.Fatalf("tail -f containers/web/logs: %q", got)
+	}
+	if got, err := hostFetch(t, fmt.Sprintf("http://127.0.0.1:%d/", port)); err != nil || got != "hello from the vm\n" {
+		t.Errorf("published port: %q %v", got, err)
+	}
+	// The guest's files are the container's rootfs/ on the host.
+	if got := mustSh(t, d, "cat containers/web/rootfs/www/index.html"); got != "hello from the vm\n" {
+		t.Errorf("rootfs/www/index.html: %q", got)
+	}
+	// The bind mount and the volume, both ways.
+	if got := d.MustRun("exec", "web", "cat", "/host/from-host"); got != "written on the host\n" {
+		t.Errorf("a host file through the bind mount: %q", got)
+	}
+	d.MustRun("exec", "web", "sh", "-c", "echo written in the vm > /host/from-guest; echo in the volume > /data/v")
+	if b, err := os.ReadFile(filepath.Join(hostDir, "from-guest")); err != nil || string(b) != "written in the vm\n" {
+		t.Errorf("a guest file through the bind mount: %q %v", b, err)
+	}
+	if got := mustSh(t, d, "cat volumes/vmdata/v && echo from the tree > volumes/vmdata/t"); got != "in the volume\n" {
+		t.Errorf("volumes/vmdata/v: %q", got)
+	}
+	eventually(t, 10*time.Second, func() string {
+		if got := d.Run("exec", "web", "cat", "/data/t"); got.Stdout != "from the tree\n" {
+			return fmt.Sprintf("the volume's new file in the guest: %+v", got)
+		}
+		return ""
+	})
+	if r := d.Run("exec", "web", "sh", "-c", "echo out; echo err >&2; exit 5"); r.Code != 5 || r.Stdout != "out\n" || r.Stderr != "err\n" {
+		t.Errorf("exec: %+v", r)
+	}
+	if r := d.Run("exec", "web", "no-such-command"); r.Code != 127 {
+		t.Errorf("exec of a missing command: %+v, want exit code 127", r)
+	}
+
+	// The daemon goes without a word; the VM stays, and the daemon finds it again.
+	id := containerID(t, d, "web")
+	d.Kill()
+	if q := qemuOf(id); len(q) != 1 {
+		t.Fatalf("QEMU processes of web after the daemon was killed: %v", q)
+	}
+	if err := d.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if c := inspectContainer(t, d, "web"); c.State != "running" {
+		t.Fatalf("web after the daemon's restart: %+v", c)
+	}
+	if got := d.MustRun("exec", "web", "cat", "/www/index.html"); got != "hello from the vm\n" {
+		t.Errorf("exec after the daemon's restart: %q", got)
+	}
+
+	// stop: SIGTERM reaches the container's process, which ends cleanly.
+	mustSh(t, d, "echo stop > containers/web/ctl")
+	if c := inspectContainer(t, d, "web"); c.State != "stopped" || c.ExitCode != 0 {
+		t.Errorf("web after stop: %+v", c)
+	}
+	if got := mustSh(t, d, "cat containers/web/logs"); !strings.Contains(got, "got TERM") {
+		t.Errorf("logs after stop: %q", got)
+	}
+	if q := qemuOf(id); len(q) > 0 {
+		t.Errorf("QEMU still runs after stop: %v", q)
+	}
+	// kill: SIGKILL, exit code 137.
+	mustSh(t, d, "echo start > containers/web/ctl")
+	mustSh(t, d, "timeout 60 tail -n0 -f containers/web/logs | grep -m1 ready")
+	d.MustRun("kill", "web")
+	eventually(t, 30*time.Second, func() string {
+		if c := inspectContainer(t, d, "web"); c.State != "stopped" || c.ExitCode != 137 {
+			return fmt.Sprintf("web after kill: %+v", c)
+		}
+		return ""
+	})
+
+	// A restart policy restarts the VM.
+	d.MustRun("run", "-d", "--runtime", "vm", "--restart", "on-failure:1", "--name", "flaky", bb, "sh", "-c", "echo run; exit 1")
+	eventually(t, 90*time.Second, func() string {
+		if c := inspectContainer(t, d, "flaky"); c.State != "stopped" || c.RestartCount != 1 {
+			return fmt.Sprintf("flaky: %+v", c)
+		}
+		return ""
+	})
+	if got := d.MustRun("logs", "flaky"); got != "run\nrun\n" {
+		t.Errorf("logs of flaky: %q", got)
+	}
+}
+
+// TestVMKernelArtifact publishes the Debian kernel as an OCI artifact in a registry
+// (dutchman kernel push), and a daemon told to use it fetches it on the first vm
+// container's start.
+func TestVMKernelArtifact(t *testing.T) {
+	_, ims := harness.SharedImages(t)
+	reg := harness.StartRegistry(t)
+	deb := harness.KernelDeb(t)
+	ref := reg.Ref("kernels/cloud:6.1")
+	pusher := harness.StartDaemon(t)
+	out := pusher.MustRun("kernel", "push", "--from", deb, ref)
+	if !strings.HasPrefix(out, ref+"@sha256:") {
+		t.Fatalf("kernel push: %q", out)
+	}
+	// An image is not a kernel.
+	if r := pusher.Run("kernel", "pull", ims.Busybox); r.Code == 0 || !strings.Contains(r.Stderr, "not a kernel artifact") {
+		t.Errorf("kernel pull of an image: %+v", r)
+	}
+
+	d := harness.StartDaemon(t, harness.WithArgs("--vm-kernel", ref))
+	if r := d.Run("run", "--rm", "--runtime", "vm", ims.Busybox, "uname", "-r"); r.Code != 0 || !strings.Contains(r.Stdout, "cloud-amd64") {
+		t.Fatalf("run with the artifact's kernel: %+v\n%s", r, d.Log())
+	}
+	ks := kernelList(t, d)
+	if len(ks) != 1 || !strings.HasPrefix(ks[0].Source, reg.Addr+"/kernels/cloud@sha256:") || !ks[0].Default {
+		t.Errorf("kernels: %+v", ks)
+	}
+	d.MustRun("kernel", "rm", ks[0].Name)
+	if ks := kernelList(t, d); len(ks) != 0 {
+		t.Errorf("kernels after rm: %+v", ks)
 	}
 }

@@ -87,6 +87,7 @@ type shim struct {
 //
 // launchers are the launchers a Config may name, besides runc.
 func Main(dir string, launchers map[string]NewLauncher) int {
+	closeInherited()
 	if dir == "--spare" {
 		line, err := bufio.NewReader(os.Stdin).ReadString('\n')
 		if err != nil {
@@ -115,6 +116,23 @@ func Main(dir string, launchers map[string]NewLauncher) int {
 	}
 	s.run()
 	return 0
+}
+
+// closeInherited closes the descriptors the shim inherited beyond its standard streams
+// (the daemon's own, such as the tree's FUSE device, leaked by a library): held by a
+// shim that outlives the daemon, they would keep the daemon's connections open. This
+// process's own descriptors are all close-on-exec.
+func closeInherited() {
+	ents, _ := os.ReadDir("/proc/self/fd")
+	for _, e := range ents {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil || fd <= 2 {
+			continue
+		}
+		if flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err == nil && flags&unix.FD_CLOEXEC == 0 {
+			unix.Close(fd)
+		}
+	}
 }
 
 func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }

@@ -29,11 +29,13 @@ func moduleName(file string) string {
 type moduleSet struct {
 	files   map[string]string
 	builtin map[string]bool
+	// depends reads what a module file depends on (moduleDepends).
+	depends func(path string) ([]string, error)
 }
 
 // readModules indexes the modules under dir (lib/modules/RELEASE).
 func readModules(dir string) (*moduleSet, error) {
-	m := &moduleSet{files: map[string]string{}, builtin: map[string]bool{}}
+	m := &moduleSet{files: map[string]string{}, builtin: map[string]bool{}, depends: moduleDepends}
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -102,7 +104,7 @@ func (m *moduleSet) closure(wanted []string) ([]string, error) {
 			return fmt.Errorf("module %s needs %s, which the kernel does not have", chain[len(chain)-1], name)
 		}
 		seen[name] = true
-		deps, err := moduleDepends(path)
+		deps, err := m.depends(path)
 		if err != nil {
 			return err
 		}

@@ -101,7 +101,8 @@ func NewKernels(root, agent, auto string, registry Registry, log *slog.Logger) (
 var kernelNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]*$`)
 
 func checkKernelName(name string) error {
-	if !kernelNameRE.MatchString(name) || len(name) > 128 {
+	// The names of kernels/'s own files are not kernels'.
+	if !kernelNameRE.MatchString(name) || len(name) > 128 || name == "ctl" || name == "error" || name == "default" {
 		return errdefs.Invalid(fmt.Errorf("invalid kernel name %q", name))
 	}
 	return nil
@@ -168,6 +169,26 @@ func (k *Kernels) Get(name string) (*Kernel, error) {
 	}
 	kern.Default = kern.Name == k.defaultName()
 	return kern, nil
+}
+
+// Modules lists the module files of kernel name that the agent loads, in load order.
+func (k *Kernels) Modules(name string) ([]string, error) {
+	if err := checkKernelName(name); err != nil {
+		return nil, err
+	}
+	set, err := readModules(filepath.Join(k.dir(name), "modules"))
+	if err != nil {
+		return nil, err
+	}
+	files, err := set.closure(wantedModules)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(files))
+	for i, f := range files {
+		out[i] = filepath.Base(f)
+	}
+	return out, nil
 }
 
 // Ensure returns the default kernel, fetching the automatic source first if there is
