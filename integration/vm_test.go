@@ -58,7 +58,9 @@ func TestVM(t *testing.T) {
 	d.MustRun("pull", "-q", bb)
 
 	// The first vm container waits for its kernel: apt-get download, then the boot.
-	res := d.Run("run", "--runtime", "vm", "--name", "once", bb, "sh", "-c", "echo hello from the vm; uname -r; cat /proc/1/comm; exit 3")
+	// Its limits are the VM's size: 200 MiB of memory (less the kernel's share), 2 CPUs.
+	res := d.Run("run", "--runtime", "vm", "--name", "once", "--memory", "200m", "--cpus", "1.5", bb, "sh", "-c",
+		"echo hello from the vm; uname -r; cat /proc/1/comm; grep MemTotal /proc/meminfo; grep -c ^processor /proc/cpuinfo; exit 3")
 	if res.Code != 3 {
 		t.Fatalf("run: exit code %d, want 3\nstdout: %s\nstderr: %s\ndaemon log: %s", res.Code, res.Stdout, res.Stderr, d.Log())
 	}
@@ -73,6 +75,11 @@ func TestVM(t *testing.T) {
 	// In the guest, PID 1 is the agent: the container's process is not init.
 	if !strings.Contains(res.Stdout, "init\n") {
 		t.Errorf("output %q: want PID 1 to be the agent (init)", res.Stdout)
+	}
+	var memKB, cpus int
+	if _, err := fmt.Sscanf(res.Stdout[strings.Index(res.Stdout, "MemTotal:"):], "MemTotal: %d kB\n%d", &memKB, &cpus); err != nil ||
+		memKB < 150<<10 || memKB > 200<<10 || cpus != 2 {
+		t.Errorf("--memory 200m --cpus 1.5: MemTotal %d kB, %d CPUs (%v); want 150-200 MiB and 2", memKB, cpus, err)
 	}
 	if got := mustSh(t, d, "cat containers/once/logs"); !strings.Contains(got, "hello from the vm") {
 		t.Errorf("containers/once/logs: %q", got)
@@ -137,6 +144,19 @@ echo start > containers/web/ctl`, bb, port, hostDir))
 		t.Errorf("exec of a missing command: %+v, want exit code 127", r)
 	}
 
+	// exec with a terminal.
+	cmd := exec.Command(harness.Binary(t), "exec", "-it", "web", "sh")
+	cmd.Env = append(os.Environ(), "DUTCHMAN_HOST="+d.Host(), "TERM=xterm")
+	ex := harness.StartTerminal(t, cmd, 30, 100)
+	ex.Expect("/ # ", 30*time.Second)
+	ex.Type("stty size; echo in-exec-$((6*7))\r")
+	ex.Expect("30 100", 10*time.Second)
+	ex.Expect("in-exec-42", 10*time.Second)
+	ex.Type("exit 3\r")
+	if code := ex.Wait(30 * time.Second); code != 3 {
+		t.Errorf("exec -it web sh; exit 3: the CLI exited %d", code)
+	}
+
 	// The daemon goes without a word; the VM stays, and the daemon finds it again.
 	id := containerID(t, d, "web")
 	d.Kill()
@@ -174,6 +194,38 @@ echo start > containers/web/ctl`, bb, port, hostDir))
 		}
 		return ""
 	})
+
+	// A container with a terminal: run -it.
+	cmd = exec.Command(harness.Binary(t), "run", "-it", "--rm", "--runtime", "vm", bb, "sh")
+	cmd.Env = append(os.Environ(), "DUTCHMAN_HOST="+d.Host(), "TERM=xterm")
+	term := harness.StartTerminal(t, cmd, 37, 91)
+	term.Expect("/ # ", 60*time.Second)
+	term.Type("tty; stty size; echo sum=$((40+2))\r")
+	term.Expect("/dev/pts/0", 10*time.Second)
+	term.Expect("37 91", 10*time.Second)
+	term.Expect("sum=42", 10*time.Second)
+	term.Expect("/ # ", 10*time.Second)
+	term.Resize(50, 120)
+	eventually(t, 10*time.Second, func() string {
+		term.Type("stty size\r")
+		time.Sleep(200 * time.Millisecond)
+		if !term.Shows("50 120") {
+			return "the container's terminal did not follow the window to 50x120"
+		}
+		return ""
+	})
+	term.Type("exit 4\r")
+	if code := term.Wait(30 * time.Second); code != 4 {
+		t.Errorf("run -it sh; exit 4: the CLI exited %d", code)
+	}
+
+	// A process the guest's OOM killer ends: exit 137 and OOMKilled, as with runc.
+	if r := d.Run("run", "--runtime", "vm", "--name", "hog", "--memory", "128m", bb, "dd", "if=/dev/zero", "of=/dev/null", "bs=300M", "count=1"); r.Code != 137 {
+		t.Errorf("a 300 MiB buffer in a 128 MiB guest: %+v", r)
+	}
+	if c := inspectContainer(t, d, "hog"); !c.OOMKilled || c.ExitCode != 137 {
+		t.Errorf("hog: %+v, want OOMKilled", c)
+	}
 
 	// A restart policy restarts the VM.
 	d.MustRun("run", "-d", "--runtime", "vm", "--restart", "on-failure:1", "--name", "flaky", bb, "sh", "-c", "echo run; exit 1")
@@ -218,4 +270,23 @@ func TestVMKernelArtifact(t *testing.T) {
 	if ks := kernelList(t, d); len(ks) != 0 {
 		t.Errorf("kernels after rm: %+v", ks)
 	}
+}
+
+// TestVMVsock runs a vm container whose agent talks over vsock, which the runtime
+// chooses where /dev/vhost-vsock exists.
+func TestVMVsock(t *testing.T) {
+	if _, err := os.Stat("/dev/vhost-vsock"); err != nil {
+		t.Skipf("this machine has no /dev/vhost-vsock (%v): here the vm runtime talks to its agent over virtio-serial, which TestVM covers; this test runs the vsock transport where the device exists", err)
+	}
+	_, ims := harness.SharedImages(t)
+	d := harness.StartDaemon(t, harness.WithArgs("--vm-kernel", harness.KernelDeb(t)))
+	d.MustRun("run", "-d", "--runtime", "vm", "--name", "v", ims.Busybox, "sleep", "600")
+	id := inspectContainer(t, d, "v").ID
+	if q := qemuOf(id); len(q) != 1 || !strings.Contains(q[0], "vhost-vsock-device") || strings.Contains(q[0], "virtserialport") {
+		t.Errorf("QEMU of a vm container where vsock is available: %v", q)
+	}
+	if got := d.MustRun("exec", "v", "echo", "over vsock"); got != "over vsock\n" {
+		t.Errorf("exec: %q", got)
+	}
+	d.MustRun("rm", "-f", "v")
 }

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -132,6 +133,7 @@ func (a *Agent) start(p *proto.Process) (int, error) {
 		return 0, startError(p.Args[0], err)
 	}
 	pr.pid = proc.Pid
+	ooms := oomKills()
 	done := r.ExpectLocked(pr.pid)
 	r.Mu.Unlock()
 	proc.Release() // the reaper waits for it, not os
@@ -147,10 +149,24 @@ func (a *Agent) start(p *proto.Process) (int, error) {
 		if ws.Signaled() {
 			st.Signal = int(ws.Signal())
 			st.Code = 128 + st.Signal
+			// Killed while the guest's OOM killer killed something: by it.
+			st.OOMKilled = ws.Signal() == syscall.SIGKILL && a.opts.Init && oomKills() > ooms
 		}
 		a.exited(pr, st)
 	}()
 	return pr.pid, nil
+}
+
+// oomKills is how many processes the kernel's OOM killer has killed (/proc/vmstat).
+func oomKills() uint64 {
+	b, _ := os.ReadFile("/proc/vmstat")
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "oom_kill "); ok {
+			n, _ := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+			return n
+		}
+	}
+	return 0
 }
 
 // startError words a failed start as runc does, so that the engine gives it the same
