@@ -25,7 +25,8 @@ var (
 )
 
 // Binary returns the dutchman binary under test: $DUTCHMAN_BIN if set (make test sets
-// it), else one built from this checkout into the process's directory.
+// it, and builds dutchman-agent beside it), else one built from this checkout into the
+// process's directory, with dutchman-agent.
 func Binary(t testing.TB) string {
 	t.Helper()
 	binOnce.Do(func() {
@@ -42,6 +43,14 @@ func Binary(t testing.TB) string {
 		binPath = filepath.Join(processDir, "dutchman")
 		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/dutchman")
 		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			binErr = fmt.Errorf("go build: %v\n%s", err, out)
+			return
+		}
+		// The vm runtime's guest agent goes beside it, where the daemon looks.
+		cmd = exec.Command("go", "build", "-o", filepath.Join(processDir, "dutchman-agent"), "./cmd/dutchman-agent")
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			binErr = fmt.Errorf("go build: %v\n%s", err, out)
 		}
