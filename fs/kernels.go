@@ -112,15 +112,16 @@ func (t *tree) kernelsCtl() *ctlFile {
 			if err != nil {
 				return err
 			}
+			// Kernels are the machine's, shared by every tree and every vm container:
+			// root's to change, as the daemon's own settings are.
+			if t.uid != 0 {
+				return errdefs.Invalid(errors.New("kernels: the kernels are shared by every tree, and only root changes them (root's tree, or dutchman kernel as root)"))
+			}
 			if len(args) != 1 {
 				return errdefs.Invalid(fmt.Errorf("kernels: %s takes one argument: pull SOURCE | rm NAME | default NAME", verb))
 			}
 			switch verb {
 			case "pull":
-				// A tree that is not root's names no file of the host for root to read.
-				if t.uid != 0 && strings.HasSuffix(args[0], ".deb") {
-					return errdefs.Invalid(errors.New("kernels: a tree that is not root's pulls from Debian's packages or a registry, not from a file"))
-				}
 				if strings.HasSuffix(args[0], ".deb") && !filepath.IsAbs(args[0]) {
 					return errdefs.Invalid(fmt.Errorf("kernels: %s: a package file is named by its absolute path", args[0]))
 				}

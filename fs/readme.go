@@ -90,8 +90,8 @@ lists the verbs it takes now.
                         services/, source (a link to where it lives)
       error             the last failed mkdir
     kernels/            guest kernels of the vm runtime (runtime: vm), fetched on first need
-      ctl               pull SOURCE | rm NAME | default NAME; a SOURCE is debian:PACKAGE,
-                        a kernel .deb (root's tree only) or a registry reference
+      ctl               pull SOURCE | rm NAME | default NAME (root's tree only); a SOURCE
+                        is debian:PACKAGE, a kernel .deb or a registry reference
       default           the default kernel's name
       NAME/             a kernel: kernel.json (source, size), modules (those loaded)
       error             why the last verb failed

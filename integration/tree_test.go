@@ -166,7 +166,7 @@ func TestTreeRootBelongsToTheUser(t *testing.T) {
 		t.Errorf("README.md does not explain the verbs")
 	}
 	info := mustSh(t, d, "cat info")
-	for _, want := range []string{"containers: 1\n", "images: 1\n", "runtimes: oci\n", "data_root: " + d.DataRoot + "\n"} {
+	for _, want := range []string{"containers: 1\n", "images: 1\n", "runtimes: oci vm\n", "data_root: " + d.DataRoot + "\n"} {
 		if !strings.Contains(info, want) {
 			t.Errorf("info lacks %q:\n%s", want, info)
 		}

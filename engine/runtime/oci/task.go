@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -25,65 +24,23 @@ import (
 
 // task is a container under a shim.
 type task struct {
+	*shim.Task
 	r      *Runtime
 	id     string
 	rootfs string
-	client *shim.Client
-
-	mu  sync.Mutex
-	pid int
-
-	waitOnce sync.Once
-	wait     chan rt.ExitStatus
-	exit     *rt.ExitStatus // known already (Load of a finished container)
-	ctx      context.Context
-	cancel   context.CancelFunc
 }
 
 func (r *Runtime) newTask(id, rootfs string, pid int, exit *rt.ExitStatus) *task {
-	ctx, cancel := context.WithCancel(context.Background())
-	return &task{r: r, id: id, rootfs: rootfs, client: shim.NewClient(r.dir(id)), pid: pid, exit: exit,
-		wait: make(chan rt.ExitStatus, 1), ctx: ctx, cancel: cancel}
-}
-
-func (t *task) Pid() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.pid
+	return &task{Task: shim.NewTask(r.dir(id), pid, exit, func() *rt.ExitStatus { return r.lostExit(context.Background(), id) }),
+		r: r, id: id, rootfs: rootfs}
 }
 
 func (t *task) Start(ctx context.Context) (int, error) {
-	pid, err := t.client.Start(ctx)
+	pid, err := t.Started(ctx)
 	if err != nil {
 		return 0, createError(err)
 	}
-	t.mu.Lock()
-	t.pid = pid
-	t.mu.Unlock()
 	return pid, nil
-}
-
-// Wait yields the exit status once. The shim is asked; if it goes without answering,
-// its record, or 255.
-func (t *task) Wait() <-chan rt.ExitStatus {
-	t.waitOnce.Do(func() {
-		go func() {
-			defer close(t.wait)
-			if t.exit != nil {
-				t.wait <- *t.exit
-				return
-			}
-			st, err := t.client.Wait(t.ctx)
-			if err != nil {
-				if t.ctx.Err() != nil {
-					return // closed: the daemon no longer waits
-				}
-				st = t.r.lostExit(context.Background(), t.id)
-			}
-			t.wait <- *st
-		}()
-	})
-	return t.wait
 }
 
 func (t *task) Kill(ctx context.Context, sig syscall.Signal, all bool) error {
@@ -158,19 +115,6 @@ func (t *task) Pids(ctx context.Context) ([]int, error) {
 		return nil, fmt.Errorf("runc ps: %w", err)
 	}
 	return pids, nil
-}
-
-func (t *task) Attach(ctx context.Context, s rt.Streams) (*rt.ExitStatus, error) {
-	return t.client.Attach(ctx, s)
-}
-
-func (t *task) Resize(ctx context.Context, rows, cols uint16) error {
-	return t.client.Resize(ctx, rows, cols)
-}
-
-func (t *task) Close() error {
-	t.cancel()
-	return nil
 }
 
 // Exec runs a process in the container. Without a terminal, runc exec stays its parent

@@ -57,6 +57,7 @@ func (k *Kernels) fetchArtifact(ctx context.Context, ref, tree string) (string, 
 		return "", err
 	}
 	var haveKernel, haveModules bool
+	budget := &unpackBudget{left: maxModulesSize}
 	for _, l := range layers {
 		mt, err := l.MediaType()
 		if err != nil {
@@ -68,12 +69,19 @@ func (k *Kernels) fetchArtifact(ctx context.Context, ref, tree string) (string, 
 		}
 		switch mt {
 		case MediaTypeVmlinuz:
-			err = writeReader(rc, filepath.Join(tree, "boot", "vmlinuz-"+release))
+			if haveKernel {
+				err = errdefs.Invalid(errors.New("a second kernel image"))
+				break
+			}
+			err = writeReader(io.LimitReader(rc, maxKernelSize+1), filepath.Join(tree, "boot", "vmlinuz-"+release))
+			if st, serr := os.Stat(filepath.Join(tree, "boot", "vmlinuz-"+release)); err == nil && serr == nil && st.Size() > maxKernelSize {
+				err = errdefs.Invalid(errors.New("the kernel image is over 256 MiB"))
+			}
 			haveKernel = err == nil
 		case MediaTypeModules:
 			var zr *gzip.Reader
 			if zr, err = gzip.NewReader(rc); err == nil {
-				err = untarModules(zr, filepath.Join(tree, "lib", "modules", release))
+				err = untarModules(zr, filepath.Join(tree, "lib", "modules", release), budget)
 			}
 			haveModules = err == nil
 		}
@@ -106,6 +114,9 @@ func writeReader(r io.Reader, dest string) error {
 	}
 	return err
 }
+
+// maxKernelSize bounds a kernel artifact's kernel image.
+const maxKernelSize = 256 << 20
 
 // PushKernel makes a kernel artifact from a Debian kernel package (source as for Pull:
 // "debian[:PACKAGE]" or a .deb file) and pushes it to ref. It returns the manifest's

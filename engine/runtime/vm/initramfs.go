@@ -212,3 +212,22 @@ func writeInitramfs(w io.Writer, agent []byte, modules []string) error {
 	}
 	return c.close()
 }
+
+// WriteInitramfs writes an initramfs with agent as /init and the modules named (with
+// what they depend on) from the kernel modules under moduleDir (lib/modules/RELEASE).
+// The runtime's own are built by Kernels.Boot; this is for tools and experiments that
+// need other modules (bench/vmrootfs).
+func WriteInitramfs(w io.Writer, agent []byte, moduleDir string, modules []string) error {
+	set, err := readModules(moduleDir)
+	if err != nil {
+		return err
+	}
+	files, err := set.closure(modules)
+	if err != nil {
+		return err
+	}
+	return writeInitramfs(w, agent, files)
+}
+
+// Modules the runtime's initramfs carries, for tools that add to them.
+func DefaultModules() []string { return append([]string(nil), wantedModules...) }

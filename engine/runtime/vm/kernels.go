@@ -342,16 +342,14 @@ func copyFile(src, dst string) (int64, error) {
 	return n, err
 }
 
-// Remove removes a kernel from the cache; the default cannot go while others remain.
+// Remove removes a kernel from the cache. Removing the default leaves none: the next vm
+// container fetches the automatic source again, unless another is made the default.
 func (k *Kernels) Remove(name string) error {
-	if err := checkKernelName(name); err != nil {
+	unlock, err := k.lockKernel(name)
+	if err != nil {
 		return err
 	}
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if _, err := os.Stat(filepath.Join(k.dir(name), "kernel.json")); err != nil {
-		return errdefs.NotFound(fmt.Errorf("no kernel %s", name))
-	}
+	defer unlock()
 	if k.defaultName() == name {
 		os.Remove(filepath.Join(k.root, "default"))
 	}
@@ -364,19 +362,29 @@ func (k *Kernels) Remove(name string) error {
 
 // SetDefault makes name the default kernel.
 func (k *Kernels) SetDefault(name string) error {
-	if err := checkKernelName(name); err != nil {
+	unlock, err := k.lockKernel(name)
+	if err != nil {
 		return err
 	}
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if _, err := os.Stat(filepath.Join(k.dir(name), "kernel.json")); err != nil {
-		return errdefs.NotFound(fmt.Errorf("no kernel %s", name))
-	}
+	defer unlock()
 	tmp := filepath.Join(k.root, ".default.tmp")
 	if err := os.WriteFile(tmp, []byte(name+"\n"), 0o644); err != nil {
 		return err
 	}
 	return os.Rename(tmp, filepath.Join(k.root, "default"))
+}
+
+// lockKernel takes the cache's lock for a change to kernel name, which must exist.
+func (k *Kernels) lockKernel(name string) (unlock func(), err error) {
+	if err := checkKernelName(name); err != nil {
+		return nil, err
+	}
+	k.mu.Lock()
+	if _, err := os.Stat(filepath.Join(k.dir(name), "kernel.json")); err != nil {
+		k.mu.Unlock()
+		return nil, errdefs.NotFound(fmt.Errorf("no kernel %s", name))
+	}
+	return k.mu.Unlock, nil
 }
 
 // Boot returns the files QEMU boots kern with: its kernel image and an initramfs with
@@ -525,15 +533,23 @@ func run(ctx context.Context, dir, name string, args ...string) error {
 // hostArch is the architecture of kernel artifacts this machine runs.
 var hostArch = goruntime.GOARCH
 
-// limit on what a kernel artifact may unpack to.
-const maxModulesSize = 1 << 30
+// Limits on what a kernel artifact's modules may unpack to, all layers together.
+const (
+	maxModulesSize    = 1 << 30
+	maxModulesEntries = 100000
+)
 
-// untarModules unpacks a modules layer into dir. Entries may only be directories and
-// regular files below dir: anything else (links, devices, paths out of dir) fails the
-// pull, as a hostile image layer does.
-func untarModules(r io.Reader, dir string) error {
+// unpackBudget is what the modules layers of one pull may still unpack.
+type unpackBudget struct {
+	left    int64
+	entries int
+}
+
+// untarModules unpacks a modules layer into dir, within budget. Entries may only be
+// directories and regular files below dir: anything else (links, devices, paths out of
+// dir) fails the pull, as a hostile image layer does.
+func untarModules(r io.Reader, dir string, budget *unpackBudget) error {
 	tr := tar.NewReader(r)
-	var total int64
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
@@ -541,6 +557,9 @@ func untarModules(r io.Reader, dir string) error {
 		}
 		if err != nil {
 			return err
+		}
+		if budget.entries++; budget.entries > maxModulesEntries {
+			return errdefs.Invalid(fmt.Errorf("kernel artifact: the modules hold more than %d entries", maxModulesEntries))
 		}
 		name := filepath.Clean(h.Name)
 		if filepath.IsAbs(name) || name == ".." || strings.HasPrefix(name, "../") {
@@ -553,7 +572,7 @@ func untarModules(r io.Reader, dir string) error {
 				return err
 			}
 		case tar.TypeReg:
-			if total += h.Size; total > maxModulesSize {
+			if budget.left -= h.Size; budget.left < 0 {
 				return errdefs.Invalid(errors.New("kernel artifact: the modules unpack to more than 1 GiB"))
 			}
 			if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {

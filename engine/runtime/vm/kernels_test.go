@@ -133,7 +133,7 @@ func TestUntarModulesRefusesHostileEntries(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			parent := t.TempDir()
 			dir := filepath.Join(parent, "modules")
-			err := untarModules(tarOf(t, ok, tc.entry), dir)
+			err := untarModules(tarOf(t, ok, tc.entry), dir, &unpackBudget{left: maxModulesSize})
 			if err == nil || !strings.Contains(err.Error(), tc.words) || !errors.Is(err, errdefs.ErrInvalidArgument) {
 				t.Errorf("untar: %v; want an invalid-argument error saying %q", err, tc.words)
 			}
@@ -143,7 +143,10 @@ func TestUntarModulesRefusesHostileEntries(t *testing.T) {
 		})
 	}
 	dir := t.TempDir()
-	if err := untarModules(tarOf(t, ok), dir); err != nil {
+	if err := untarModules(tarOf(t, ok), dir, &unpackBudget{left: 2}); err == nil || !strings.Contains(err.Error(), "1 GiB") {
+		t.Errorf("3 bytes with 2 left to unpack: %v", err)
+	}
+	if err := untarModules(tarOf(t, ok), dir, &unpackBudget{left: maxModulesSize}); err != nil {
 		t.Fatal(err)
 	}
 	if b, err := os.ReadFile(filepath.Join(dir, "kernel/drivers/virtio.ko")); err != nil || string(b) != "xxx" {

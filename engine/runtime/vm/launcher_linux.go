@@ -18,7 +18,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/mdlayher/vsock"
 	"golang.org/x/sys/unix"
 
 	rt "github.com/flyingdutchman/flyingdutchman/engine/runtime"
@@ -54,8 +53,11 @@ type launcher struct {
 	fsd      *os.Process
 	fsdDone  <-chan unix.WaitStatus
 
+	// client and main are set once the VM runs (under mu); ended is closed once the
+	// main process's end is known.
 	client *proto.Client
 	main   *proto.Proc
+	ended  chan struct{}
 	// out are the launcher's copies of the container's output streams (or the terminal's
 	// far end), closed once its output is all written.
 	out []io.Closer
@@ -70,7 +72,7 @@ type launcher struct {
 
 // NewLauncher makes the vm launcher of a shim.
 func NewLauncher(env shim.LauncherEnv) (shim.Launcher, error) {
-	l := &launcher{env: env, nextID: proto.MainProcess + 1}
+	l := &launcher{env: env, nextID: proto.MainProcess + 1, ended: make(chan struct{})}
 	if err := json.Unmarshal(env.Config, &l.cfg); err != nil {
 		return nil, fmt.Errorf("vm launcher: %w", err)
 	}
@@ -78,8 +80,16 @@ func NewLauncher(env shim.LauncherEnv) (shim.Launcher, error) {
 }
 
 func (l *launcher) Launch(stdio [3]*os.File) (launched *shim.Launched, err error) {
+	var console *os.File
 	defer func() {
 		if err != nil {
+			// The shim waits for the end of its output: its copies go with the VM.
+			for _, c := range l.out {
+				c.Close()
+			}
+			if console != nil {
+				console.Close()
+			}
 			l.teardown()
 		}
 	}()
@@ -113,7 +123,6 @@ func (l *launcher) Launch(stdio [3]*os.File) (launched *shim.Launched, err error
 	}
 
 	var stdout, stderr io.Writer
-	var console *os.File
 	p := l.cfg.Process
 	if l.env.Tty {
 		ours, theirs, err := consolePair()
@@ -142,12 +151,11 @@ func (l *launcher) Launch(stdio [3]*os.File) (launched *shim.Launched, err error
 	}
 	main, err := l.client.Start(ctx, &p, stdout, stderr)
 	if err != nil {
-		if console != nil {
-			console.Close()
-		}
 		return nil, err
 	}
+	l.mu.Lock()
 	l.main = main
+	l.mu.Unlock()
 	switch {
 	case l.env.Tty:
 		go copyInput(main, l.out[0].(*os.File))
@@ -284,8 +292,16 @@ func exitWords(ws unix.WaitStatus) string {
 	return "status " + strconv.Itoa(ws.ExitStatus())
 }
 
-// qemuArgs is QEMU's command line: a microvm with the agent's channel on fd 3 (unless
-// vsock carries it), the share, entropy, and a NIC on each tap (fds from 4).
+// QEMU's file descriptors: the agent's channel (unless vsock carries it), the serial
+// console, and the taps from firstTapFd on.
+const (
+	agentFd    = 3
+	consoleFd  = 4
+	firstTapFd = 5
+)
+
+// qemuArgs is QEMU's command line: a microvm with the agent's channel, its console, the
+// share, entropy, and a NIC on each tap.
 func (l *launcher) qemuArgs(ntaps int) []string {
 	c := l.cfg
 	mem := strconv.FormatInt(c.MemoryMiB, 10) + "M"
@@ -294,6 +310,8 @@ func (l *launcher) qemuArgs(ntaps int) []string {
 		accel = "kvm"
 	}
 	args := []string{
+		// The container's id names the VM: ps shows whose QEMU it is.
+		"-name", "dutchman-" + filepath.Base(l.env.Dir),
 		"-M", "microvm,x-option-roms=off,rtc=off,pit=off,pic=off,memory-backend=mem",
 		"-accel", accel,
 		"-m", mem, "-smp", strconv.Itoa(max(c.CPUs, 1)),
@@ -301,7 +319,7 @@ func (l *launcher) qemuArgs(ntaps int) []string {
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
 		"-global", "virtio-mmio.force-legacy=false",
 		"-kernel", c.Kernel, "-initrd", c.Initramfs, "-append", c.Cmdline,
-		"-serial", "file:" + filepath.Join(l.env.Dir, consoleFile),
+		"-chardev", "socket,id=console,fd=4", "-serial", "chardev:console",
 		"-chardev", "socket,id=fs,path=" + fsSocket,
 		"-device", "vhost-user-fs-device,chardev=fs,tag=share",
 		"-device", "virtio-rng-device",
@@ -317,7 +335,7 @@ func (l *launcher) qemuArgs(ntaps int) []string {
 			"-device", "virtserialport,chardev=agent,name="+agent.PortName)
 	}
 	for i := range ntaps {
-		args = append(args, "-netdev", fmt.Sprintf("tap,id=net%d,fd=%d", i, 4+i),
+		args = append(args, "-netdev", fmt.Sprintf("tap,id=net%d,fd=%d", i, firstTapFd+i),
 			"-device", fmt.Sprintf("virtio-net-device,netdev=net%d,mac=%s", i, l.macs[i]))
 	}
 	return args
@@ -325,7 +343,7 @@ func (l *launcher) qemuArgs(ntaps int) []string {
 
 // startQEMU boots the VM and returns the host's end of the agent's channel (nil with
 // vsock, which is dialled once the guest listens).
-func (l *launcher) startQEMU(taps []*os.File) (net.Conn, error) {
+func (l *launcher) startQEMU(taps []*os.File) (io.ReadWriteCloser, error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, err
@@ -333,9 +351,16 @@ func (l *launcher) startQEMU(taps []*os.File) (net.Conn, error) {
 	hostF, guestF := os.NewFile(uintptr(fds[0]), "agent-host"), os.NewFile(uintptr(fds[1]), "agent-guest")
 	defer hostF.Close()
 	defer guestF.Close()
+	cfds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	consoleOurs, consoleTheirs := os.NewFile(uintptr(cfds[0]), "console"), os.NewFile(uintptr(cfds[1]), "console-qemu")
+	defer consoleTheirs.Close()
+	go l.keepConsole(consoleOurs)
 	cmd := exec.Command(l.cfg.QEMU, l.qemuArgs(len(taps))...)
 	cmd.Dir = l.env.Dir
-	cmd.ExtraFiles = append([]*os.File{guestF}, taps...)
+	cmd.ExtraFiles = append([]*os.File{guestF, consoleTheirs}, taps...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	done, err := l.startProcess(cmd)
 	if err != nil {
@@ -348,13 +373,43 @@ func (l *launcher) startQEMU(taps []*os.File) (net.Conn, error) {
 	return net.FileConn(hostF)
 }
 
+// dialVsock connects to the agent from a port below 1024 of the host, which only root
+// may bind: the agent takes no connection from anywhere else (any user of the host may
+// reach a guest's vsock port).
+func dialVsock(cid, port uint32) (io.ReadWriteCloser, error) {
+	for local := uint32(1023); local >= 600; local-- {
+		fd, err := unix.Socket(unix.AF_VSOCK, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return nil, err
+		}
+		if err := unix.Bind(fd, &unix.SockaddrVM{CID: unix.VMADDR_CID_ANY, Port: local}); err != nil {
+			unix.Close(fd)
+			if err == unix.EADDRINUSE {
+				continue
+			}
+			return nil, fmt.Errorf("bind vsock port %d: %w", local, err)
+		}
+		if err := unix.Connect(fd, &unix.SockaddrVM{CID: cid, Port: port}); err != nil {
+			unix.Close(fd)
+			return nil, err
+		}
+		if err := unix.SetNonblock(fd, true); err != nil {
+			unix.Close(fd)
+			return nil, err
+		}
+		// Non-blocking, the file is the runtime poller's: it takes write deadlines.
+		return os.NewFile(uintptr(fd), "vsock"), nil
+	}
+	return nil, errors.New("no free vsock port below 1024 on the host")
+}
+
 // connect opens the conversation with the agent, giving up if QEMU exits first.
-func (l *launcher) connect(conn net.Conn) error {
+func (l *launcher) connect(conn io.ReadWriteCloser) error {
 	deadline := time.Now().Add(bootTimeout)
 	if conn == nil {
 		// vsock: the agent listens once the guest is up.
 		for {
-			c, err := vsock.Dial(l.cfg.Vsock.CID, l.cfg.Vsock.Port, nil)
+			c, err := dialVsock(l.cfg.Vsock.CID, l.cfg.Vsock.Port)
 			if err == nil {
 				conn = c
 				break
@@ -384,7 +439,9 @@ func (l *launcher) connect(conn net.Conn) error {
 		if r.err != nil {
 			return fmt.Errorf("guest agent: %w%s", r.err, l.consoleTail())
 		}
+		l.mu.Lock()
 		l.client = r.c
+		l.mu.Unlock()
 		return nil
 	case ws := <-l.qemuDone:
 		l.qemuDone = closedStatus(ws)
@@ -396,9 +453,50 @@ func (l *launcher) connect(conn net.Conn) error {
 	}
 }
 
+// maxConsole bounds console.log: past it, the file starts again (the guest writes to
+// its serial port what it likes).
+const maxConsole = 1 << 20
+
+// keepConsole copies the guest's serial console into console.log until QEMU closes it.
+func (l *launcher) keepConsole(r *os.File) {
+	defer r.Close()
+	path := filepath.Join(l.env.Dir, consoleFile)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		io.Copy(io.Discard, r)
+		return
+	}
+	defer f.Close()
+	var size int64
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			if size+int64(n) > maxConsole {
+				f.Truncate(0)
+				f.Seek(0, io.SeekStart)
+				size = 0
+			}
+			f.Write(buf[:n])
+			size += int64(n)
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
 // consoleTail is the end of the guest's console, to explain a failed boot.
 func (l *launcher) consoleTail() string {
-	b, _ := os.ReadFile(filepath.Join(l.env.Dir, consoleFile))
+	f, err := os.Open(filepath.Join(l.env.Dir, consoleFile))
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.Size() > 4096 {
+		f.Seek(-4096, io.SeekEnd)
+	}
+	b, _ := io.ReadAll(io.LimitReader(f, 4096))
 	s := strings.TrimSpace(string(b))
 	if s == "" {
 		return ""
@@ -427,6 +525,7 @@ func (l *launcher) wait(done chan<- rt.ExitStatus) {
 			st = rt.ExitStatus{Code: 137, Signal: syscall.SIGKILL}
 		}
 	}
+	close(l.ended)
 	// Its output is all written: the shim's copies see their end.
 	for _, c := range l.out {
 		c.Close()
@@ -472,12 +571,13 @@ func exitStatus(p proto.ExitStatus) rt.ExitStatus {
 
 // Resize sets the size of the container's terminal.
 func (l *launcher) Resize(rows, cols uint16) error {
-	if l.main == nil {
-		return errors.New("the container is not running")
+	_, main, err := l.running()
+	if err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return l.main.Resize(ctx, rows, cols)
+	return main.Resize(ctx, rows, cols)
 }
 
 // Requests of the vm launcher on the shim's socket.
@@ -538,31 +638,61 @@ func (l *launcher) Handle(op string, args json.RawMessage, c *net.UnixConn, r *b
 	return true
 }
 
-func (l *launcher) call(ctx context.Context, op string, args, result any) error {
-	if l.client == nil {
-		return errors.New("the container is not running")
+// running returns the conversation and the main process, or an error before the VM runs.
+func (l *launcher) running() (*proto.Client, *proto.Proc, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.client == nil || l.main == nil {
+		return nil, nil, errors.New("the container is not running")
 	}
-	return l.client.Call(ctx, op, args, result)
+	return l.client, l.main, nil
 }
 
+func (l *launcher) call(ctx context.Context, op string, args, result any) error {
+	c, _, err := l.running()
+	if err != nil {
+		return err
+	}
+	return c.Call(ctx, op, args, result)
+}
+
+// killGrace is how long a SIGKILL the agent accepted may take to end the container
+// before the VM itself is killed: a guest that says yes and does nothing is not obeyed.
+const killGrace = 10 * time.Second
+
 // kill signals the container's process (or all its processes) through the agent. A
-// SIGKILL the agent cannot deliver ends the VM.
+// SIGKILL ends the VM when the agent cannot deliver it, or when the container is still
+// there killGrace later.
 func (l *launcher) kill(ctx context.Context, a killArgs) error {
-	if l.main == nil {
-		return errors.New("the container is not running")
+	_, main, err := l.running()
+	if err != nil {
+		return err
 	}
 	l.mu.Lock()
 	paused := l.paused
 	l.mu.Unlock()
-	if paused && a.Signal == int(syscall.SIGKILL) {
-		l.qemu.Signal(syscall.SIGKILL)
+	if a.Signal == int(syscall.SIGKILL) {
+		if paused {
+			l.qemu.Signal(syscall.SIGKILL)
+			return nil
+		}
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if err := main.Signal(ctx, a.Signal, a.All); err != nil {
+			l.qemu.Signal(syscall.SIGKILL)
+			return nil
+		}
+		go func() {
+			select {
+			case <-l.ended:
+			case <-time.After(killGrace):
+				l.env.Log.Warn("the container outlived its SIGKILL; killing its VM")
+				l.qemu.Signal(syscall.SIGKILL)
+			}
+		}()
 		return nil
 	}
-	err := l.main.Signal(ctx, a.Signal, a.All)
-	if err != nil && a.Signal == int(syscall.SIGKILL) {
-		l.qemu.Signal(syscall.SIGKILL)
-		return nil
-	}
+	err = main.Signal(ctx, a.Signal, a.All)
 	if err != nil && strings.Contains(err.Error(), "no process") {
 		return nil // it exited meanwhile: Wait reports it
 	}
@@ -587,49 +717,84 @@ func (l *launcher) freeze(stop bool) error {
 	return nil
 }
 
-// frameWriter writes a process's output as frames of one kind on an exec's connection.
-type frameWriter struct {
-	mu   *sync.Mutex
-	w    *bufio.Writer
+// execOutput writes a process's output as frames on an exec's connection. Until the
+// answer to the exec is sent, output is held: the conversation's reader writes it, and
+// must not wait for the answer it has yet to deliver.
+type execOutput struct {
+	mu      sync.Mutex
+	w       *bufio.Writer
+	started bool
+	held    []heldFrame
+	err     error
+}
+
+type heldFrame struct {
+	kind byte
+	data []byte
+}
+
+func (o *execOutput) write(kind byte, p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if !o.started {
+		o.held = append(o.held, heldFrame{kind, append([]byte(nil), p...)})
+		return len(p), nil
+	}
+	if o.err == nil {
+		if o.err = frames.Write(o.w, kind, p); o.err == nil {
+			o.err = o.w.Flush()
+		}
+	}
+	// A client that went loses the output; the process is not held up by it.
+	return len(p), nil
+}
+
+// start sends what was held, after the answer.
+func (o *execOutput) start() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.started = true
+	for _, f := range o.held {
+		if o.err == nil {
+			o.err = frames.Write(o.w, f.kind, f.data)
+		}
+	}
+	o.held = nil
+	if o.err == nil {
+		o.err = o.w.Flush()
+	}
+}
+
+type streamWriter struct {
+	o    *execOutput
 	kind byte
 }
 
-func (f *frameWriter) Write(p []byte) (int, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if err := frames.Write(f.w, f.kind, p); err != nil {
-		return 0, err
-	}
-	return len(p), f.w.Flush()
-}
+func (s streamWriter) Write(p []byte) (int, error) { return s.o.write(s.kind, p) }
 
 // exec runs a process in the container for the runtime's Exec: the answer carries its
 // pid, then frames carry its streams both ways (engine/runtime/frames) until its exit.
 func (l *launcher) exec(c *net.UnixConn, r *bufio.Reader, p *proto.Process) {
-	if l.client == nil {
-		shim.Reply(c, nil, errors.New("the container is not running"))
+	client, _, err := l.running()
+	if err != nil {
+		shim.Reply(c, nil, err)
 		return
 	}
 	l.mu.Lock()
 	p.ID = l.nextID
 	l.nextID++
 	l.mu.Unlock()
-	var wmu sync.Mutex
-	w := bufio.NewWriter(c)
-	stdout := &frameWriter{&wmu, w, frames.Stdout}
-	stderr := &frameWriter{&wmu, w, frames.Stderr}
-	// The answer goes before any output: hold the writer until it is sent.
-	wmu.Lock()
+	out := &execOutput{w: bufio.NewWriter(c)}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	proc, err := l.client.Start(ctx, p, stdout, stderr)
+	proc, err := client.Start(ctx, p, streamWriter{out, frames.Stdout}, streamWriter{out, frames.Stderr})
 	cancel()
 	if err != nil {
-		wmu.Unlock()
 		shim.Reply(c, nil, err)
 		return
 	}
+	// The answer goes on the connection itself, ahead of the held output.
 	shim.Reply(c, execStarted{Pid: proc.Pid}, nil)
-	wmu.Unlock()
+	out.start()
 	go func() {
 		var buf []byte
 		for {
@@ -665,8 +830,10 @@ func (l *launcher) exec(c *net.UnixConn, r *bufio.Reader, p *proto.Process) {
 	}
 	st.At = time.Now().UTC()
 	payload, _ := json.Marshal(st)
-	wmu.Lock()
-	frames.Write(w, frames.Exit, payload)
-	w.Flush()
-	wmu.Unlock()
+	out.mu.Lock()
+	if out.err == nil {
+		frames.Write(out.w, frames.Exit, payload)
+		out.w.Flush()
+	}
+	out.mu.Unlock()
 }

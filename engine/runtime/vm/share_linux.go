@@ -43,7 +43,7 @@ func assembleShare(dir string, s Share) error {
 		return fmt.Errorf("share the root filesystem: %w", err)
 	}
 	for _, b := range s.Binds {
-		if b.Name == "" || b.Name != filepath.Base(b.Name) || b.Name == "root" {
+		if b.Name == "" || b.Name != filepath.Base(b.Name) || b.Name == "root" || b.Name == "." || b.Name == ".." {
 			return fmt.Errorf("bad share name %q", b.Name)
 		}
 		if err := bindInto(b.Source, filepath.Join(dir, b.Name), b.ReadOnly); err != nil {
@@ -74,7 +74,8 @@ func bindInto(source, target string, readOnly bool) error {
 		return err
 	}
 	if readOnly {
-		return unix.Mount("", target, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, "")
+		// Read-only all the way down: the mounts below the source too.
+		return unix.MountSetattr(-1, target, unix.AT_RECURSIVE, &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY})
 	}
 	return nil
 }

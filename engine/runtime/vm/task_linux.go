@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -17,44 +16,25 @@ import (
 
 // task is a container in a VM, under a shim.
 type task struct {
+	*shim.Task
 	r      *Runtime
 	id     string
 	rootfs string
-	client *shim.Client
-
-	mu  sync.Mutex
-	pid int
-
-	waitOnce sync.Once
-	wait     chan rt.ExitStatus
-	exit     *rt.ExitStatus
-	ctx      context.Context
-	cancel   context.CancelFunc
 }
 
 func (r *Runtime) newTask(id, rootfs string, pid int, exit *rt.ExitStatus) *task {
-	ctx, cancel := context.WithCancel(context.Background())
-	return &task{r: r, id: id, rootfs: rootfs, client: shim.NewClient(r.dir(id)), pid: pid, exit: exit,
-		wait: make(chan rt.ExitStatus, 1), ctx: ctx, cancel: cancel}
+	return &task{Task: shim.NewTask(r.dir(id), pid, exit, func() *rt.ExitStatus { return lostExit(r.dir(id)) }),
+		r: r, id: id, rootfs: rootfs}
 }
 
 func nowUTC() time.Time { return time.Now().UTC() }
 
-func (t *task) Pid() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.pid
-}
-
 // Start boots the VM and starts the container's process in it; the pid is QEMU's.
 func (t *task) Start(ctx context.Context) (int, error) {
-	pid, err := t.client.Start(ctx)
+	pid, err := t.Started(ctx)
 	if err != nil {
 		return 0, startError(err)
 	}
-	t.mu.Lock()
-	t.pid = pid
-	t.mu.Unlock()
 	return pid, nil
 }
 
@@ -70,42 +50,21 @@ func startError(err error) error {
 	return err
 }
 
-func (t *task) Wait() <-chan rt.ExitStatus {
-	t.waitOnce.Do(func() {
-		go func() {
-			defer close(t.wait)
-			if t.exit != nil {
-				t.wait <- *t.exit
-				return
-			}
-			st, err := t.client.Wait(t.ctx)
-			if err != nil {
-				if t.ctx.Err() != nil {
-					return
-				}
-				st = lostExit(t.r.dir(t.id))
-			}
-			t.wait <- *st
-		}()
-	})
-	return t.wait
-}
-
 func (t *task) Kill(ctx context.Context, sig syscall.Signal, all bool) error {
-	err := t.client.Do(ctx, opKill, killArgs{Signal: int(sig), All: all}, nil)
+	err := t.Client.Do(ctx, opKill, killArgs{Signal: int(sig), All: all}, nil)
 	if errors.Is(err, shim.ErrGone) {
 		return nil // it exited: Wait reports how
 	}
 	return err
 }
 
-func (t *task) Pause(ctx context.Context) error  { return t.client.Do(ctx, opPause, nil, nil) }
-func (t *task) Resume(ctx context.Context) error { return t.client.Do(ctx, opResume, nil, nil) }
+func (t *task) Pause(ctx context.Context) error  { return t.Client.Do(ctx, opPause, nil, nil) }
+func (t *task) Resume(ctx context.Context) error { return t.Client.Do(ctx, opResume, nil, nil) }
 
 // Stats are the guest's: its CPU time, memory in use and size, processes.
 func (t *task) Stats(ctx context.Context) (*rt.Stats, error) {
 	var st rt.Stats
-	if err := t.client.Do(ctx, opStats, nil, &st); err != nil {
+	if err := t.Client.Do(ctx, opStats, nil, &st); err != nil {
 		return nil, err
 	}
 	return &st, nil
@@ -114,21 +73,8 @@ func (t *task) Stats(ctx context.Context) (*rt.Stats, error) {
 // Pids are the host's processes of the container: QEMU and virtiofsd.
 func (t *task) Pids(ctx context.Context) ([]int, error) {
 	var pids []int
-	err := t.client.Do(ctx, opPids, nil, &pids)
+	err := t.Client.Do(ctx, opPids, nil, &pids)
 	return pids, err
-}
-
-func (t *task) Attach(ctx context.Context, s rt.Streams) (*rt.ExitStatus, error) {
-	return t.client.Attach(ctx, s)
-}
-
-func (t *task) Resize(ctx context.Context, rows, cols uint16) error {
-	return t.client.Resize(ctx, rows, cols)
-}
-
-func (t *task) Close() error {
-	t.cancel()
-	return nil
 }
 
 // Exec runs a process in the container through its agent, with the oci runtime's user
@@ -140,7 +86,7 @@ func (t *task) Exec(ctx context.Context, cfg *rt.ExecConfig, s rt.Streams, resiz
 	}
 	p := processOf(proc, 0)
 	p.Stdin = s.Stdin != nil
-	conn, r, err := t.client.Open(ctx, opExec, p, &execStarted{})
+	conn, r, err := t.Client.Open(ctx, opExec, p, &execStarted{})
 	if err != nil {
 		return rt.ExitStatus{}, startError(fmt.Errorf("exec: %w", err))
 	}

@@ -236,3 +236,34 @@ func TestVersionMismatch(t *testing.T) {
 		t.Error("the agent served a host of another version")
 	}
 }
+
+// TestInputNeverBlocksTheConversation sends a process that never reads more input than
+// any pipe holds: the agent still answers, and the process can still be killed.
+func TestInputNeverBlocksTheConversation(t *testing.T) {
+	c := serve(t)
+	pr := process(2, "sleep", "60")
+	pr.Stdin = true
+	p, err := c.Start(context.Background(), pr, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// In 32 KiB frames, as the shim sends what it reads: many more frames than there
+	// are bytes in a pipe.
+	chunk := bytes.Repeat([]byte("x"), 32<<10)
+	for range 128 {
+		if _, err := p.Write(chunk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.Call(ctx, proto.OpStats, nil, &proto.Stats{}); err != nil {
+		t.Fatalf("stats after 4 MiB of unread input: %v", err)
+	}
+	if err := p.Signal(ctx, int(syscall.SIGKILL), false); err != nil {
+		t.Fatal(err)
+	}
+	if st := waitExit(t, p); st.Signal != int(syscall.SIGKILL) {
+		t.Errorf("exit %+v", st)
+	}
+}

@@ -176,7 +176,18 @@ func openChannel(params map[string]string) (io.ReadWriteCloser, error) {
 			return nil, fmt.Errorf("listen on vsock port %d: %w", port, err)
 		}
 		defer l.Close()
-		return l.Accept()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return nil, err
+			}
+			// Only the host's root binds a port below 1024 there: anyone else on the
+			// host could reach this port too.
+			if a, ok := c.RemoteAddr().(*vsock.Addr); ok && a.ContextID == vsock.Host && a.Port < 1024 {
+				return c, nil
+			}
+			c.Close()
+		}
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {

@@ -33,8 +33,12 @@ type process struct {
 	readers []*os.File
 	output  sync.WaitGroup
 
-	inq       chan []byte
-	closeOnce sync.Once
+	// Input waits in inBuf for the writer, so that a process that does not read never
+	// holds up the conversation (the host's requests, other processes).
+	inMu     sync.Mutex
+	inBuf    [][]byte
+	inClosed bool
+	inReady  chan struct{}
 }
 
 // outputChunk bounds the output sent in one frame.
@@ -69,7 +73,7 @@ func (a *Agent) start(p *proto.Process) (int, error) {
 		}
 	}
 
-	pr := &process{a: a, id: p.ID, inq: make(chan []byte, 64)}
+	pr := &process{a: a, id: p.ID, inReady: make(chan struct{}, 1)}
 	var theirs []*os.File
 	defer func() {
 		for _, f := range theirs {
@@ -149,8 +153,12 @@ func (a *Agent) start(p *proto.Process) (int, error) {
 		if ws.Signaled() {
 			st.Signal = int(ws.Signal())
 			st.Code = 128 + st.Signal
-			// Killed while the guest's OOM killer killed something: by it.
-			st.OOMKilled = ws.Signal() == syscall.SIGKILL && a.opts.Init && oomKills() > ooms
+		}
+		// As a cgroup's OOM events mark an oci container: the container's end is
+		// OOMKilled when the guest's OOM killer killed any of its processes; an exec's
+		// when it was killed while it did.
+		if a.opts.Init && oomKills() > ooms {
+			st.OOMKilled = p.ID == proto.MainProcess || ws.Signaled() && ws.Signal() == syscall.SIGKILL
 		}
 		a.exited(pr, st)
 	}()
@@ -301,12 +309,26 @@ func (pr *process) closeFiles() {
 
 // input queues input for the process.
 func (pr *process) input(b []byte) {
-	defer func() { recover() }() // the queue closed meanwhile: the input has nowhere to go
-	pr.inq <- b
+	pr.inMu.Lock()
+	if !pr.inClosed {
+		pr.inBuf = append(pr.inBuf, b)
+	}
+	pr.inMu.Unlock()
+	pr.notifyInput()
 }
 
 func (pr *process) closeInput() {
-	pr.closeOnce.Do(func() { close(pr.inq) })
+	pr.inMu.Lock()
+	pr.inClosed = true
+	pr.inMu.Unlock()
+	pr.notifyInput()
+}
+
+func (pr *process) notifyInput() {
+	select {
+	case pr.inReady <- struct{}{}:
+	default:
+	}
 }
 
 // writeInput writes queued input to the process; at the end of input it closes the pipe,
@@ -316,9 +338,27 @@ func (pr *process) writeInput() {
 	if pr.pty != nil {
 		w = pr.pty
 	}
-	for b := range pr.inq {
-		if w != nil {
-			w.Write(b)
+	for {
+		pr.inMu.Lock()
+		bufs, closed := pr.inBuf, pr.inClosed
+		pr.inBuf = nil
+		pr.inMu.Unlock()
+		for _, b := range bufs {
+			if w != nil {
+				w.Write(b)
+			}
+		}
+		if closed {
+			pr.inMu.Lock()
+			left := len(pr.inBuf)
+			pr.inMu.Unlock()
+			if left == 0 {
+				break
+			}
+			continue
+		}
+		if len(bufs) == 0 {
+			<-pr.inReady
 		}
 	}
 	if pr.pty != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 )
 
 // ErrClosed is returned by calls on a conversation that ended.
@@ -26,10 +27,15 @@ type Client struct {
 	done  chan struct{}
 }
 
+// WriteTimeout bounds each of the host's writes: a guest that stops reading for that
+// long has failed, and its conversation ends (and the VM with it).
+const WriteTimeout = 30 * time.Second
+
 // Handshake opens a conversation on rw: it sends the host's Hello and reads the agent's.
 // To give up waiting, close rw.
 func Handshake(rw io.ReadWriteCloser) (*Client, error) {
 	conn := NewConn(rw)
+	conn.SetWriteTimeout(WriteTimeout)
 	if err := conn.WriteJSON(KindHello, 0, Hello{Version: Version}); err != nil {
 		return nil, err
 	}

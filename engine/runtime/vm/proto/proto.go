@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 )
 
 // Version is the protocol's version. A change that an older peer would misread makes a
@@ -192,6 +193,17 @@ type Conn struct {
 	w   *bufio.Writer
 	c   io.Closer
 	buf []byte
+	// deadline, if set, bounds each write (the stream must have SetWriteDeadline): a
+	// peer that stops reading fails the conversation instead of holding it up.
+	deadline func(time.Time) error
+	timeout  time.Duration
+}
+
+// SetWriteTimeout bounds each write to d, where the stream takes write deadlines.
+func (c *Conn) SetWriteTimeout(d time.Duration) {
+	if dl, ok := c.c.(interface{ SetWriteDeadline(time.Time) error }); ok {
+		c.deadline, c.timeout = dl.SetWriteDeadline, d
+	}
 }
 
 // NewConn frames rw.
@@ -210,6 +222,9 @@ func (c *Conn) Write(kind byte, id uint32, p []byte) error {
 	binary.BigEndian.PutUint32(h[5:], uint32(len(p)))
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	if c.deadline != nil {
+		c.deadline(time.Now().Add(c.timeout))
+	}
 	if _, err := c.w.Write(h[:]); err != nil {
 		return err
 	}

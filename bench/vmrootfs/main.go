@@ -1,0 +1,234 @@
+//go:build linux
+
+// Command vmrootfs measures the two ways a vm container's guest can see its root
+// filesystem, in one VM under the same conditions: the share (virtio-fs, served by
+// virtiofsd from the host's directory: the vm runtime's way) and a block device (the
+// image as a read-only erofs image, with a per-container ext4 scratch disk as the
+// writable layer of an overlay in the guest). It boots the Debian kernel of a .deb with
+// dutchman-agent, runs the same commands on both roots, and prints the times, with the
+// host's cost of making the two disk images.
+//
+//	vmrootfs -deb linux-image-...deb -agent bin/dutchman-agent -busybox /bin/busybox -work DIR
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"log"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/flyingdutchman/flyingdutchman/engine/runtime/vm"
+	"github.com/flyingdutchman/flyingdutchman/engine/runtime/vm/proto"
+)
+
+func main() {
+	deb := flag.String("deb", "", "the kernel package")
+	agent := flag.String("agent", "bin/dutchman-agent", "the guest agent")
+	busybox := flag.String("busybox", "/bin/busybox", "a static busybox")
+	work := flag.String("work", "/tmp/vmrootfs", "scratch directory (removed)")
+	files := flag.Int("files", 5000, "small files in the root filesystem")
+	bigMiB := flag.Int("big", 256, "MiB of the big file")
+	rounds := flag.Int("rounds", 3, "rounds of each measure")
+	flag.Parse()
+	if err := run(*deb, *agent, *busybox, *work, *files, *bigMiB, *rounds); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func sh(name string, args ...string) error {
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+func run(deb, agentPath, busybox, work string, nfiles, bigMiB, rounds int) error {
+	os.RemoveAll(work)
+	defer os.RemoveAll(work)
+	kdir := filepath.Join(work, "kernel")
+	if err := sh("dpkg-deb", "-x", deb, kdir); err != nil {
+		return err
+	}
+	vmlinuz, _ := filepath.Glob(filepath.Join(kdir, "boot", "vmlinuz-*"))
+	if len(vmlinuz) != 1 {
+		return fmt.Errorf("no vmlinuz in %s", deb)
+	}
+	release := strings.TrimPrefix(filepath.Base(vmlinuz[0]), "vmlinuz-")
+	agent, err := os.ReadFile(agentPath)
+	if err != nil {
+		return err
+	}
+	var initrd bytes.Buffer
+	mods := append(vm.DefaultModules(), "virtio_blk", "erofs", "overlay")
+	if err := vm.WriteInitramfs(&initrd, agent, filepath.Join(kdir, "lib", "modules", release), mods); err != nil {
+		return err
+	}
+	initrdPath := filepath.Join(work, "initrd.cpio")
+	if err := os.WriteFile(initrdPath, initrd.Bytes(), 0o644); err != nil {
+		return err
+	}
+
+	// The root filesystem: busybox, many small files, one big file.
+	share := filepath.Join(work, "share")
+	root := filepath.Join(share, "root")
+	for _, d := range []string{"bin", "tmp", "data"} {
+		os.MkdirAll(filepath.Join(root, d), 0o755)
+	}
+	if err := sh("cp", busybox, filepath.Join(root, "bin", "busybox")); err != nil {
+		return err
+	}
+	for i := range nfiles {
+		dir := filepath.Join(root, "data", strconv.Itoa(i%50))
+		os.MkdirAll(dir, 0o755)
+		os.WriteFile(filepath.Join(dir, strconv.Itoa(i)), bytes.Repeat([]byte("x"), 1000+i%3000), 0o644)
+	}
+	if err := sh("dd", "if=/dev/urandom", "of="+filepath.Join(root, "big"), "bs=1M", "count="+strconv.Itoa(bigMiB), "status=none"); err != nil {
+		return err
+	}
+	t0 := time.Now()
+	erofs := filepath.Join(work, "image.erofs")
+	if err := sh("mkfs.erofs", "-q", erofs, root); err != nil {
+		return err
+	}
+	tErofs := time.Since(t0)
+	t0 = time.Now()
+	scratch := filepath.Join(work, "scratch.ext4")
+	os.MkdirAll(filepath.Join(work, "scratchdir", "u"), 0o755)
+	os.MkdirAll(filepath.Join(work, "scratchdir", "w"), 0o755)
+	if err := sh("truncate", "-s", "1G", scratch); err != nil {
+		return err
+	}
+	if err := sh("mkfs.ext4", "-q", "-d", filepath.Join(work, "scratchdir"), scratch); err != nil {
+		return err
+	}
+	tExt4 := time.Since(t0)
+	fmt.Printf("host: mkfs.erofs of the root filesystem (%d files, %d MiB) %v; a 1 GiB ext4 scratch disk %v\n", nfiles, bigMiB, tErofs.Round(time.Millisecond), tExt4.Round(time.Millisecond))
+
+	// virtiofsd and QEMU, as the launcher runs them, plus the two disks.
+	fsd := exec.Command("/usr/lib/qemu/virtiofsd", "--socket-path=fs.sock", "-o", "source="+share, "-o", "cache=auto",
+		"-o", "announce_submounts", "-o", "xattr", "-o", "log_level=warn")
+	fsd.Dir = work
+	if err := fsd.Start(); err != nil {
+		return err
+	}
+	defer func() { fsd.Process.Kill(); fsd.Wait() }()
+	for range 500 {
+		if _, err := os.Stat(filepath.Join(work, "fs.sock")); err == nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	hostF, guestF := os.NewFile(uintptr(fds[0]), "host"), os.NewFile(uintptr(fds[1]), "guest")
+	khz := 0
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for line := range strings.Lines(string(b)) {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "cpu MHz" {
+				f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+				khz = int(f * 1000)
+				break
+			}
+		}
+	}
+	q := exec.Command("qemu-system-x86_64",
+		"-M", "microvm,x-option-roms=off,rtc=off,pit=off,pic=off,memory-backend=mem", "-accel", "tcg",
+		"-m", "512M", "-smp", "1", "-object", "memory-backend-memfd,id=mem,size=512M,share=on",
+		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", "-global", "virtio-mmio.force-legacy=false",
+		"-kernel", vmlinuz[0], "-initrd", initrdPath,
+		"-append", fmt.Sprintf("console=ttyS0 reboot=t panic=-1 quiet loglevel=3 tsc_early_khz=%d dutchman.share=share dutchman.transport=serial", khz),
+		"-serial", "file:"+filepath.Join(work, "console.log"),
+		"-chardev", "socket,id=fs,path=fs.sock", "-device", "vhost-user-fs-device,chardev=fs,tag=share",
+		"-device", "virtio-rng-device",
+		"-drive", "file="+erofs+",if=none,id=ro,format=raw,readonly=on", "-device", "virtio-blk-device,drive=ro,serial=image",
+		"-drive", "file="+scratch+",if=none,id=rw,format=raw", "-device", "virtio-blk-device,drive=rw,serial=scratch",
+		"-device", "virtio-serial-device", "-chardev", "socket,id=agent,fd=3", "-device", "virtserialport,chardev=agent,name=dutchman.agent")
+	q.Dir = work
+	q.ExtraFiles = []*os.File{guestF}
+	q.Stderr = os.Stderr
+	if err := q.Start(); err != nil {
+		return err
+	}
+	guestF.Close()
+	defer func() { q.Process.Kill(); q.Wait() }()
+	conn, err := net.FileConn(hostF)
+	if err != nil {
+		return err
+	}
+	c, err := proto.Handshake(conn)
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	if err := c.Call(ctx, proto.OpSetup, proto.Setup{Root: "/run", Mounts: []proto.Mount{
+		{Destination: "/proc", Type: "proc", Source: "proc"},
+		{Destination: "/sys", Type: "sysfs", Source: "sysfs"},
+		{Destination: "/dev", Type: "devtmpfs", Source: "devtmpfs"},
+	}}, nil); err != nil {
+		return err
+	}
+	var id uint32 = 1
+	guest := func(script string) (string, error) {
+		var out, errb bytes.Buffer
+		p, err := c.Start(ctx, &proto.Process{ID: id, Args: []string{"/share/root/bin/busybox", "sh", "-c", script},
+			Env: []string{"PATH=/share/root/bin"}, Cwd: "/"}, &out, &errb)
+		id++
+		if err != nil {
+			return "", err
+		}
+		st := <-p.Exit()
+		if st.Code != 0 {
+			return "", fmt.Errorf("%s: exit %d: %s%s", script, st.Code, out.String(), errb.String())
+		}
+		return out.String(), nil
+	}
+	bb := "/share/root/bin/busybox"
+	// The disks' names depend on the order the guest found them: their serials tell.
+	mount := fmt.Sprintf(`set -e
+for d in /sys/block/vd*; do s=$(%[1]s cat $d/serial); %[1]s mkdir -p /disk; %[1]s ln -s /dev/$(%[1]s basename $d) /disk/$s; done
+%[1]s mkdir -p /lower /upper /ovl
+%[1]s mount -t erofs -o ro /disk/image /lower
+%[1]s mount -t ext4 /disk/scratch /upper
+%[1]s mount -t overlay overlay -o lowerdir=/lower,upperdir=/upper/u,workdir=/upper/w /ovl
+`, bb)
+	if _, err := guest(mount); err != nil {
+		return err
+	}
+	measure := func(what, script string) {
+		for _, r := range []struct{ name, dir string }{{"virtio-fs", "/share/root"}, {"erofs+ext4", "/ovl"}} {
+			var times []string
+			for i := range rounds {
+				s := strings.ReplaceAll(strings.ReplaceAll(script, "ROOT", r.dir), "ROUND", strconv.Itoa(i))
+				out, err := guest(fmt.Sprintf(`a=$(%[1]s date +%%s%%N); %[2]s >/dev/null; b=$(%[1]s date +%%s%%N); %[1]s echo $(( (b - a) / 1000000 ))`, bb, s))
+				if err != nil {
+					times = append(times, "error: "+err.Error())
+					continue
+				}
+				times = append(times, strings.TrimSpace(out)+"ms")
+			}
+			fmt.Printf("%-48s %-11s %s\n", what, r.name, strings.Join(times, " "))
+		}
+	}
+	fmt.Printf("guest (TCG), %d rounds each, the first one cold:\n", rounds)
+	measure(fmt.Sprintf("walk: find of %d files", nfiles), bb+" find ROOT/data | "+bb+" wc -l")
+	measure(fmt.Sprintf("stat: ls -lR of %d files", nfiles), bb+" ls -lR ROOT/data | "+bb+" wc -l")
+	measure(fmt.Sprintf("read: cat of a %d MiB file", bigMiB), bb+" cat ROOT/big")
+	measure("read: cat of 500 small files", "for i in $("+bb+" seq 0 499); do "+bb+" cat ROOT/data/$((i % 50))/$i; done")
+	measure("write: 500 small files", "mkdir -p ROOT/tmp/ROUND; for i in $("+bb+" seq 500); do echo x > ROOT/tmp/ROUND/$i; done")
+	measure("write: 64 MiB, fsync", bb+" dd if=/dev/zero of=ROOT/tmp/w bs=1M count=64 conv=fsync")
+	c.Call(ctx, proto.OpShutdown, nil, nil)
+	return nil
+}
