@@ -15,7 +15,7 @@ TESTBIN := bin/dutchman.race
 DEBS       := runc fuse3 busybox-static docker-registry skopeo util-linux attr gcc vim rsync git containernetworking-plugins iptables iproute2 \
 	qemu-system-x86 qemu-system-common
 BENCH_DEBS := podman conmon containernetworking-plugins golang-github-containers-common uidmap skopeo curl python3 \
-	podman-compose docker-compose docker.io containerd
+	podman-compose docker-compose docker.io containerd erofs-utils e2fsprogs
 STATICCHECK_VERSION := v0.8.2
 
 # Daemon flags for `make run`, e.g. make run ARGS='--insecure-registry registry.lan:5000'
