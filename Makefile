@@ -13,7 +13,7 @@ TESTBIN := bin/dutchman.race
 
 # Debian packages the engine and its tests need (QEMU and virtiofsd for the vm runtime).
 DEBS       := runc fuse3 busybox-static docker-registry skopeo util-linux attr gcc vim rsync git containernetworking-plugins iptables iproute2 \
-	qemu-system-x86 qemu-system-common
+	qemu-system-x86 qemu-system-common erofs-utils e2fsprogs
 BENCH_DEBS := podman conmon containernetworking-plugins golang-github-containers-common uidmap skopeo curl python3 \
 	podman-compose docker-compose docker.io containerd erofs-utils e2fsprogs
 STATICCHECK_VERSION := v0.8.2

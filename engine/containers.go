@@ -506,6 +506,8 @@ func (e *Engine) runTask(ctx context.Context, ct *container, c *Container, opts 
 		return nil, nil, err
 	}
 	cfg.ConsoleSize = opts.ConsoleSize
+	cfg.Image = fs.Image
+	cfg.ImageView = func(ctx context.Context) (string, error) { return e.images.View(ctx, fs.Image) }
 	unstage, err := e.stageBinds(c, cfg.Mounts)
 	if err != nil {
 		return nil, nil, err

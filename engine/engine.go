@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 
 	bolt "go.etcd.io/bbolt"
@@ -44,6 +45,9 @@ type Config struct {
 	// empty), and VMKernel the kernel source fetched when a vm container needs a kernel
 	// and none is the default (Debian's cloud kernel if empty).
 	VMAgent, VMKernel string
+	// VMRootfs is how vm guests get their root filesystem: "virtiofs" (default) or
+	// "erofs" (see engine/runtime/vm).
+	VMRootfs string
 	// Version is the daemon's version, reported by Info.
 	Version string
 	Logger  *slog.Logger
@@ -207,6 +211,7 @@ func (e *Engine) Info(ctx context.Context) (*Info, error) {
 	for name := range e.runtimes {
 		info.Runtimes = append(info.Runtimes, name)
 	}
+	slices.Sort(info.Runtimes)
 	for _, c := range e.List() {
 		info.Containers++
 		switch c.State {

@@ -26,7 +26,7 @@ func (e *Engine) newRuntimes() (map[string]rt.Runtime, error) {
 		return nil, fmt.Errorf("vm runtime: %w", err)
 	}
 	v, err := vm.New(filepath.Join(cfg.DataRoot, "runtime", "vm"), kernels,
-		vm.WithShim(cfg.Self), vm.WithLogs(cfg.Logs), vm.WithLogger(cfg.Logger))
+		vm.WithShim(cfg.Self), vm.WithLogs(cfg.Logs), vm.WithLogger(cfg.Logger), vm.WithRootfs(cfg.VMRootfs))
 	if err != nil {
 		return nil, fmt.Errorf("vm runtime: %w", err)
 	}

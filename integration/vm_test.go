@@ -300,3 +300,46 @@ func TestVMVsock(t *testing.T) {
 	}
 	d.MustRun("rm", "-f", "v")
 }
+
+// TestVMErofsRoot runs a vm container whose root filesystem is a block device: its image
+// as an erofs disk, its writes on a scratch disk of its own, kept across restarts and
+// removed with it; its volume still comes through the share.
+func TestVMErofsRoot(t *testing.T) {
+	_, ims := harness.SharedImages(t)
+	d := harness.StartDaemon(t, harness.WithArgs("--vm-kernel", harness.KernelDeb(t), "--vm-rootfs", "erofs"))
+	d.MustRun("run", "-d", "--runtime", "vm", "--name", "e", "-v", "edata:/data", ims.Busybox, "sh", "-c",
+		"echo written in the guest > /etc/written; echo in the volume > /data/v; echo ready; while true; do sleep 1; done")
+	c := inspectContainer(t, d, "e")
+	eventually(t, 60*time.Second, func() string {
+		if got := d.MustRun("logs", "e"); got != "ready\n" {
+			return fmt.Sprintf("logs of e: %q", got)
+		}
+		return ""
+	})
+	if got := d.MustRun("exec", "e", "sh", "-c", "cat /etc/written; grep ' / ' /proc/mounts | cut -d' ' -f3"); got != "written in the guest\noverlay\n" {
+		t.Errorf("the guest's root: %q", got)
+	}
+	var vol []struct {
+		Mountpoint string `json:"mountpoint"`
+	}
+	if err := json.Unmarshal([]byte(d.MustRun("volume", "inspect", "edata")), &vol); err != nil || len(vol) != 1 {
+		t.Fatalf("volume inspect: %v %v", vol, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(vol[0].Mountpoint, "v")); err != nil || string(b) != "in the volume\n" {
+		t.Errorf("the volume on the host: %q %v", b, err)
+	}
+	disks, _ := filepath.Glob(filepath.Join(d.DataRoot, "runtime", "vm", "erofs", "*.erofs"))
+	scratch, _ := filepath.Glob(filepath.Join(d.DataRoot, "images", "rootfs", c.ID, "vm-scratch.ext4"))
+	if len(disks) != 1 || len(scratch) != 1 {
+		t.Fatalf("image disks %v, scratch disks %v", disks, scratch)
+	}
+	// The container's writes survive a restart.
+	d.MustRun("restart", "-t", "1", "e")
+	if got := d.MustRun("exec", "e", "cat", "/etc/written"); got != "written in the guest\n" {
+		t.Errorf("after a restart: %q", got)
+	}
+	d.MustRun("rm", "-f", "e")
+	if _, err := os.Stat(scratch[0]); !os.IsNotExist(err) {
+		t.Errorf("the scratch disk outlived its container: %v", err)
+	}
+}

@@ -23,6 +23,7 @@ type daemonConfig struct {
 	LogLevel               string   `json:"log-level,omitempty"`
 	VMAgent                string   `json:"vm-agent,omitempty"`
 	VMKernel               string   `json:"vm-kernel,omitempty"`
+	VMRootfs               string   `json:"vm-rootfs,omitempty"`
 	// FuseDebug logs every request the tree serves (a flag only).
 	FuseDebug bool `json:"-"`
 }

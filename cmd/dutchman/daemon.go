@@ -32,7 +32,7 @@ func newDaemonCommand() *cobra.Command {
 		Long: `Run the engine. It serves the HTTP API on a unix socket, for the CLI and other clients,
 and keeps its state in the data root. Settings come from the config file (JSON, keys as
 the long flags: data-root, mount, socket, insecure-registries, max-concurrent-downloads,
-storage-driver, log-level, vm-agent, vm-kernel), and flags override it.
+storage-driver, log-level, vm-agent, vm-kernel, vm-rootfs), and flags override it.
 
 One daemon per data root: a second one on the same data root is refused.
 SIGINT or SIGTERM stop it cleanly.`,
@@ -70,6 +70,9 @@ SIGINT or SIGTERM stop it cleanly.`,
 			if fl.Changed("vm-kernel") {
 				cfg.VMKernel = flags.VMKernel
 			}
+			if fl.Changed("vm-rootfs") {
+				cfg.VMRootfs = flags.VMRootfs
+			}
 			cfg.FuseDebug = flags.FuseDebug
 			return runDaemon(cmd.Context(), cfg)
 		},
@@ -85,6 +88,7 @@ SIGINT or SIGTERM stop it cleanly.`,
 	f.StringVar(&flags.LogLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&flags.VMAgent, "vm-agent", "", "the vm runtime's guest agent (default: dutchman-agent beside dutchman)")
 	f.StringVar(&flags.VMKernel, "vm-kernel", "", `kernel fetched for the vm runtime when it has none: "debian:PACKAGE", a .deb file or an artifact reference (default "`+vm.DefaultKernelSource+`")`)
+	f.StringVar(&flags.VMRootfs, "vm-rootfs", "virtiofs", `how vm guests get their root filesystem: "virtiofs" (shared with the host as it changes) or "erofs" (the image as a disk, faster to read; the host no longer sees what a container writes)`)
 	f.BoolVar(&flags.FuseDebug, "fuse-debug", false, "log every request the tree serves")
 	f.MarkHidden("fuse-debug")
 	return cmd
@@ -130,6 +134,7 @@ func runDaemon(ctx context.Context, cfg daemonConfig) error {
 		StorageDriver:          cfg.StorageDriver,
 		VMAgent:                cfg.VMAgent,
 		VMKernel:               cfg.VMKernel,
+		VMRootfs:               cfg.VMRootfs,
 		Version:                version,
 		Logger:                 log,
 	})

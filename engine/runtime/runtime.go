@@ -47,6 +47,12 @@ type Config struct {
 	// HostsFile and ResolvConf are the files the container sees as /etc/hosts and
 	// /etc/resolv.conf (the engine keeps them current); "" for the runtime's own.
 	HostsFile, ResolvConf string
+	// Image is the digest of the container's image, and ImageView makes a read-only
+	// directory with the image's files, for a runtime that keeps its own copy of them
+	// (the vm runtime's block-device root). Rootfs stays what the container runs on
+	// otherwise.
+	Image     string
+	ImageView func(context.Context) (string, error) `json:"-"`
 }
 
 // Mount is a filesystem mounted into a container.

@@ -18,6 +18,8 @@ import (
 var wantedModules = []string{
 	"virtio_mmio", "virtio_console", "virtio_rng", "virtiofs", "virtio_net",
 	"vmw_vsock_virtio_transport",
+	// The block-device root: the image as erofs, the scratch disk as ext4, an overlay.
+	"virtio_blk", "erofs", "ext4", "overlay",
 }
 
 // moduleName is the name the kernel knows a module file by.

@@ -20,7 +20,11 @@ type LaunchConfig struct {
 	KVM bool `json:"kvm,omitempty"`
 	// Vsock, if set, carries the conversation with the agent instead of virtio-serial.
 	Vsock *VsockConfig `json:"vsock,omitempty"`
-	Share Share        `json:"share"`
+	// Rootfs is the container's root filesystem on the host (the oci runtime's).
+	Rootfs string `json:"rootfs"`
+	Share  Share  `json:"share"`
+	// Disks are block devices of the guest (the block-device root's).
+	Disks []Disk `json:"disks,omitempty"`
 	// Setup and Process are sent to the agent as they are: the container's mounts (the
 	// share's paths as the guest sees them) and its main process.
 	Setup   proto.Setup   `json:"setup"`
@@ -37,9 +41,10 @@ type VsockConfig struct {
 }
 
 // Share is the directory the guest mounts with virtio-fs: the container's root
-// filesystem as root/, and the sources of its bind mounts beside it.
+// filesystem as root/ (unless the root is on disks), and the sources of its bind mounts
+// beside it.
 type Share struct {
-	Rootfs string      `json:"rootfs"`
+	Rootfs string      `json:"rootfs,omitempty"`
 	Binds  []ShareBind `json:"binds,omitempty"`
 }
 
@@ -47,5 +52,12 @@ type Share struct {
 type ShareBind struct {
 	Name     string `json:"name"`
 	Source   string `json:"source"`
+	ReadOnly bool   `json:"readOnly,omitempty"`
+}
+
+// Disk is a file the guest sees as a virtio block device, found there by its serial.
+type Disk struct {
+	Path     string `json:"path"`
+	Serial   string `json:"serial"`
 	ReadOnly bool   `json:"readOnly,omitempty"`
 }

@@ -327,6 +327,14 @@ func (l *launcher) qemuArgs(ntaps int) []string {
 	if c.KVM {
 		args = append(args, "-cpu", "host")
 	}
+	for i, d := range c.Disks {
+		drive := fmt.Sprintf("file=%s,if=none,id=disk%d,format=raw", qemuValue(d.Path), i)
+		if d.ReadOnly {
+			// Shared by every container of the image: read-only, and locked as such.
+			drive = fmt.Sprintf("file=%s,if=none,id=disk%d,format=raw,readonly=on", qemuValue(d.Path), i)
+		}
+		args = append(args, "-drive", drive, "-device", fmt.Sprintf("virtio-blk-device,drive=disk%d,serial=%s", i, d.Serial))
+	}
 	if c.Vsock != nil {
 		args = append(args, "-device", fmt.Sprintf("vhost-vsock-device,guest-cid=%d", c.Vsock.CID))
 	} else {
@@ -340,6 +348,9 @@ func (l *launcher) qemuArgs(ntaps int) []string {
 	}
 	return args
 }
+
+// qemuValue escapes a value of a QEMU option list, where a comma is written twice.
+func qemuValue(s string) string { return strings.ReplaceAll(s, ",", ",,") }
 
 // startQEMU boots the VM and returns the host's end of the agent's channel (nil with
 // vsock, which is dialled once the guest listens).

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -47,6 +48,9 @@ type Runtime struct {
 	logs      logs.Options
 	log       *slog.Logger
 	kernels   *Kernels
+	// rootfs is the root filesystem mode (RootfsVirtiofs or RootfsErofs).
+	rootfs  string
+	erofsMu sync.Mutex
 }
 
 // Option configures a Runtime.
@@ -67,13 +71,26 @@ func WithLogs(o logs.Options) Option { return func(r *Runtime) { r.logs = o } }
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(r *Runtime) { r.log = l } }
 
+// WithRootfs sets how guests get their root filesystem: RootfsVirtiofs (the default) or
+// RootfsErofs.
+func WithRootfs(mode string) Option {
+	return func(r *Runtime) {
+		if mode != "" {
+			r.rootfs = mode
+		}
+	}
+}
+
 // New returns the vm runtime keeping its state under root and its kernels in kernels.
 // QEMU and virtiofsd are looked for at the first start, so that a machine without them
 // still runs oci containers.
 func New(root string, kernels *Kernels, opts ...Option) (*Runtime, error) {
-	r := &Runtime{root: root, kernels: kernels, log: slog.Default()}
+	r := &Runtime{root: root, kernels: kernels, log: slog.Default(), rootfs: RootfsVirtiofs}
 	for _, o := range opts {
 		o(r)
+	}
+	if err := CheckRootfsMode(r.rootfs); err != nil {
+		return nil, err
 	}
 	if r.self == "" {
 		self, err := os.Executable()
@@ -162,6 +179,11 @@ func (r *Runtime) Create(ctx context.Context, cfg *rt.Config, logDir string) (rt
 		return nil, err
 	}
 	lc.Kernel, lc.Initramfs = vmlinuz, initramfs
+	if r.rootfs == RootfsErofs {
+		if err := r.blockRoot(ctx, cfg, lc); err != nil {
+			return nil, err
+		}
+	}
 	data, err := json.Marshal(lc)
 	if err != nil {
 		return nil, err
@@ -211,7 +233,7 @@ func (r *Runtime) launchConfig(cfg *rt.Config, dir string) (*LaunchConfig, error
 	lc := &LaunchConfig{
 		QEMU: r.qemu, Virtiofsd: r.virtiofsd, Self: r.self,
 		MemoryMiB: mem, CPUs: cpus, KVM: KVMUsable(), NetNS: cfg.NetNS,
-		Share: Share{Rootfs: cfg.Rootfs},
+		Rootfs: cfg.Rootfs, Share: Share{Rootfs: cfg.Rootfs},
 		Setup: proto.Setup{Root: agent.ShareDir + "/root", Hostname: cfg.Hostname},
 	}
 	params := []string{"console=ttyS0", "reboot=t", "panic=-1", "quiet", "loglevel=3",
@@ -321,14 +343,14 @@ func (r *Runtime) Load(ctx context.Context, id, logDir string) (rt.Task, error) 
 		if !errors.Is(err, shim.ErrGone) {
 			return nil, err
 		}
-		return r.newTask(id, lc.Share.Rootfs, 0, lostExit(dir)), nil
+		return r.newTask(id, lc.Rootfs, 0, lostExit(dir)), nil
 	}
 	if pid == 0 && exit == nil {
 		client.Shutdown(ctx)
-		return r.newTask(id, lc.Share.Rootfs, 0, &rt.ExitStatus{Code: 128, At: nowUTC(),
+		return r.newTask(id, lc.Rootfs, 0, &rt.ExitStatus{Code: 128, At: nowUTC(),
 			Error: "the daemon stopped before the container's VM started"}), nil
 	}
-	return r.newTask(id, lc.Share.Rootfs, pid, exit), nil
+	return r.newTask(id, lc.Rootfs, pid, exit), nil
 }
 
 // lostExit is the exit status of a container whose shim is gone: the one it recorded,

@@ -38,9 +38,10 @@ func ShareMain(arg string) int {
 }
 
 func assembleShare(dir string, s Share) error {
-	root := filepath.Join(dir, "root")
-	if err := bindInto(s.Rootfs, root, false); err != nil {
-		return fmt.Errorf("share the root filesystem: %w", err)
+	if s.Rootfs != "" {
+		if err := bindInto(s.Rootfs, filepath.Join(dir, "root"), false); err != nil {
+			return fmt.Errorf("share the root filesystem: %w", err)
+		}
 	}
 	for _, b := range s.Binds {
 		if b.Name == "" || b.Name != filepath.Base(b.Name) || b.Name == "root" || b.Name == "." || b.Name == ".." {

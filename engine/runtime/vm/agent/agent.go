@@ -214,6 +214,9 @@ func (a *Agent) setup(s *proto.Setup) error {
 			return fmt.Errorf("set the host name: %w", err)
 		}
 	}
+	if err := mountRoot(s.RootMounts); err != nil {
+		return err
+	}
 	if err := mountAll(s.Root, s.Mounts); err != nil {
 		return err
 	}

@@ -130,6 +130,35 @@ func mountOne(root string, m proto.Mount) error {
 	return nil
 }
 
+// mountRoot makes the mounts that assemble the container's root, at the guest's own
+// paths, with "serial:NAME" sources found among the virtio block devices.
+func mountRoot(mounts []proto.Mount) error {
+	for _, m := range mounts {
+		if name, ok := strings.CutPrefix(m.Source, "serial:"); ok {
+			dev, err := deviceBySerial(name)
+			if err != nil {
+				return err
+			}
+			m.Source = dev
+		}
+		if err := mountOne("/", m); err != nil {
+			return fmt.Errorf("mount %s on %s: %w", m.Type, m.Destination, err)
+		}
+	}
+	return nil
+}
+
+// deviceBySerial finds the block device whose serial is name (/sys/block/*/serial).
+func deviceBySerial(name string) (string, error) {
+	ents, _ := filepath.Glob("/sys/block/*/serial")
+	for _, e := range ents {
+		if b, err := os.ReadFile(e); err == nil && strings.TrimSpace(string(b)) == name {
+			return "/dev/" + filepath.Base(filepath.Dir(e)), nil
+		}
+	}
+	return "", fmt.Errorf("no block device has the serial %q", name)
+}
+
 // makeMountpoint makes the directory or empty file a mount goes on, as runc does.
 func makeMountpoint(dest string, dir bool) error {
 	if dir {

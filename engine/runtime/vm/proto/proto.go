@@ -88,6 +88,10 @@ type Response struct {
 type Setup struct {
 	// Root is the container's root directory, in the guest.
 	Root string `json:"root"`
+	// RootMounts are made first, at absolute paths of the guest, to assemble Root (a
+	// block device's file systems under an overlay). A Source "serial:NAME" is the
+	// virtio block device whose serial is NAME.
+	RootMounts []Mount `json:"rootMounts,omitempty"`
 	// Hostname is the container's host name.
 	Hostname string `json:"hostname"`
 	// Mounts are made in order, their destinations inside Root.
