@@ -6,7 +6,6 @@
 package agent
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -341,14 +340,4 @@ func countProcesses() int {
 		}
 	}
 	return n
-}
-
-// waitFor waits for ctx or ch.
-func waitFor(ctx context.Context, ch <-chan struct{}) bool {
-	select {
-	case <-ch:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
