@@ -48,7 +48,8 @@ lists the verbs it takes now.
         status.json     the inspect view: image, pid, exit code, times, error, stale
         error           the last error, empty if none
         spec.yaml       the spec the container was made from
-        config.json     the OCI runtime spec handed to runc
+        config.json     the OCI runtime spec handed to runc (of a vm container: the
+                        launch configuration of its VM, docs/vm.md)
         logs            stdout and stderr as they came, growing
         stdout, stderr  each stream alone
         stats           cpu, memory and pids now (JSON)
