@@ -21,7 +21,7 @@ STATICCHECK_VERSION := v0.8.2
 # Daemon flags for `make run`, e.g. make run ARGS='--insecure-registry registry.lan:5000'
 ARGS ?=
 
-.PHONY: all build agent run test unit integration deps bench-deps bench lint clean
+.PHONY: all build agent buildkitd run test unit integration deps bench-deps bench lint clean
 
 all: build
 
@@ -30,6 +30,14 @@ build: agent
 
 agent:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(AGENT) ./cmd/dutchman-agent
+
+# BuildKit's daemon, from its own module (tools/buildkitd/README.md), with the build tags
+# of buildkit's release; rebuilt when that module changes.
+BUILDKIT_VERSION := $(shell awk '$$1 == "github.com/moby/buildkit" {print $$2}' tools/buildkitd/go.mod)
+buildkitd: bin/buildkitd
+bin/buildkitd: tools/buildkitd/go.mod tools/buildkitd/go.sum
+	cd tools/buildkitd && CGO_ENABLED=0 $(GO) build -trimpath -tags "osusergo netgo static_build seccomp" \
+		-ldflags "-X github.com/moby/buildkit/version.Version=$(BUILDKIT_VERSION)" -o ../../bin/buildkitd github.com/moby/buildkit/cmd/buildkitd
 
 $(TESTBIN): FORCE agent
 	$(GO) build -race -ldflags '$(LDFLAGS)' -o $(TESTBIN) ./cmd/dutchman
