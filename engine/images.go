@@ -56,7 +56,34 @@ func (e *Engine) RemoveImage(ctx context.Context, ref string, force bool) (*imag
 	for _, id := range del.Deleted {
 		e.publishImage("delete", id, "")
 	}
+	e.imagesGone(ctx, del)
 	return del, nil
+}
+
+// ImageKeeper is a runtime that keeps copies of images (the vm runtime's erofs disks):
+// after images go, it is told the manifest digests of those that remain.
+type ImageKeeper interface {
+	KeepImages(digests map[string]bool)
+}
+
+// imagesGone tells the runtimes that keep copies of images which images remain.
+func (e *Engine) imagesGone(ctx context.Context, del *images.Deleted) {
+	if len(del.Deleted) == 0 {
+		return
+	}
+	ims, err := e.images.List(ctx)
+	if err != nil {
+		return
+	}
+	live := map[string]bool{}
+	for _, im := range ims {
+		live[im.Digest] = true
+	}
+	for _, r := range e.runtimes {
+		if k, ok := r.(ImageKeeper); ok {
+			k.KeepImages(live)
+		}
+	}
 }
 
 // PruneImages removes images without names that no container uses.
@@ -68,6 +95,7 @@ func (e *Engine) PruneImages(ctx context.Context) (*images.Deleted, error) {
 	for _, id := range del.Deleted {
 		e.publishImage("delete", id, "")
 	}
+	e.imagesGone(ctx, del)
 	return del, nil
 }
 

@@ -342,4 +342,9 @@ func TestVMErofsRoot(t *testing.T) {
 	if _, err := os.Stat(scratch[0]); !os.IsNotExist(err) {
 		t.Errorf("the scratch disk outlived its container: %v", err)
 	}
+	// The image's disk goes with the image.
+	d.MustRun("rmi", ims.Busybox)
+	if _, err := os.Stat(disks[0]); !os.IsNotExist(err) {
+		t.Errorf("the erofs disk outlived its image: %v", err)
+	}
 }

@@ -127,3 +127,16 @@ func makeScratch(ctx context.Context, path string) error {
 	}
 	return os.Rename(tmp, path)
 }
+
+// KeepImages removes the erofs disks of images that are gone (digests are those that
+// remain). A disk a running container uses stays open in its QEMU until it stops.
+func (r *Runtime) KeepImages(digests map[string]bool) {
+	r.erofsMu.Lock()
+	defer r.erofsMu.Unlock()
+	disks, _ := filepath.Glob(filepath.Join(r.root, "erofs", "*.erofs"))
+	for _, d := range disks {
+		if !digests["sha256:"+strings.TrimSuffix(filepath.Base(d), ".erofs")] {
+			os.Remove(d)
+		}
+	}
+}
