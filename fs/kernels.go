@@ -35,18 +35,13 @@ func (t *tree) kernelsDir() *dirNode {
 			return line(k.Name), nil
 		}),
 	}
-	kernels := func() []vm.Kernel {
-		ks, err := t.eng.Kernels()
-		if err != nil {
-			return nil
-		}
-		list, _ := ks.List()
-		return list
-	}
 	list := func(context.Context) ([]entry, error) {
 		out := append([]entry(nil), fixed...)
-		for _, k := range kernels() {
-			out = append(out, t.kernelEntry(k.Name))
+		if ks, err := t.eng.Kernels(); err == nil {
+			kernels, _ := ks.List()
+			for _, k := range kernels {
+				out = append(out, t.kernelEntry(k.Name))
+			}
 		}
 		return out, nil
 	}
@@ -58,7 +53,7 @@ func (t *tree) kernelsDir() *dirNode {
 		if err != nil {
 			return entry{}, false, nil
 		}
-		if _, err := ks.Get(name); err != nil || name == "" {
+		if _, err := ks.Get(name); err != nil {
 			return entry{}, false, nil
 		}
 		return t.kernelEntry(name), true, nil

@@ -327,20 +327,23 @@ func TestExec(t *testing.T) {
 	}
 }
 
-func TestRunWithATerminal(t *testing.T) {
-	d, bb := busyboxDaemon(t)
-	run := func() *harness.Terminal {
-		cmd := exec.Command(harness.Binary(t), "run", "-it", "--rm", bb, "sh")
-		cmd.Env = append(os.Environ(), "DUTCHMAN_HOST="+d.Host(), "TERM=xterm")
-		return harness.StartTerminal(t, cmd, 37, 91)
-	}
-	term := run()
-	term.Expect("/ # ", 30*time.Second)
+// cliTerminal runs the CLI against d on a terminal of rows by cols.
+func cliTerminal(t *testing.T, d *harness.Daemon, rows, cols uint16, args ...string) *harness.Terminal {
+	t.Helper()
+	cmd := exec.Command(harness.Binary(t), args...)
+	cmd.Env = append(os.Environ(), "DUTCHMAN_HOST="+d.Host(), "TERM=xterm")
+	return harness.StartTerminal(t, cmd, rows, cols)
+}
+
+// checkTerminal checks, at the prompt of a shell in a container on a 37x91 window, that
+// the shell has a terminal of that size, that it computes, and that resizing the window
+// resizes its terminal. It leaves the shell at its prompt.
+func checkTerminal(t *testing.T, term *harness.Terminal) {
+	t.Helper()
 	term.Type("tty; stty size; echo sum=$((40+2))\r")
 	term.Expect("/dev/pts/0", 10*time.Second)
 	term.Expect("37 91", 10*time.Second)
 	term.Expect("sum=42", 10*time.Second)
-	// Resizing the window resizes the container's terminal.
 	term.Expect("/ # ", 10*time.Second)
 	term.Resize(50, 120)
 	eventually(t, 10*time.Second, func() string {
@@ -351,6 +354,14 @@ func TestRunWithATerminal(t *testing.T) {
 		}
 		return ""
 	})
+}
+
+func TestRunWithATerminal(t *testing.T) {
+	d, bb := busyboxDaemon(t)
+	run := func() *harness.Terminal { return cliTerminal(t, d, 37, 91, "run", "-it", "--rm", bb, "sh") }
+	term := run()
+	term.Expect("/ # ", 30*time.Second)
+	checkTerminal(t, term)
 	// Ctrl-C interrupts the foreground command in the container, not the CLI.
 	term.Expect("/ # ", 10*time.Second)
 	term.Type("sleep 100; echo after-sleep\r")
@@ -363,9 +374,7 @@ func TestRunWithATerminal(t *testing.T) {
 	}
 	// exec -it: a shell in a running container answers as it goes, not at its end.
 	d.MustRun("run", "-d", "--name", "host", bb, "sh", "-c", sleeper)
-	cmd := exec.Command(harness.Binary(t), "exec", "-it", "host", "sh")
-	cmd.Env = append(os.Environ(), "DUTCHMAN_HOST="+d.Host(), "TERM=xterm")
-	ex := harness.StartTerminal(t, cmd, 30, 100)
+	ex := cliTerminal(t, d, 30, 100, "exec", "-it", "host", "sh")
 	ex.Expect("/ # ", 30*time.Second)
 	ex.Type("echo in-exec-$((6*7))\r")
 	ex.Expect("in-exec-42", 10*time.Second)

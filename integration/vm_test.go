@@ -153,9 +153,7 @@ echo start > containers/web/ctl`, bb, port, hostDir))
 	}
 
 	// exec with a terminal.
-	cmd := exec.Command(harness.Binary(t), "exec", "-it", "web", "sh")
-	cmd.Env = append(os.Environ(), "DUTCHMAN_HOST="+d.Host(), "TERM=xterm")
-	ex := harness.StartTerminal(t, cmd, 30, 100)
+	ex := cliTerminal(t, d, 30, 100, "exec", "-it", "web", "sh")
 	ex.Expect("/ # ", 30*time.Second)
 	ex.Type("stty size; echo in-exec-$((6*7))\r")
 	ex.Expect("30 100", 10*time.Second)
@@ -204,24 +202,9 @@ echo start > containers/web/ctl`, bb, port, hostDir))
 	})
 
 	// A container with a terminal: run -it.
-	cmd = exec.Command(harness.Binary(t), "run", "-it", "--rm", "--runtime", "vm", bb, "sh")
-	cmd.Env = append(os.Environ(), "DUTCHMAN_HOST="+d.Host(), "TERM=xterm")
-	term := harness.StartTerminal(t, cmd, 37, 91)
+	term := cliTerminal(t, d, 37, 91, "run", "-it", "--rm", "--runtime", "vm", bb, "sh")
 	term.Expect("/ # ", 60*time.Second)
-	term.Type("tty; stty size; echo sum=$((40+2))\r")
-	term.Expect("/dev/pts/0", 10*time.Second)
-	term.Expect("37 91", 10*time.Second)
-	term.Expect("sum=42", 10*time.Second)
-	term.Expect("/ # ", 10*time.Second)
-	term.Resize(50, 120)
-	eventually(t, 10*time.Second, func() string {
-		term.Type("stty size\r")
-		time.Sleep(200 * time.Millisecond)
-		if !term.Shows("50 120") {
-			return "the container's terminal did not follow the window to 50x120"
-		}
-		return ""
-	})
+	checkTerminal(t, term)
 	term.Type("exit 4\r")
 	if code := term.Wait(30 * time.Second); code != 4 {
 		t.Errorf("run -it sh; exit 4: the CLI exited %d", code)

@@ -178,11 +178,18 @@ func run(deb, agentPath, busybox, work string, nfiles, bigMiB, rounds int) error
 		return err
 	}
 	ctx := context.Background()
-	if err := c.Call(ctx, proto.OpSetup, proto.Setup{Root: "/run", Mounts: []proto.Mount{
-		{Destination: "/proc", Type: "proc", Source: "proc"},
-		{Destination: "/sys", Type: "sysfs", Source: "sysfs"},
-		{Destination: "/dev", Type: "devtmpfs", Source: "devtmpfs"},
-	}}, nil); err != nil {
+	// The block-device root as the runtime assembles it (blockRoot): the disks found by
+	// their serials, an overlay of the two. The processes run chrooted in /run, where
+	// both roots are: /share/root and /ovl.
+	if err := c.Call(ctx, proto.OpSetup, proto.Setup{Root: "/run",
+		RootMounts: []proto.Mount{
+			{Destination: "/run/lower", Type: "erofs", Source: "serial:image", Options: []string{"ro"}},
+			{Destination: "/run/upper", Type: "ext4", Source: "serial:scratch"},
+			{Destination: "/run/ovl", Type: "overlay", Source: "overlay",
+				Options: []string{"lowerdir=/run/lower", "upperdir=/run/upper/u", "workdir=/run/upper/w"}},
+		},
+		Mounts: []proto.Mount{{Destination: "/proc", Type: "proc", Source: "proc"}},
+	}, nil); err != nil {
 		return err
 	}
 	var id uint32 = proto.MainProcess + 1 // no main process: its end would power the guest off
@@ -201,17 +208,6 @@ func run(deb, agentPath, busybox, work string, nfiles, bigMiB, rounds int) error
 		return out.String(), nil
 	}
 	bb := "/share/root/bin/busybox"
-	// The disks' names depend on the order the guest found them: their serials tell.
-	mount := fmt.Sprintf(`set -e
-for d in /sys/block/vd*; do s=$(%[1]s cat $d/serial); %[1]s mkdir -p /disk; %[1]s ln -s /dev/$(%[1]s basename $d) /disk/$s; done
-%[1]s mkdir -p /lower /upper /ovl
-%[1]s mount -t erofs -o ro /disk/image /lower
-%[1]s mount -t ext4 /disk/scratch /upper
-%[1]s mount -t overlay overlay -o lowerdir=/lower,upperdir=/upper/u,workdir=/upper/w /ovl
-`, bb)
-	if _, err := guest(mount); err != nil {
-		return err
-	}
 	measure := func(what, script string) {
 		for _, r := range []struct{ name, dir string }{{"virtio-fs", "/share/root"}, {"erofs+ext4", "/ovl"}} {
 			var times []string

@@ -73,8 +73,9 @@ func (k *Kernels) fetchArtifact(ctx context.Context, ref, tree string) (string, 
 				err = errdefs.Invalid(errors.New("a second kernel image"))
 				break
 			}
-			err = writeReader(io.LimitReader(rc, maxKernelSize+1), filepath.Join(tree, "boot", "vmlinuz-"+release))
-			if st, serr := os.Stat(filepath.Join(tree, "boot", "vmlinuz-"+release)); err == nil && serr == nil && st.Size() > maxKernelSize {
+			var n int64
+			n, err = writeReader(io.LimitReader(rc, maxKernelSize+1), filepath.Join(tree, "boot", "vmlinuz-"+release))
+			if err == nil && n > maxKernelSize {
 				err = errdefs.Invalid(errors.New("the kernel image is over 256 MiB"))
 			}
 			haveKernel = err == nil
@@ -100,19 +101,20 @@ func (k *Kernels) fetchArtifact(ctx context.Context, ref, tree string) (string, 
 	return r.Context().String() + "@" + digest.String(), nil
 }
 
-func writeReader(r io.Reader, dest string) error {
+// writeReader writes what r reads into a new file dest, and returns how many bytes.
+func writeReader(r io.Reader, dest string) (int64, error) {
 	if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
-		return err
+		return 0, err
 	}
 	f, err := os.OpenFile(dest, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	_, err = io.Copy(f, r)
+	n, err := io.Copy(f, r)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	return err
+	return n, err
 }
 
 // maxKernelSize bounds a kernel artifact's kernel image.

@@ -220,15 +220,21 @@ func writeInitramfs(w io.Writer, agent []byte, modules []string) error {
 // The runtime's own are built by Kernels.Boot; this is for tools and experiments that
 // need other modules (bench/vmrootfs).
 func WriteInitramfs(w io.Writer, agent []byte, moduleDir string, modules []string) error {
-	set, err := readModules(moduleDir)
-	if err != nil {
-		return err
-	}
-	files, err := set.closure(modules)
+	files, err := moduleFiles(moduleDir, modules)
 	if err != nil {
 		return err
 	}
 	return writeInitramfs(w, agent, files)
+}
+
+// moduleFiles returns the files, in load order, of the wanted modules of the kernel
+// modules under dir and of what they depend on.
+func moduleFiles(dir string, wanted []string) ([]string, error) {
+	set, err := readModules(dir)
+	if err != nil {
+		return nil, err
+	}
+	return set.closure(wanted)
 }
 
 // Modules the runtime's initramfs carries, for tools that add to them.

@@ -70,10 +70,12 @@ type Kernels struct {
 	registry Registry
 	log      *slog.Logger
 
-	// mu guards the cache's files; fetch serializes downloads (held without mu, so
-	// that listing the cache never waits for a download).
-	mu    sync.Mutex
-	fetch sync.Mutex
+	// mu guards the cache's files and the agent's digest; fetch serializes downloads
+	// (held without mu, so that listing the cache never waits for a download).
+	mu        sync.Mutex
+	fetch     sync.Mutex
+	agentStat os.FileInfo
+	agentSum  string
 }
 
 // NewKernels opens the kernel cache in root. agent is the dutchman-agent binary put in
@@ -176,11 +178,7 @@ func (k *Kernels) Modules(name string) ([]string, error) {
 	if err := checkKernelName(name); err != nil {
 		return nil, err
 	}
-	set, err := readModules(filepath.Join(k.dir(name), "modules"))
-	if err != nil {
-		return nil, err
-	}
-	files, err := set.closure(wantedModules)
+	files, err := moduleFiles(filepath.Join(k.dir(name), "modules"), wantedModules)
 	if err != nil {
 		return nil, err
 	}
@@ -267,13 +265,9 @@ func (k *Kernels) importTree(tree, source, staging string) (*Kernel, error) {
 		return nil, err
 	}
 	moddir := filepath.Join(tree, "lib", "modules", release)
-	set, err := readModules(moddir)
+	files, err := moduleFiles(moddir, wantedModules)
 	if err != nil {
-		return nil, fmt.Errorf("read the kernel's modules: %w", err)
-	}
-	files, err := set.closure(wantedModules)
-	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("the kernel's modules: %w", err)
 	}
 	if err := os.MkdirAll(filepath.Join(staging, "modules"), 0o755); err != nil {
 		return nil, err
@@ -390,24 +384,24 @@ func (k *Kernels) lockKernel(name string) (unlock func(), err error) {
 // Boot returns the files QEMU boots kern with: its kernel image and an initramfs with
 // the current agent, built on first need (and again whenever the agent changes).
 func (k *Kernels) Boot(kern *Kernel) (vmlinuz, initramfs string, err error) {
-	agent, err := os.ReadFile(k.agent)
+	sum, err := k.agentDigest()
 	if err != nil {
 		return "", "", fmt.Errorf("the vm runtime needs the guest agent, dutchman-agent (`make build` puts it beside dutchman): %w", err)
 	}
-	sum := sha256.Sum256(agent)
 	dir := k.dir(kern.Name)
-	initramfs = filepath.Join(dir, "initramfs-"+hex.EncodeToString(sum[:8])+".cpio")
+	initramfs = filepath.Join(dir, "initramfs-"+sum+".cpio")
 	vmlinuz = filepath.Join(dir, "vmlinuz")
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if _, err := os.Stat(initramfs); err == nil {
 		return vmlinuz, initramfs, nil
 	}
-	set, err := readModules(filepath.Join(dir, "modules"))
+	files, err := moduleFiles(filepath.Join(dir, "modules"), wantedModules)
 	if err != nil {
-		return "", "", err
+		// A kernel cached by a dutchman whose agent loaded fewer modules.
+		return "", "", fmt.Errorf("kernel %s (from %s): %w; pull it again: dutchman kernel pull %s", kern.Name, kern.Source, err, kern.Source)
 	}
-	files, err := set.closure(wantedModules)
+	agent, err := os.ReadFile(k.agent)
 	if err != nil {
 		return "", "", err
 	}
@@ -431,6 +425,32 @@ func (k *Kernels) Boot(kern *Kernel) (vmlinuz, initramfs string, err error) {
 		os.Remove(o)
 	}
 	return vmlinuz, initramfs, nil
+}
+
+// agentDigest names the agent binary's initramfs: the first 16 hex digits of its
+// sha256, read again only when the file's size or time changes (a start would otherwise
+// read and hash 3 MB every time).
+func (k *Kernels) agentDigest() (string, error) {
+	st, err := os.Stat(k.agent)
+	if err != nil {
+		return "", err
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.agentStat != nil && os.SameFile(st, k.agentStat) && st.Size() == k.agentStat.Size() && st.ModTime().Equal(k.agentStat.ModTime()) {
+		return k.agentSum, nil
+	}
+	f, err := os.Open(k.agent)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	k.agentStat, k.agentSum = st, hex.EncodeToString(h.Sum(nil)[:8])
+	return k.agentSum, nil
 }
 
 // fetchDebian gets a kernel package (source "debian", "debian:PACKAGE" or a .deb file)
@@ -495,21 +515,20 @@ func kernelDependency(depends string) string {
 
 // aptDownload downloads pkg's .deb into dir with apt-get download.
 func aptDownload(ctx context.Context, dir, pkg string) (string, error) {
-	if !regexp.MustCompile(`^[a-z0-9][a-z0-9.+-]*$`).MatchString(pkg) {
+	if !debianPackageRE.MatchString(pkg) {
 		return "", errdefs.Invalid(fmt.Errorf("invalid Debian package name %q", pkg))
 	}
-	before, _ := filepath.Glob(filepath.Join(dir, "*.deb"))
 	if err := run(ctx, dir, "apt-get", "download", "-q", pkg); err != nil {
 		return "", fmt.Errorf("%w (is the package known? `apt-get update` refreshes the lists)", err)
 	}
-	after, _ := filepath.Glob(filepath.Join(dir, "*.deb"))
-	for _, f := range after {
-		if !strings.Contains(strings.Join(before, "\n"), f) && strings.HasPrefix(filepath.Base(f), pkg+"_") {
-			return f, nil
-		}
+	debs, _ := filepath.Glob(filepath.Join(dir, pkg+"_*.deb"))
+	if len(debs) != 1 {
+		return "", fmt.Errorf("apt-get download %s left %d .deb files", pkg, len(debs))
 	}
-	return "", fmt.Errorf("apt-get download %s left no .deb", pkg)
+	return debs[0], nil
 }
+
+var debianPackageRE = regexp.MustCompile(`^[a-z0-9][a-z0-9.+-]*$`)
 
 func run(ctx context.Context, dir, name string, args ...string) error {
 	cmd := exec.CommandContext(ctx, name, args...)
@@ -575,18 +594,7 @@ func untarModules(r io.Reader, dir string, budget *unpackBudget) error {
 			if budget.left -= h.Size; budget.left < 0 {
 				return errdefs.Invalid(errors.New("kernel artifact: the modules unpack to more than 1 GiB"))
 			}
-			if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
-				return err
-			}
-			f, err := os.OpenFile(dest, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
-			if err != nil {
-				return err
-			}
-			_, err = io.Copy(f, io.LimitReader(tr, h.Size))
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
+			if _, err := writeReader(io.LimitReader(tr, h.Size), dest); err != nil {
 				return err
 			}
 		default:

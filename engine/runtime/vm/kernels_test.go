@@ -200,4 +200,12 @@ func TestKernelCacheFromATree(t *testing.T) {
 	if err := ks.Remove("../kernels"); !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Errorf("rm ../kernels: %v", err)
 	}
+	// A kernel cached without a module the agent now loads says how to mend it.
+	old := &Kernel{Name: "6.1.0-1-test", Source: "debian:linux-image-test"}
+	os.MkdirAll(filepath.Join(root, "kernels", old.Name, "modules"), 0o755)
+	os.WriteFile(filepath.Join(root, "kernels", old.Name, "vmlinuz"), []byte("kernel"), 0o644)
+	os.WriteFile(filepath.Join(root, "agent"), []byte("agent"), 0o755)
+	if _, _, err := ks.Boot(old); err == nil || !strings.Contains(err.Error(), "dutchman kernel pull debian:linux-image-test") {
+		t.Errorf("boot of a kernel without the agent's modules: %v", err)
+	}
 }

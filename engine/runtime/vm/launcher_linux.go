@@ -48,10 +48,7 @@ type launcher struct {
 	env shim.LauncherEnv
 	cfg LaunchConfig
 
-	qemu     *os.Process
-	qemuDone <-chan unix.WaitStatus
-	fsd      *os.Process
-	fsdDone  <-chan unix.WaitStatus
+	qemu, fsd *child
 
 	// client and main are set once the VM runs (under mu); ended is closed once the
 	// main process's end is known.
@@ -125,7 +122,9 @@ func (l *launcher) Launch(stdio [3]*os.File) (launched *shim.Launched, err error
 	var stdout, stderr io.Writer
 	p := l.cfg.Process
 	if l.env.Tty {
-		ours, theirs, err := consolePair()
+		// The host's side of the guest's terminal: the shim reads and writes one end,
+		// the launcher carries the other's bytes to the guest and back.
+		ours, theirs, err := filePair("console")
 		if err != nil {
 			return nil, err
 		}
@@ -170,14 +169,14 @@ func (l *launcher) Launch(stdio [3]*os.File) (launched *shim.Launched, err error
 	return &shim.Launched{Pid: l.qemu.Pid, Done: done, Console: console}, nil
 }
 
-// consolePair makes the two ends of a container's terminal on the host: the shim's,
-// and the launcher's, which carries the guest terminal's bytes.
-func consolePair() (ours, theirs *os.File, err error) {
+// filePair makes the two ends of a connected stream socket pair: the launcher's, and
+// the other side's (the shim's end of a terminal, QEMU's of a channel).
+func filePair(name string) (ours, theirs *os.File, err error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, nil, err
 	}
-	return os.NewFile(uintptr(fds[0]), "console-launcher"), os.NewFile(uintptr(fds[1]), "console"), nil
+	return os.NewFile(uintptr(fds[0]), name), os.NewFile(uintptr(fds[1]), name+"-peer"), nil
 }
 
 func dupFile(f *os.File) (*os.File, error) {
@@ -206,9 +205,39 @@ func copyInput(p *proto.Proc, r io.ReadCloser) {
 	}
 }
 
+// child is a process the launcher started: exited is closed once it ended, and ws then
+// says how.
+type child struct {
+	*os.Process
+	exited chan struct{}
+	ws     unix.WaitStatus
+}
+
+// stop ends the child if it has not ended within grace.
+func (c *child) stop(grace time.Duration) {
+	if c == nil {
+		return
+	}
+	select {
+	case <-c.exited:
+		return
+	case <-time.After(grace):
+	}
+	c.Signal(syscall.SIGCONT) // a paused VM
+	c.Kill()
+	<-c.exited
+}
+
+func (c *child) exitWords() string {
+	if c.ws.Signaled() {
+		return "killed by " + c.ws.Signal().String()
+	}
+	return "status " + strconv.Itoa(c.ws.ExitStatus())
+}
+
 // startProcess starts a child of the shim that dies with it (its parent-death signal is
 // bound to a thread that never ends), registered with the shim's reaper.
-func (l *launcher) startProcess(cmd *exec.Cmd) (<-chan unix.WaitStatus, error) {
+func (l *launcher) startProcess(cmd *exec.Cmd) (*child, error) {
 	type started struct {
 		done <-chan unix.WaitStatus
 		err  error
@@ -234,7 +263,15 @@ func (l *launcher) startProcess(cmd *exec.Cmd) (<-chan unix.WaitStatus, error) {
 		select {} // keep the thread
 	}()
 	s := <-ch
-	return s.done, s.err
+	if s.err != nil {
+		return nil, s.err
+	}
+	c := &child{Process: cmd.Process, exited: make(chan struct{})}
+	go func() {
+		c.ws = <-s.done
+		close(c.exited)
+	}()
+	return c, nil
 }
 
 // startVirtiofsd assembles the share and serves it, through `dutchman vm-share` in a
@@ -257,39 +294,22 @@ func (l *launcher) startVirtiofsd() error {
 	cmd.Dir = l.env.Dir
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
-	done, err := l.startProcess(cmd)
-	if err != nil {
+	if l.fsd, err = l.startProcess(cmd); err != nil {
 		return fmt.Errorf("start virtiofsd: %w", err)
 	}
-	l.fsd, l.fsdDone = cmd.Process, done
 	deadline := time.After(10 * time.Second)
 	for {
 		if _, err := os.Stat(sock); err == nil {
 			return nil
 		}
 		select {
-		case ws := <-done:
-			l.fsdDone = closedStatus(ws)
-			return fmt.Errorf("virtiofsd exited (%s) before it served the share; see %s", exitWords(ws), filepath.Join(l.env.Dir, shim.LogFile))
+		case <-l.fsd.exited:
+			return fmt.Errorf("virtiofsd exited (%s) before it served the share; see %s", l.fsd.exitWords(), filepath.Join(l.env.Dir, shim.LogFile))
 		case <-deadline:
 			return errors.New("virtiofsd did not listen within 10s")
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
-}
-
-// closedStatus is a channel that yields ws again.
-func closedStatus(ws unix.WaitStatus) <-chan unix.WaitStatus {
-	ch := make(chan unix.WaitStatus, 1)
-	ch <- ws
-	return ch
-}
-
-func exitWords(ws unix.WaitStatus) string {
-	if ws.Signaled() {
-		return "killed by " + ws.Signal().String()
-	}
-	return "status " + strconv.Itoa(ws.ExitStatus())
 }
 
 // QEMU's file descriptors: the agent's channel (unless vsock carries it), the serial
@@ -319,7 +339,7 @@ func (l *launcher) qemuArgs(ntaps int) []string {
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
 		"-global", "virtio-mmio.force-legacy=false",
 		"-kernel", c.Kernel, "-initrd", c.Initramfs, "-append", c.Cmdline,
-		"-chardev", "socket,id=console,fd=4", "-serial", "chardev:console",
+		"-chardev", fmt.Sprintf("socket,id=console,fd=%d", consoleFd), "-serial", "chardev:console",
 		"-chardev", "socket,id=fs,path=" + fsSocket,
 		"-device", "vhost-user-fs-device,chardev=fs,tag=share",
 		"-device", "virtio-rng-device",
@@ -331,7 +351,7 @@ func (l *launcher) qemuArgs(ntaps int) []string {
 		drive := fmt.Sprintf("file=%s,if=none,id=disk%d,format=raw", qemuValue(d.Path), i)
 		if d.ReadOnly {
 			// Shared by every container of the image: read-only, and locked as such.
-			drive = fmt.Sprintf("file=%s,if=none,id=disk%d,format=raw,readonly=on", qemuValue(d.Path), i)
+			drive += ",readonly=on"
 		}
 		args = append(args, "-drive", drive, "-device", fmt.Sprintf("virtio-blk-device,drive=disk%d,serial=%s", i, d.Serial))
 	}
@@ -339,7 +359,7 @@ func (l *launcher) qemuArgs(ntaps int) []string {
 		args = append(args, "-device", fmt.Sprintf("vhost-vsock-device,guest-cid=%d", c.Vsock.CID))
 	} else {
 		args = append(args, "-device", "virtio-serial-device",
-			"-chardev", "socket,id=agent,fd=3",
+			"-chardev", fmt.Sprintf("socket,id=agent,fd=%d", agentFd),
 			"-device", "virtserialport,chardev=agent,name="+agent.PortName)
 	}
 	for i := range ntaps {
@@ -355,29 +375,26 @@ func qemuValue(s string) string { return strings.ReplaceAll(s, ",", ",,") }
 // startQEMU boots the VM and returns the host's end of the agent's channel (nil with
 // vsock, which is dialled once the guest listens).
 func (l *launcher) startQEMU(taps []*os.File) (io.ReadWriteCloser, error) {
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	hostF, guestF, err := filePair("agent")
 	if err != nil {
 		return nil, err
 	}
-	hostF, guestF := os.NewFile(uintptr(fds[0]), "agent-host"), os.NewFile(uintptr(fds[1]), "agent-guest")
 	defer hostF.Close()
 	defer guestF.Close()
-	cfds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	consoleOurs, consoleTheirs, err := filePair("console")
 	if err != nil {
 		return nil, err
 	}
-	consoleOurs, consoleTheirs := os.NewFile(uintptr(cfds[0]), "console"), os.NewFile(uintptr(cfds[1]), "console-qemu")
 	defer consoleTheirs.Close()
 	go l.keepConsole(consoleOurs)
 	cmd := exec.Command(l.cfg.QEMU, l.qemuArgs(len(taps))...)
 	cmd.Dir = l.env.Dir
+	// At agentFd, consoleFd and firstTapFd on.
 	cmd.ExtraFiles = append([]*os.File{guestF, consoleTheirs}, taps...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	done, err := l.startProcess(cmd)
-	if err != nil {
+	if l.qemu, err = l.startProcess(cmd); err != nil {
 		return nil, fmt.Errorf("start QEMU: %w", err)
 	}
-	l.qemu, l.qemuDone = cmd.Process, done
 	if l.cfg.Vsock != nil {
 		return nil, nil
 	}
@@ -429,9 +446,8 @@ func (l *launcher) connect(conn io.ReadWriteCloser) error {
 				return fmt.Errorf("the guest agent did not listen on vsock within %s: %w%s", bootTimeout, err, l.consoleTail())
 			}
 			select {
-			case ws := <-l.qemuDone:
-				l.qemuDone = closedStatus(ws)
-				return fmt.Errorf("the VM stopped (QEMU %s) before its agent answered%s", exitWords(ws), l.consoleTail())
+			case <-l.qemu.exited:
+				return fmt.Errorf("the VM stopped (QEMU %s) before its agent answered%s", l.qemu.exitWords(), l.consoleTail())
 			case <-time.After(20 * time.Millisecond):
 			}
 		}
@@ -454,10 +470,9 @@ func (l *launcher) connect(conn io.ReadWriteCloser) error {
 		l.client = r.c
 		l.mu.Unlock()
 		return nil
-	case ws := <-l.qemuDone:
-		l.qemuDone = closedStatus(ws)
+	case <-l.qemu.exited:
 		conn.Close()
-		return fmt.Errorf("the VM stopped (QEMU %s) before its agent answered%s", exitWords(ws), l.consoleTail())
+		return fmt.Errorf("the VM stopped (QEMU %s) before its agent answered%s", l.qemu.exitWords(), l.consoleTail())
 	case <-time.After(time.Until(deadline)):
 		conn.Close()
 		return fmt.Errorf("the guest agent did not answer within %s%s", bootTimeout, l.consoleTail())
@@ -529,10 +544,9 @@ func (l *launcher) wait(done chan<- rt.ExitStatus) {
 		} else {
 			st = rt.ExitStatus{Code: 255, Error: "lost the connection to the guest agent" + l.consoleTail()}
 		}
-	case ws := <-l.qemuDone:
-		l.qemuDone = closedStatus(ws)
-		st = rt.ExitStatus{Code: 255, Error: "the VM stopped (QEMU " + exitWords(ws) + ") before the container's process ended" + l.consoleTail()}
-		if ws.Signaled() && ws.Signal() == syscall.SIGKILL {
+	case <-l.qemu.exited:
+		st = rt.ExitStatus{Code: 255, Error: "the VM stopped (QEMU " + l.qemu.exitWords() + ") before the container's process ended" + l.consoleTail()}
+		if ws := l.qemu.ws; ws.Signaled() && ws.Signal() == syscall.SIGKILL {
 			st = rt.ExitStatus{Code: 137, Signal: syscall.SIGKILL}
 		}
 	}
@@ -555,22 +569,9 @@ func (l *launcher) teardown() {
 	if l.client != nil {
 		l.client.Close()
 	}
-	stop := func(p *os.Process, done <-chan unix.WaitStatus, grace time.Duration) {
-		if p == nil {
-			return
-		}
-		select {
-		case <-done:
-			return
-		case <-time.After(grace):
-		}
-		p.Signal(syscall.SIGCONT) // a paused VM
-		p.Kill()
-		<-done
-	}
-	stop(l.qemu, l.qemuDone, 15*time.Second)
+	l.qemu.stop(15 * time.Second)
 	// virtiofsd ends when QEMU closes its socket.
-	stop(l.fsd, l.fsdDone, 2*time.Second)
+	l.fsd.stop(2 * time.Second)
 	os.Remove(filepath.Join(l.env.Dir, fsSocket))
 	// The share's mount points (the mounts were virtiofsd's, gone with it).
 	os.RemoveAll(filepath.Join(l.env.Dir, shareDir))
@@ -630,9 +631,9 @@ func (l *launcher) Handle(op string, args json.RawMessage, c *net.UnixConn, r *b
 		shim.Reply(c, nil, l.freeze(op == opPause))
 	case opPids:
 		pids := []int{}
-		for _, p := range []*os.Process{l.qemu, l.fsd} {
-			if p != nil {
-				pids = append(pids, p.Pid)
+		for _, c := range []*child{l.qemu, l.fsd} {
+			if c != nil {
+				pids = append(pids, c.Pid)
 			}
 		}
 		shim.Reply(c, pids, nil)
@@ -751,13 +752,18 @@ func (o *execOutput) write(kind byte, p []byte) (int, error) {
 		o.held = append(o.held, heldFrame{kind, append([]byte(nil), p...)})
 		return len(p), nil
 	}
+	o.sendLocked(kind, p)
+	// A client that went loses the output; the process is not held up by it.
+	return len(p), nil
+}
+
+// sendLocked writes one frame unless the connection failed already.
+func (o *execOutput) sendLocked(kind byte, p []byte) {
 	if o.err == nil {
 		if o.err = frames.Write(o.w, kind, p); o.err == nil {
 			o.err = o.w.Flush()
 		}
 	}
-	// A client that went loses the output; the process is not held up by it.
-	return len(p), nil
 }
 
 // start sends what was held, after the answer.
@@ -766,14 +772,9 @@ func (o *execOutput) start() {
 	defer o.mu.Unlock()
 	o.started = true
 	for _, f := range o.held {
-		if o.err == nil {
-			o.err = frames.Write(o.w, f.kind, f.data)
-		}
+		o.sendLocked(f.kind, f.data)
 	}
 	o.held = nil
-	if o.err == nil {
-		o.err = o.w.Flush()
-	}
 }
 
 type streamWriter struct {
@@ -842,9 +843,6 @@ func (l *launcher) exec(c *net.UnixConn, r *bufio.Reader, p *proto.Process) {
 	st.At = time.Now().UTC()
 	payload, _ := json.Marshal(st)
 	out.mu.Lock()
-	if out.err == nil {
-		frames.Write(out.w, frames.Exit, payload)
-		out.w.Flush()
-	}
+	out.sendLocked(frames.Exit, payload)
 	out.mu.Unlock()
 }

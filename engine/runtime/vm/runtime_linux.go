@@ -108,24 +108,16 @@ func New(root string, kernels *Kernels, opts ...Option) (*Runtime, error) {
 // Name is "vm".
 func (r *Runtime) Name() string { return "vm" }
 
-// Kernels is the runtime's kernel cache.
-func (r *Runtime) Kernels() *Kernels { return r.kernels }
-
 func (r *Runtime) dir(id string) string { return filepath.Join(r.root, "containers", id) }
 
 // KVMUsable tells whether /dev/kvm can be opened for reading and writing.
-func KVMUsable() bool {
-	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
-	if err != nil {
-		return false
-	}
-	f.Close()
-	return true
-}
+func KVMUsable() bool { return deviceUsable("/dev/kvm") }
 
 // vsockUsable tells whether the host can give guests vsock devices.
-func vsockUsable() bool {
-	f, err := os.OpenFile("/dev/vhost-vsock", os.O_RDWR, 0)
+func vsockUsable() bool { return deviceUsable("/dev/vhost-vsock") }
+
+func deviceUsable(path string) bool {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		return false
 	}

@@ -29,8 +29,8 @@ type Options struct {
 	Reaper *reaper.Reaper
 	// Log receives the agent's own messages.
 	Log *slog.Logger
-	// MainExited, if set, is called once the main process's exit was sent and the host
-	// asked for the shutdown, or after ShutdownGrace without that.
+	// Shutdown, if set, is called once the main process's exit was sent and the host
+	// asked for the shutdown, or ShutdownGrace after the exit without that.
 	Shutdown func()
 	// Init is true when the agent is the guest's init: a signal to every process then
 	// uses kill(-1), and stats describe the whole guest.
@@ -106,9 +106,7 @@ func (a *Agent) read() error {
 			}
 			go a.answer(id, &req)
 		case proto.KindStdin, proto.KindStdinClose:
-			a.mu.Lock()
-			pr := a.procs[id]
-			a.mu.Unlock()
+			pr := a.process(id)
 			if pr == nil {
 				continue
 			}
@@ -174,9 +172,7 @@ func (a *Agent) do(req *proto.Request) (any, error) {
 		if err := args(&r); err != nil {
 			return nil, err
 		}
-		a.mu.Lock()
-		pr := a.procs[r.ID]
-		a.mu.Unlock()
+		pr := a.process(r.ID)
 		if pr == nil {
 			return nil, fmt.Errorf("no process %d", r.ID)
 		}
@@ -187,6 +183,13 @@ func (a *Agent) do(req *proto.Request) (any, error) {
 		return nil, nil
 	}
 	return nil, fmt.Errorf("unknown request %q", req.Op)
+}
+
+// process is the running process id, or nil.
+func (a *Agent) process(id uint32) *process {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.procs[id]
 }
 
 // stop ends Serve, once, and runs the Shutdown hook.
@@ -236,9 +239,7 @@ func (a *Agent) signal(s *proto.Signal) error {
 		}
 		return nil
 	}
-	a.mu.Lock()
-	pr := a.procs[s.ID]
-	a.mu.Unlock()
+	pr := a.process(s.ID)
 	if pr == nil || pr.pid <= 0 {
 		return fmt.Errorf("no process %d", s.ID)
 	}
@@ -274,7 +275,7 @@ func (a *Agent) exited(pr *process, st proto.ExitStatus) {
 	}
 }
 
-// stats describe the guest (as init) or the agent's processes.
+// stats describe the machine the agent runs on (the guest), its init aside.
 func (a *Agent) stats() (*proto.Stats, error) {
 	var st proto.Stats
 	b, err := os.ReadFile("/proc/stat")
@@ -296,11 +297,6 @@ func (a *Agent) stats() (*proto.Stats, error) {
 			st.CPUNanos += n * uint64(time.Second/100)
 		}
 	}
-	var si unix.Sysinfo_t
-	if err := unix.Sysinfo(&si); err == nil {
-		unit := uint64(si.Unit)
-		st.MemoryLimit = si.Totalram * unit
-	}
 	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
 		var total, avail uint64
 		for line := range strings.Lines(string(b)) {
@@ -315,6 +311,7 @@ func (a *Agent) stats() (*proto.Stats, error) {
 				}
 			}
 		}
+		st.MemoryLimit = total
 		if total > avail {
 			st.MemoryBytes = total - avail
 		}

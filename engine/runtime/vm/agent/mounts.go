@@ -45,7 +45,7 @@ var mountFlags = map[string]struct {
 // mounts with the container.
 var ignoredOptions = map[string]bool{
 	"private": true, "rprivate": true, "shared": true, "rshared": true, "slave": true,
-	"rslave": true, "unbindable": true, "runbindable": true, "newinstance": false,
+	"rslave": true, "unbindable": true, "runbindable": true,
 }
 
 // parseOptions splits mount options into flags and data.

@@ -128,6 +128,10 @@ func (a *Agent) start(p *proto.Process) (int, error) {
 		sys.Chroot = root
 	}
 	attr := &os.ProcAttr{Dir: cwd, Env: p.Env, Files: files[:], Sys: sys}
+	var ooms uint64
+	if a.opts.Init {
+		ooms = oomKills()
+	}
 	r := a.opts.Reaper
 	r.Mu.Lock()
 	proc, err := os.StartProcess(argv0, p.Args, attr)
@@ -137,7 +141,6 @@ func (a *Agent) start(p *proto.Process) (int, error) {
 		return 0, startError(p.Args[0], err)
 	}
 	pr.pid = proc.Pid
-	ooms := oomKills()
 	done := r.ExpectLocked(pr.pid)
 	r.Mu.Unlock()
 	proc.Release() // the reaper waits for it, not os
@@ -349,13 +352,7 @@ func (pr *process) writeInput() {
 			}
 		}
 		if closed {
-			pr.inMu.Lock()
-			left := len(pr.inBuf)
-			pr.inMu.Unlock()
-			if left == 0 {
-				break
-			}
-			continue
+			break // no input is queued after the end of input
 		}
 		if len(bufs) == 0 {
 			<-pr.inReady
