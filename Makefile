@@ -13,7 +13,7 @@ TESTBIN := bin/dutchman.race
 
 # Debian packages the engine and its tests need (QEMU and virtiofsd for the vm runtime).
 DEBS       := runc fuse3 busybox-static docker-registry skopeo util-linux attr gcc vim rsync git containernetworking-plugins iptables iproute2 \
-	qemu-system-x86 qemu-system-common erofs-utils e2fsprogs
+	qemu-system-x86 qemu-system-common erofs-utils e2fsprogs qemu-user-static
 BENCH_DEBS := podman conmon containernetworking-plugins golang-github-containers-common uidmap skopeo curl python3 \
 	podman-compose docker-compose docker.io containerd erofs-utils e2fsprogs
 STATICCHECK_VERSION := v0.8.2
@@ -25,7 +25,7 @@ ARGS ?=
 
 all: build
 
-build: agent
+build: agent bin/buildkitd
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/dutchman
 
 agent:
@@ -46,7 +46,7 @@ FORCE:
 run: deps build
 	$(BIN) daemon $(ARGS)
 
-test: deps $(TESTBIN)
+test: deps $(TESTBIN) bin/buildkitd
 	# atexit_sleep_ms=0: a race-detector binary otherwise sleeps a second at every exit.
 	GORACE=atexit_sleep_ms=0 DUTCHMAN_BIN=$(abspath $(TESTBIN)) $(GO) test -race -count=1 -timeout 25m ./...
 

@@ -137,7 +137,7 @@ func readStream(resp *http.Response, fn func(StreamLine)) (StreamLine, error) {
 		switch {
 		case line.Error != nil:
 			return line, line.Error
-		case line.Progress != nil || line.Push != nil || line.Compose != nil:
+		case line.Progress != nil || line.Push != nil || line.Compose != nil || line.Build != nil:
 			if fn != nil {
 				fn(line)
 			}

@@ -53,6 +53,7 @@ func NewServer(eng *engine.Engine, projects *compose.Manager, version string, lo
 		{"POST /v1/images/push", s.imagePush},
 		{"GET /v1/images/save", s.imageSave},
 		{"POST /v1/images/load", s.imageLoad},
+		{"POST /v1/build", s.build},
 		{"POST /v1/containers", s.containerCreate},
 		{"GET /v1/containers", s.containerList},
 		{"GET /v1/containers/{id}", s.containerInspect},

@@ -4,6 +4,7 @@ import (
 	"github.com/flyingdutchman/flyingdutchman/compose"
 	"github.com/flyingdutchman/flyingdutchman/engine"
 	"github.com/flyingdutchman/flyingdutchman/images"
+	"github.com/flyingdutchman/flyingdutchman/images/build"
 )
 
 // The wire types are the engine's own; the aliases name them for clients.
@@ -52,8 +53,11 @@ type StreamLine struct {
 	Digest   string        `json:"digest,omitempty"`
 	// Compose is a step of compose up or down; Done ends their answer.
 	Compose *compose.Progress `json:"compose,omitempty"`
-	Done    bool              `json:"done,omitempty"`
-	Error   *Error            `json:"error,omitempty"`
+	// Build is BuildKit's progress of a build; Built ends a build's answer.
+	Build *build.Status `json:"build,omitempty"`
+	Built *build.Result `json:"built,omitempty"`
+	Done  bool          `json:"done,omitempty"`
+	Error *Error        `json:"error,omitempty"`
 }
 
 // CreateRequest is the body of POST /v1/containers.

@@ -20,6 +20,7 @@ import (
 	"github.com/flyingdutchman/flyingdutchman/engine/runtime/vm"
 	"github.com/flyingdutchman/flyingdutchman/engine/store"
 	"github.com/flyingdutchman/flyingdutchman/images"
+	"github.com/flyingdutchman/flyingdutchman/images/build"
 	"github.com/flyingdutchman/flyingdutchman/volumes"
 )
 
@@ -48,6 +49,9 @@ type Config struct {
 	// VMRootfs is how vm guests get their root filesystem: "virtiofs" (default) or
 	// "erofs" (see engine/runtime/vm).
 	VMRootfs string
+	// Buildkitd is BuildKit's daemon, started for the first build (buildkitd beside Self,
+	// then on PATH, if empty).
+	Buildkitd string
 	// Version is the daemon's version, reported by Info.
 	Version string
 	Logger  *slog.Logger
@@ -63,8 +67,10 @@ type Engine struct {
 	runtimes map[string]rt.Runtime
 	// kernels is the vm runtime's kernel cache (nil without the vm runtime).
 	kernels *vm.Kernels
-	events  *events
-	log     *slog.Logger
+	// builds runs image builds through BuildKit.
+	builds *build.Manager
+	events *events
+	log    *slog.Logger
 
 	// mu guards containers and names; each container guards itself.
 	mu         sync.Mutex
@@ -131,6 +137,10 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		e.images.Close()
 		return fail(fmt.Errorf("networks: %w", err))
 	}
+	e.builds = build.New(build.Config{
+		Root: filepath.Join(cfg.DataRoot, "buildkit"), Binary: cfg.Buildkitd, Self: e.self(), Runc: cfg.Runc,
+		InsecureRegistries: cfg.InsecureRegistries, Store: e.images, Logger: cfg.Logger,
+	})
 	e.unstageAll()
 	if e.runtimes, err = e.newRuntimes(); err != nil {
 		e.images.Close()
@@ -161,6 +171,7 @@ func (e *Engine) Close() error {
 	}
 	e.mu.Unlock()
 	e.monitors.Wait()
+	e.builds.Close()
 	for _, r := range e.runtimes {
 		if c, ok := r.(io.Closer); ok {
 			c.Close()

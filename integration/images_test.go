@@ -27,12 +27,13 @@ import (
 )
 
 type image struct {
-	ID          string   `json:"id"`
-	Digest      string   `json:"digest"`
-	Names       []string `json:"names"`
-	RepoDigests []string `json:"repoDigests"`
-	Platform    string   `json:"platform"`
-	Size        int64    `json:"size"`
+	ID          string            `json:"id"`
+	Digest      string            `json:"digest"`
+	Names       []string          `json:"names"`
+	RepoDigests []string          `json:"repoDigests"`
+	Platform    string            `json:"platform"`
+	Size        int64             `json:"size"`
+	Labels      map[string]string `json:"labels"`
 	Layers      []struct {
 		Digest string `json:"digest"`
 	} `json:"layers"`

@@ -24,6 +24,7 @@ type daemonConfig struct {
 	VMAgent                string   `json:"vm-agent,omitempty"`
 	VMKernel               string   `json:"vm-kernel,omitempty"`
 	VMRootfs               string   `json:"vm-rootfs,omitempty"`
+	Buildkitd              string   `json:"buildkitd,omitempty"`
 	// FuseDebug logs every request the tree serves (a flag only).
 	FuseDebug bool `json:"-"`
 }

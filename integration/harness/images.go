@@ -134,7 +134,11 @@ func makeBusyboxTar(t testing.TB) []byte {
 	if err != nil {
 		t.Fatalf("busybox --list: %v", err)
 	}
-	applets := strings.Fields(string(out))
+	return busyboxRootfs(bin, strings.Fields(string(out)))
+}
+
+// busyboxRootfs is the root filesystem of BusyboxTar around a busybox binary.
+func busyboxRootfs(bin []byte, applets []string) []byte {
 	sort.Strings(applets)
 	entries := []Entry{}
 	for _, d := range []string{"bin", "dev", "etc", "proc", "sys", "root", "var", "var/www", "run", "usr", "usr/bin", "sbin"} {

@@ -1,0 +1,228 @@
+//go:build linux
+
+package integration
+
+import (
+	"archive/tar"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/flyingdutchman/flyingdutchman/integration/harness"
+)
+
+// writeFiles writes files (path: content) under dir.
+func writeFiles(t *testing.T, dir string, files map[string]string) {
+	t.Helper()
+	for p, body := range files {
+		full := filepath.Join(dir, p)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestBuild builds from Dockerfiles with the CLI: a single-stage build with an argument,
+// a label, a .dockerignore and a COPY; a cached rebuild; a multi-stage build and its
+// --target; a push; and the errors of a broken Dockerfile and of a failing RUN.
+func TestBuild(t *testing.T) {
+	reg, ims := harness.SharedImages(t)
+	d := harness.StartDaemon(t)
+
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{
+		"Dockerfile": "FROM " + ims.Busybox + "\n" +
+			"ARG GREETING=hello\n" +
+			"RUN echo \"$GREETING from RUN\" > /greeting\n" +
+			"COPY . /ctx/\n" +
+			"CMD [\"cat\", \"/greeting\", \"/ctx/file.txt\"]\n",
+		"file.txt":      "from the context\n",
+		"secret.txt":    "left out\n",
+		".dockerignore": "secret.txt\n",
+	})
+	r := d.Run("build", "-t", "built:v1", "-t", "built:also", "--build-arg", "GREETING=hi", "--label", "team=dutch", "--progress", "plain", dir)
+	if r.Code != 0 {
+		t.Fatalf("build: exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)
+	}
+	for _, want := range []string{"Tagged docker.io/library/built:v1\n", "Tagged docker.io/library/built:also\n", "Built sha256:"} {
+		if !strings.Contains(r.Stdout, want) {
+			t.Errorf("build output lacks %q:\n%s", want, r.Stdout)
+		}
+	}
+	// BuildKit's plain progress: the steps as they ran.
+	if !regexp.MustCompile(`#\d+ \[2/3\] RUN echo "hi from RUN" > /greeting\n#\d+ DONE`).MatchString(r.Stderr) {
+		t.Errorf("build progress lacks the RUN step:\n%s", r.Stderr)
+	}
+	if out := d.MustRun("run", "--rm", "built:v1"); out != "hi from RUN\nfrom the context\n" {
+		t.Errorf("run of the built image printed %q", out)
+	}
+	if out := d.MustRun("run", "--rm", "built:also", "ls", "/ctx"); strings.Contains(out, "secret.txt") || !strings.Contains(out, "Dockerfile") {
+		t.Errorf(".dockerignore did not leave secret.txt out of the context: %q", out)
+	}
+	im := inspect(t, d, "built:v1")
+	if im.ID != inspect(t, d, "built:also").ID {
+		t.Errorf("the two tags name different images")
+	}
+	if im.Labels["team"] != "dutch" {
+		t.Errorf("labels: %v", im.Labels)
+	}
+
+	// The same build again does no work: every step comes from the cache.
+	r = d.Run("build", "-t", "built:v1", "--build-arg", "GREETING=hi", "--label", "team=dutch", "--progress", "plain", dir)
+	if r.Code != 0 {
+		t.Fatalf("rebuild: exit %d\n%s", r.Code, r.Stderr)
+	}
+	if !regexp.MustCompile(`#\d+ \[2/3\] RUN .*\n#\d+ CACHED`).MatchString(r.Stderr) {
+		t.Errorf("the rebuild ran the RUN step again:\n%s", r.Stderr)
+	}
+	if again := inspect(t, d, "built:v1"); again.ID != im.ID {
+		t.Errorf("the cached rebuild made another image: %s, was %s", again.ID, im.ID)
+	}
+	// --no-cache runs it again.
+	r = d.Run("build", "-t", "built:v1", "--build-arg", "GREETING=hi", "--no-cache", "--progress", "plain", dir)
+	if r.Code != 0 || regexp.MustCompile(`RUN .*\n#\d+ CACHED`).MatchString(r.Stderr) {
+		t.Errorf("--no-cache: exit %d, or a step came from the cache:\n%s", r.Code, r.Stderr)
+	}
+
+	// Multi-stage, and its first stage alone with --target; -f names the Dockerfile.
+	writeFiles(t, dir, map[string]string{"build/multi.Dockerfile": "FROM " + ims.Busybox + " AS builder\n" +
+		"RUN echo compiled > /artifact\n" +
+		"FROM " + ims.Busybox + "\n" +
+		"COPY --from=builder /artifact /app/artifact\n" +
+		"CMD [\"cat\", \"/app/artifact\"]\n"})
+	d.MustRun("build", "-q", "-t", "multi:v1", "-f", filepath.Join(dir, "build/multi.Dockerfile"), dir)
+	if out := d.MustRun("run", "--rm", "multi:v1"); out != "compiled\n" {
+		t.Errorf("multi-stage image printed %q", out)
+	}
+	d.MustRun("build", "-q", "-t", "multi:builder", "--target", "builder", "-f", filepath.Join(dir, "build/multi.Dockerfile"), dir)
+	if out := d.MustRun("run", "--rm", "multi:builder", "cat", "/artifact"); out != "compiled\n" {
+		t.Errorf("--target builder image: %q", out)
+	}
+
+	// --push: the registry has the image after the build.
+	target := reg.Ref("test/built:pushed")
+	out := d.MustRun("build", "-t", target, "--push", "--progress", "quiet", dir)
+	if !strings.Contains(out, "Pushed sha256:") {
+		t.Errorf("build --push output: %q", out)
+	}
+	ref, err := name.ParseReference(target, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	desc, err := remote.Head(ref)
+	if err != nil {
+		t.Fatalf("the registry lacks the pushed image: %v", err)
+	}
+	if !strings.Contains(out, "Pushed "+desc.Digest.String()) {
+		t.Errorf("pushed %s, the build said %q", desc.Digest, out)
+	}
+
+	// A broken Dockerfile: the frontend's error, with its line.
+	writeFiles(t, dir, map[string]string{"broken.Dockerfile": "FROM " + ims.Busybox + "\nRUN true\nFROBNICATE everything\n"})
+	r = d.Run("build", "-f", filepath.Join(dir, "broken.Dockerfile"), "--progress", "quiet", dir)
+	if r.Code == 0 || !strings.Contains(r.Stderr, "line 3") || !strings.Contains(strings.ToLower(r.Stderr), "unknown instruction: frobnicate") {
+		t.Errorf("broken Dockerfile: exit %d\n%s", r.Code, r.Stderr)
+	}
+	// A failing RUN: its exit code and its output.
+	writeFiles(t, dir, map[string]string{"fail.Dockerfile": "FROM " + ims.Busybox + "\nRUN echo about to fail; echo on stderr >&2; exit 3\n"})
+	r = d.Run("build", "-f", filepath.Join(dir, "fail.Dockerfile"), "--progress", "quiet", dir)
+	for _, want := range []string{"exit code: 3", "about to fail", "on stderr"} {
+		if r.Code == 0 || !strings.Contains(r.Stderr, want) {
+			t.Errorf("failing RUN: exit %d, stderr lacks %q:\n%s", r.Code, want, r.Stderr)
+		}
+	}
+	// A missing context, and a tag that is no name.
+	if r = d.Run("build", filepath.Join(dir, "nowhere")); r.Code == 0 || !strings.Contains(r.Stderr, "nowhere") {
+		t.Errorf("missing context: exit %d: %s", r.Code, r.Stderr)
+	}
+	if r = d.Run("build", "-t", "Bad Name", dir); r.Code == 0 {
+		t.Errorf("a bad tag was accepted: %s", r.Stdout)
+	}
+}
+
+// TestBuildMultiPlatform builds for linux/amd64 and linux/arm64 from a two-platform
+// busybox (Debian's arm64 busybox-static as the foreign one): the arm64 RUN step runs
+// under qemu-user-static, which the daemon registers with binfmt_misc (a registration
+// the host keeps, as the emulators' own package would make it). The push carries both
+// platforms; the store keeps the host's image, which runs.
+func TestBuildMultiPlatform(t *testing.T) {
+	reg := harness.StartRegistry(t)
+	base := reg.Ref("base/busybox:multi")
+	harness.PushBusyboxIndex(t, base)
+	d := harness.StartDaemon(t)
+
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"Dockerfile": "FROM " + base + "\nRUN uname -m > /arch\nCMD [\"cat\", \"/arch\"]\n"})
+	target := reg.Ref("test/multi:v1")
+	r := d.Run("build", "--platform", "linux/amd64,linux/arm64", "-t", target, "--push", "--progress", "plain", dir)
+	if r.Code != 0 {
+		t.Fatalf("build: exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)
+	}
+	ref, err := name.ParseReference(target, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, err := remote.Index(ref)
+	if err != nil {
+		t.Fatalf("the registry has no index at %s: %v", target, err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	arches := map[string]string{}
+	for _, m := range im.Manifests {
+		if m.Platform == nil || m.Platform.OS != "linux" {
+			continue
+		}
+		img, err := idx.Image(m.Digest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		arches[m.Platform.Architecture] = fileInImage(t, img, "arch")
+	}
+	if arches["amd64"] != "x86_64\n" || arches["arm64"] != "aarch64\n" {
+		t.Errorf("uname -m in the pushed images: %q (want x86_64 for amd64, aarch64 for arm64)", arches)
+	}
+	if out := d.MustRun("run", "--rm", target); out != "x86_64\n" {
+		t.Errorf("the stored image is not the host's: it printed %q", out)
+	}
+
+	// A platform no emulator runs is refused before anything is built.
+	r = d.Run("build", "--platform", "linux/sparc64", dir)
+	if r.Code == 0 || !strings.Contains(r.Stderr, "sparc64") {
+		t.Errorf("--platform linux/sparc64: exit %d: %s", r.Code, r.Stderr)
+	}
+}
+
+// fileInImage reads a file of img's flattened filesystem.
+func fileInImage(t *testing.T, img v1.Image, path string) string {
+	t.Helper()
+	rc := mutate.Extract(img)
+	defer rc.Close()
+	tr := tar.NewReader(rc)
+	for {
+		hdr, err := tr.Next()
+		if err != nil {
+			t.Fatalf("%s not found in the image: %v", path, err)
+		}
+		if strings.TrimPrefix(hdr.Name, "/") == path {
+			b, err := io.ReadAll(tr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return string(b)
+		}
+	}
+}
