@@ -11,6 +11,9 @@ import (
 type ComposeUpRequest struct {
 	compose.Options
 	Services []string `json:"services,omitempty"`
+	// Builds say which images of services with a build: section are built: the
+	// missing ones, all (build), or none (noBuild).
+	compose.UpBuilds
 }
 
 // ComposeDownRequest is the body of POST /v1/compose/down.
@@ -30,7 +33,7 @@ func (s *Server) composeUp(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	st := newStream(w)
-	err := s.projects.Up(r.Context(), req.Options, req.Services, func(p compose.Progress) { st.send(StreamLine{Compose: &p}) })
+	err := s.projects.Up(r.Context(), req.Options, req.Services, req.UpBuilds, func(p compose.Progress) { st.send(StreamLine{Compose: &p}) })
 	st.end(err, func() StreamLine { return StreamLine{Done: true} })
 	return nil
 }

@@ -208,13 +208,20 @@ func (m *Manager) SetTree(root string, jail Jail, privileged func() bool) {
 
 // Up loads the project o names and brings it up; from then on, a change to its files
 // re-applies it.
-func (m *Manager) Up(ctx context.Context, o Options, services []string, progress func(Progress)) error {
-	return m.apply(ctx, Record{Options: o, Services: services}, progress)
+func (m *Manager) Up(ctx context.Context, o Options, services []string, builds UpBuilds, progress func(Progress)) error {
+	return m.apply(ctx, Record{Options: o, Services: services}, builds, progress)
+}
+
+// UpBuilds say what an up builds: the missing images of services with a build:
+// section (the zero value), all of them (Build, up --build), or none (NoBuild).
+type UpBuilds struct {
+	Build   bool `json:"build,omitempty"`
+	NoBuild bool `json:"noBuild,omitempty"`
 }
 
 // UpTree brings up the tree's project name (compose/NAME/).
 func (m *Manager) UpTree(ctx context.Context, name string, progress func(Progress)) error {
-	return m.apply(ctx, Record{Name: name, Options: treeOptions(name), InTree: true}, progress)
+	return m.apply(ctx, Record{Name: name, Options: treeOptions(name), InTree: true}, UpBuilds{}, progress)
 }
 
 func treeOptions(name string) Options {
@@ -254,7 +261,7 @@ func (m *Manager) cancelApplies(name string) {
 }
 
 // apply loads the project rec says and brings it up, then records it.
-func (m *Manager) apply(ctx context.Context, rec Record, progress func(Progress)) error {
+func (m *Manager) apply(ctx context.Context, rec Record, builds UpBuilds, progress func(Progress)) error {
 	name := rec.Name
 	if name == "" {
 		// The name is the loaded project's: loaded once here to learn it.
@@ -293,7 +300,7 @@ func (m *Manager) apply(ctx context.Context, rec Record, progress func(Progress)
 	if !rec.InTree {
 		rec.Owners = fileOwners(m.digestFiles(rec))
 	}
-	err = Up(ctx, m.e, p, UpOptions{Services: rec.Services, Progress: progress, Load: m.loadOptions(rec)})
+	err = Up(ctx, m.e, p, UpOptions{Services: rec.Services, Progress: progress, Load: m.loadOptions(rec), Build: builds.Build, NoBuild: builds.NoBuild})
 	rec.Error = ""
 	if err != nil {
 		rec.Error = err.Error()
@@ -809,6 +816,17 @@ func filesDigest(files []string) string {
 		h.Write([]byte{0})
 	}
 	return fmt.Sprintf("%x", h.Sum(nil))
+}
+
+// BuildTree builds the images of the tree's project name's services that have a build:
+// section (compose build).
+func (m *Manager) BuildTree(ctx context.Context, name string, noCache bool) error {
+	rec := Record{Options: treeOptions(name), InTree: true}
+	p, err := m.load(ctx, rec)
+	if err != nil {
+		return err
+	}
+	return Build(ctx, m.e, p, BuildOptions{NoCache: noCache, Load: m.loadOptions(rec)}, nil)
 }
 
 // PullTree pulls the images of the tree's project name.

@@ -270,8 +270,8 @@ func containerName(p *types.Project, s types.ServiceConfig, n int) string {
 // labels it. The config hash covers everything but the number, so that the replicas
 // of one service share it and an unchanged service keeps its containers.
 func serviceSpec(p *types.Project, s types.ServiceConfig, n int, lo LoadOptions) (engine.Spec, error) {
-	if s.Build != nil && s.Image == "" {
-		return engine.Spec{}, errdefs.Invalid(fmt.Errorf("service %s: build: is not supported yet; give it an image", s.Name))
+	if s.Build != nil {
+		s.Image = ImageOf(p, s)
 	}
 	if s.Image == "" {
 		return engine.Spec{}, errdefs.Invalid(fmt.Errorf("service %s has neither an image nor a build context", s.Name))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -73,7 +74,9 @@ func TestCheckProjectRefusesWhatItWouldIgnore(t *testing.T) {
 		{"services:\n  a: {image: busybox, read_only: true}\n", "read_only: not supported", true},
 		{"services:\n  a: {image: busybox, cap_drop: [ALL]}\n", "cap_drop: not supported", true},
 		{"services:\n  a: {image: busybox, deploy: {resources: {limits: {memory: 64m}}}}\n", "deploy.resources", true},
-		{"services:\n  a: {build: .}\n", "build: is not supported", true},
+		{"services:\n  a: {build: {context: ., ssh: [default]}}\n", "build.ssh: not supported", true},
+		{"services:\n  a: {build: \"https://github.com/x/y.git\"}\n", "only directories", true},
+		{"services:\n  a: {image: busybox, pull_policy: build}\n", "has no build: section", true},
 		{"services:\n  a: {image: busybox, networks: [n]}\nnetworks:\n  n: {internal: true}\n", "internal networks", true},
 		{"services:\n  a: {image: busybox, networks: [n]}\nnetworks:\n  n: {ipam: {config: [{subnet: 8.8.8.0/24}]}}\n", "ipam: a project in the tree", false},
 		{"services:\n  a: {image: busybox}\nvolumes:\n  v: {driver_opts: {type: none, o: bind, device: /etc}}\n", "driver_opts: a project in the tree", false},
@@ -152,5 +155,31 @@ func TestGuardedLoadReadsOnlyTheProjectsFiles(t *testing.T) {
 	}
 	if a := p.Services["a"]; a.Image != "busybox:1.36" || strings.Join(a.Command, " ") != "echo over" {
 		t.Errorf("with compose.override.yml and .env: %+v", a)
+	}
+}
+
+// TestBuildOptions turns a service's build: section into a build: the context and
+// Dockerfile as the project's directory places them (inside the tree for a project of
+// the tree), the arguments set, and the image named PROJECT-SERVICE when it has none.
+func TestBuildOptions(t *testing.T) {
+	p := loadProject(t, "services:\n  web:\n    build:\n      context: ./app\n      dockerfile: ci/Dockerfile\n      args: {A: \"1\", UNSET: null}\n      target: prod\n      tags: [\"extra:v1\"]\n      platforms: [linux/arm64]\n")
+	o := BuildOptionsOf(p, p.Services["web"], LoadOptions{})
+	if o.Context != filepath.Join(p.WorkingDir, "app") || o.Dockerfile != "ci/Dockerfile" || o.InTree || o.Target != "prod" {
+		t.Errorf("options: %+v", o)
+	}
+	if len(o.Args) != 1 || o.Args["A"] != "1" {
+		t.Errorf("args: %v", o.Args)
+	}
+	if want := []string{"x-web", "extra:v1"}; !slices.Equal(o.Tags, want) || !slices.Equal(o.Platforms, []string{"linux/arm64"}) {
+		t.Errorf("tags %v (want %v), platforms %v", o.Tags, want, o.Platforms)
+	}
+	spec, err := serviceSpec(p, p.Services["web"], 1, LoadOptions{Privileged: true})
+	if err != nil || spec.Image != "x-web" {
+		t.Errorf("spec image %q: %v", spec.Image, err)
+	}
+	p.WorkingDir = "/compose/x"
+	p.Services["web"].Build.Context = "/compose/x/app"
+	if o := BuildOptionsOf(p, p.Services["web"], LoadOptions{InTree: true}); o.Context != "/compose/x/app" || !o.InTree {
+		t.Errorf("a project of the tree builds from %q (in the tree: %v)", o.Context, o.InTree)
 	}
 }

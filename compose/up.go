@@ -38,6 +38,10 @@ type UpOptions struct {
 	// NoStart makes and remakes containers without starting those that do not run (a
 	// stopped project's re-apply).
 	NoStart bool
+	// Build builds the images of services with a build: section even if they are here
+	// (up --build); NoBuild builds none (up --no-build). Otherwise those missing are
+	// built, and those of pull_policy: build.
+	Build, NoBuild bool
 }
 
 // Up brings project p up as docker compose up -d does: its networks and volumes made,
@@ -81,6 +85,20 @@ func Up(ctx context.Context, e *engine.Engine, p *types.Project, o UpOptions) er
 	}
 	if err := pullMissing(ctx, e, p, report); err != nil {
 		return err
+	}
+	if !o.NoBuild {
+		if err := Build(ctx, e, p, BuildOptions{Missing: !o.Build, Load: o.Load}, report); err != nil {
+			return err
+		}
+	}
+	// Each container records its image's ID: one whose image was built or pulled anew
+	// is remade.
+	for _, cs := range plan {
+		for i := range cs {
+			if im, err := e.Images().Get(ctx, cs[i].spec.Image); err == nil {
+				cs[i].spec.Labels[LabelImage] = im.ID
+			}
+		}
 	}
 	if len(o.Services) == 0 {
 		if err := removeOrphans(ctx, e, p, report); err != nil {
@@ -374,7 +392,9 @@ func pullImages(ctx context.Context, e *engine.Engine, p *types.Project, all boo
 	seen := map[string]bool{}
 	for _, name := range p.ServiceNames() {
 		s := p.Services[name]
-		if s.Image == "" || seen[s.Image] {
+		// Images with a build: section are built, not pulled (docker compose pull
+		// --ignore-buildable).
+		if s.Image == "" || s.Build != nil || seen[s.Image] {
 			continue
 		}
 		seen[s.Image] = true
@@ -497,10 +517,12 @@ func checkProject(p *types.Project, lo LoadOptions) error {
 		}
 		for _, k := range keys {
 			switch {
-			case k == "build" && s.Image == "":
-				return bad("service %s: build: is not supported yet; give it an image", name)
-			case k == "build", k == "develop":
-				// up runs the image; develop is for watch, which this is not
+			case k == "build":
+				if err := checkBuild(name, s.Build); err != nil {
+					return err
+				}
+			case k == "develop":
+				// develop is for watch, which this is not
 			case !slices.Contains(projectServiceKeys, k):
 				return bad("service %s: %s: not supported by FlyingDutchman yet", name, k)
 			}
@@ -518,8 +540,12 @@ func checkProject(p *types.Project, lo LoadOptions) error {
 		}
 		switch s.PullPolicy {
 		case "", types.PullPolicyMissing, types.PullPolicyIfNotPresent, types.PullPolicyNever, types.PullPolicyAlways:
+		case types.PullPolicyBuild:
+			if s.Build == nil {
+				return bad("service %s: pull_policy build: the service has no build: section", name)
+			}
 		default:
-			return bad("service %s: pull_policy %s: not supported (missing, never, always)", name, s.PullPolicy)
+			return bad("service %s: pull_policy %s: not supported (missing, never, always, build)", name, s.PullPolicy)
 		}
 	}
 	for _, key := range sortedKeys(p.Networks) {

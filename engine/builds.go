@@ -9,12 +9,13 @@ import (
 // Build builds an image from a Dockerfile through BuildKit and stores it (see
 // images/build). progress, if set, gets BuildKit's updates as they come.
 func (e *Engine) Build(ctx context.Context, opts build.Options, progress func(*build.Status)) (*build.Result, error) {
-	res, err := e.builds.Build(ctx, opts, progress)
+	name := opts.Context
+	res, err := e.build(ctx, opts, progress)
 	if err != nil {
-		e.events.publish(Event{Type: "image", Action: "build-error", Name: opts.Context, Attributes: map[string]string{"error": err.Error()}})
+		e.events.publish(Event{Type: "image", Action: "build-error", Name: name, Attributes: map[string]string{"error": err.Error()}})
 		return nil, err
 	}
-	name := ""
+	name = ""
 	if len(res.Tags) > 0 {
 		name = res.Tags[0]
 	}

@@ -328,7 +328,7 @@ func (s *symlinkNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse
 }
 
 // projectVerbs are the verbs a project's ctl takes.
-const projectVerbs = "up\ndown [--volumes]\nstart\nstop\nrestart\npull\n"
+const projectVerbs = "up\ndown [--volumes]\nstart\nstop\nrestart\npull\nbuild [--no-cache]\n"
 
 func (t *tree) projectCtl(name string) *ctlFile {
 	return t.projectCtlFile(name, projectVerbs, func(ctx context.Context, verb string, args []string) error {
@@ -406,8 +406,17 @@ func (t *tree) projectVerb(ctx context.Context, name, verb string, args []string
 			return err
 		}
 		return t.projects.PullTree(ctx, name)
+	case "build":
+		noCache := false
+		for _, a := range args {
+			if a != "--no-cache" {
+				return errdefs.Invalid(fmt.Errorf("build: unknown argument %q (build [--no-cache])", a))
+			}
+			noCache = true
+		}
+		return t.projects.BuildTree(ctx, name, noCache)
 	}
-	return errdefs.Invalid(fmt.Errorf("project %s: unknown verb %q: the verbs are up, down [--volumes], start, stop, restart, pull", name, verb))
+	return errdefs.Invalid(fmt.Errorf("project %s: unknown verb %q: the verbs are up, down [--volumes], start, stop, restart, pull, build [--no-cache]", name, verb))
 }
 
 // composeJail runs f in the jail of the tree's backing directory, for the loader.

@@ -81,7 +81,8 @@ lists the verbs it takes now.
                         one that is down. Its files (compose.yaml, .env) are yours:
                         while it is up, each save re-applies it, recreating only the
                         services that changed.
-        ctl             up | down [--volumes] | start | stop | restart | pull
+        ctl             up | down [--volumes] | start | stop | restart | pull |
+                        build [--no-cache]
         state           a line per service: NAME RUNNING/CONTAINERS HEALTH
         logs            every container's output, each line prefixed "web-1  | "
         error           why the last verb or save failed

@@ -4,12 +4,15 @@ package integration
 
 import (
 	"archive/tar"
+	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -225,4 +228,92 @@ func fileInImage(t *testing.T, img v1.Image, path string) string {
 			return string(b)
 		}
 	}
+}
+
+// TestComposeBuild brings up a project whose services are built: up builds what is
+// missing (an image named PROJECT-SERVICE, and one named by image: with pull_policy:
+// build), a second up builds nothing, and up --build rebuilds and recreates the
+// container whose image changed. A project of the tree builds from its own directory
+// (echo up > ctl), and echo build > ctl builds again.
+func TestComposeBuild(t *testing.T) {
+	_, ims := harness.SharedImages(t)
+	d, _ := treeDaemon(t)
+
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{
+		"compose.yaml": "name: bproj\nservices:\n" +
+			"  app:\n    build:\n      context: ./app\n      args: {MSG: built-by-compose}\n    command: [\"sh\", \"-c\", \"cat /msg; exec sleep 600\"]\n    stop_signal: SIGKILL\n" +
+			"  tool:\n    image: tool:v1\n    build: {context: ./app, dockerfile: tool.Dockerfile}\n    command: [\"sleep\", \"600\"]\n    stop_signal: SIGKILL\n",
+		"app/Dockerfile":      "FROM " + ims.Busybox + "\nARG MSG=default\nCOPY version /version\nRUN echo \"$MSG $(cat /version)\" > /msg\n",
+		"app/tool.Dockerfile": "FROM " + ims.Busybox + "\nRUN echo tool > /tool\n",
+		"app/version":         "v1",
+	})
+	file := filepath.Join(dir, "compose.yaml")
+	r := d.Run("compose", "-f", file, "up", "-d")
+	if r.Code != 0 {
+		t.Fatalf("compose up: exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)
+	}
+	if !strings.Contains(r.Stderr, "RUN echo \"built-by-compose $(cat /version)\"") {
+		t.Errorf("compose up did not show the build's progress:\n%s", r.Stderr)
+	}
+	eventually(t, 20*time.Second, func() string {
+		if out := d.MustRun("logs", "bproj-app-1"); out != "built-by-compose v1\n" {
+			return fmt.Sprintf("app printed %q", out)
+		}
+		return ""
+	})
+	inspect(t, d, "bproj-app")
+	if out := d.MustRun("exec", "bproj-tool-1", "cat", "/tool"); out != "tool\n" {
+		t.Errorf("tool:v1 has /tool %q", out)
+	}
+	ids := composeIDs(t, d, file)
+
+	// Nothing to build: the images are here.
+	r = d.Run("compose", "-f", file, "up", "-d")
+	if r.Code != 0 || strings.Contains(r.Stderr, "RUN echo") {
+		t.Errorf("a second up built again (exit %d):\n%s", r.Code, r.Stderr)
+	}
+	if again := composeIDs(t, d, file); !maps.Equal(again, ids) {
+		t.Errorf("a second up changed the containers: %v, were %v", again, ids)
+	}
+
+	// --build with a changed context: app's image changes, and its container is remade.
+	writeFiles(t, dir, map[string]string{"app/version": "v2"})
+	d.MustRun("compose", "-f", file, "up", "-d", "--build")
+	eventually(t, 20*time.Second, func() string {
+		if out := d.MustRun("logs", "bproj-app-1"); out != "built-by-compose v2\n" {
+			return fmt.Sprintf("app printed %q after up --build", out)
+		}
+		return ""
+	})
+	after := composeIDs(t, d, file)
+	if after["bproj-app-1"] == ids["bproj-app-1"] {
+		t.Errorf("up --build kept app's container: %v", after)
+	}
+	d.MustRun("compose", "-f", file, "down")
+
+	// In the tree: the project's build context is its own directory.
+	mustOwnerSh(t, d, "mkdir compose/tp")
+	mustSh(t, d, "mkdir compose/tp/app && printf 'FROM "+ims.Busybox+"\\nCOPY hello /hello\\nCMD [\"sh\", \"-c\", \"cat /hello; exec sleep 600\"]\\n' > compose/tp/app/Dockerfile && echo from-the-tree > compose/tp/app/hello")
+	if r := sh(t, d, "printf 'services:\\n  web:\\n    build: ./app\\n    stop_signal: SIGKILL\\n' > compose/tp/compose.yaml && echo up > compose/tp/ctl"); r.Code != 0 {
+		t.Fatalf("echo up > compose/tp/ctl: %s; compose/tp/error: %s", r.Stderr, mustSh(t, d, "cat compose/tp/error"))
+	}
+	eventually(t, 20*time.Second, func() string {
+		if out := d.MustRun("logs", "tp-web-1"); out != "from-the-tree\n" {
+			return fmt.Sprintf("the tree's project printed %q", out)
+		}
+		return ""
+	})
+	id := inspect(t, d, "tp-web").ID
+	mustSh(t, d, "echo again > compose/tp/app/hello && echo build > compose/tp/ctl")
+	if again := inspect(t, d, "tp-web"); again.ID == id {
+		t.Errorf("echo build > ctl did not build the changed context")
+	}
+	// A context outside the tree is not reached: /etc is the tree's /etc.
+	mustSh(t, d, "printf 'services:\\n  web:\\n    build: /etc\\n    stop_signal: SIGKILL\\n' > compose/tp/compose.yaml")
+	failSh(t, d, "echo build > compose/tp/ctl", "Invalid argument")
+	if got := mustSh(t, d, "cat compose/tp/error"); !strings.Contains(got, "not in the tree") {
+		t.Errorf("compose/tp/error: %q", got)
+	}
+	mustSh(t, d, "echo down > compose/tp/ctl")
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"github.com/moby/buildkit/util/progress/progressui"
 	"github.com/spf13/cobra"
 
+	"github.com/flyingdutchman/flyingdutchman/api"
 	"github.com/flyingdutchman/flyingdutchman/images/build"
 )
 
@@ -82,19 +84,7 @@ multi-platform build the store keeps the host's image; --push pushes them all.`,
 			if err != nil {
 				return err
 			}
-			display, err := progressui.NewDisplay(os.Stderr, mode)
-			if err != nil {
-				return err
-			}
-			ch := make(chan *client.SolveStatus)
-			shown := make(chan struct{})
-			go func() {
-				display.UpdateFrom(cmd.Context(), ch)
-				close(shown)
-			}()
-			res, err := cl.Build(cmd.Context(), opts, func(st *build.Status) { ch <- st })
-			close(ch)
-			<-shown
+			res, err := runBuild(cmd.Context(), cl, opts, mode)
 			if err != nil {
 				return err
 			}
@@ -127,6 +117,29 @@ multi-platform build the store keeps the host's image; --push pushes them all.`,
 	f.StringVar(&progress, "progress", "auto", "how to show progress: auto, plain, tty, quiet or rawjson")
 	f.BoolVarP(&quiet, "quiet", "q", false, "show nothing but the image's ID")
 	return cmd
+}
+
+// runBuild runs a build, drawing BuildKit's progress on stderr in mode.
+func runBuild(ctx context.Context, cl *api.Client, opts build.Options, mode progressui.DisplayMode) (*build.Result, error) {
+	display, err := progressui.NewDisplay(os.Stderr, mode)
+	if err != nil {
+		return nil, err
+	}
+	ch := make(chan *client.SolveStatus)
+	shown := make(chan struct{})
+	go func() {
+		display.UpdateFrom(ctx, ch)
+		close(shown)
+	}()
+	res, err := cl.Build(ctx, opts, func(st *build.Status) {
+		select {
+		case ch <- st:
+		case <-shown: // the display ended (interrupted)
+		}
+	})
+	close(ch)
+	<-shown
+	return res, err
 }
 
 // buildArgs parses --build-arg: KEY=VALUE, or KEY for this shell's value (left out when

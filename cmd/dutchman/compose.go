@@ -12,10 +12,12 @@ import (
 	"sync"
 
 	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/moby/buildkit/util/progress/progressui"
 	"github.com/spf13/cobra"
 
 	"github.com/flyingdutchman/flyingdutchman/api"
 	"github.com/flyingdutchman/flyingdutchman/compose"
+	"github.com/flyingdutchman/flyingdutchman/errdefs"
 	"github.com/flyingdutchman/flyingdutchman/images"
 )
 
@@ -116,6 +118,7 @@ compose.yaml (or compose.yml, docker-compose.yaml, docker-compose.yml) in this d
 		newComposeVerbCommand(c, f, "stop", "Stop the project's containers"),
 		newComposeVerbCommand(c, f, "restart", "Restart the project's containers"),
 		newComposePullCommand(c, f),
+		newComposeBuildCommand(c, f),
 		newComposeExecCommand(c, f),
 		newComposeLsCommand(c),
 	)
@@ -130,12 +133,12 @@ func printStep(w io.Writer) func(compose.Progress) {
 }
 
 func newComposeUpCommand(c *cli, f *composeFlags) *cobra.Command {
-	var detach bool
+	var detach, build, noBuild bool
 	cmd := &cobra.Command{
 		Use:   "up [-d] [SERVICE...]",
 		Short: "Create and start the project's containers (and networks, volumes)",
-		Long: `Brings the project up: networks and volumes made, missing images pulled, containers made
-and started in dependency order. Services whose configuration changed since the last up
+		Long: `Brings the project up: networks and volumes made, missing images pulled (or built, for
+services with a build: section), containers made and started in dependency order. Services whose configuration changed since the last up
 are recreated; the others keep running. Without -d, follows the project's output until
 Ctrl-C, which stops it.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -151,9 +154,20 @@ Ctrl-C, which stops it.`,
 			if err != nil {
 				return err
 			}
+			if build && noBuild {
+				return errors.New("--build and --no-build: choose one")
+			}
+			// What is built is built here first, with BuildKit's progress; the daemon
+			// builds only what this left (none, with --no-build).
+			if !noBuild {
+				if err := composeBuild(cmd.Context(), cl, p, nil, !build, false); err != nil {
+					return err
+				}
+			}
 			// The daemon loads it again (and later, on save): under the name found here.
 			o.Name = p.Name
-			if err := cl.ComposeUp(cmd.Context(), api.ComposeUpRequest{Options: o, Services: args}, printStep(cmd.ErrOrStderr())); err != nil {
+			req := api.ComposeUpRequest{Options: o, Services: args, UpBuilds: compose.UpBuilds{NoBuild: noBuild}}
+			if err := cl.ComposeUp(cmd.Context(), req, printStep(cmd.ErrOrStderr())); err != nil {
 				return err
 			}
 			if detach {
@@ -168,7 +182,68 @@ Ctrl-C, which stops it.`,
 		},
 	}
 	cmd.Flags().BoolVarP(&detach, "detach", "d", false, "leave the containers running in the background")
+	cmd.Flags().BoolVar(&build, "build", false, "build the images of services with a build: section, even if they are here")
+	cmd.Flags().BoolVar(&noBuild, "no-build", false, "build no image, even if it is missing")
 	return cmd
+}
+
+func newComposeBuildCommand(c *cli, f *composeFlags) *cobra.Command {
+	var noCache bool
+	cmd := &cobra.Command{
+		Use:   "build [--no-cache] [SERVICE...]",
+		Short: "Build the images of the project's services that have a build: section",
+		Long: `Builds, with BuildKit, the image of each service that has a build: section (or of those
+named), and tags it with the service's image: or PROJECT-SERVICE.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := c.client()
+			if err != nil {
+				return err
+			}
+			p, err := f.load(cmd.Context())
+			if err != nil {
+				return err
+			}
+			for _, a := range args {
+				if _, ok := p.Services[a]; !ok {
+					return fmt.Errorf("no such service: %s", a)
+				}
+			}
+			return composeBuild(cmd.Context(), cl, p, args, false, noCache)
+		},
+	}
+	cmd.Flags().BoolVar(&noCache, "no-cache", false, "run every step again, without the cache")
+	return cmd
+}
+
+// composeBuild builds the images of p's services with a build: section (of services, if
+// any are named), each image once: all of them, or only those missing (and those of
+// pull_policy: build).
+func composeBuild(ctx context.Context, cl *api.Client, p *types.Project, services []string, missing, noCache bool) error {
+	built := map[string]bool{}
+	for _, name := range p.ServiceNames() {
+		s := p.Services[name]
+		if s.Build == nil || (len(services) > 0 && !slices.Contains(services, name)) {
+			continue
+		}
+		img := compose.ImageOf(p, s)
+		if built[img] {
+			continue
+		}
+		built[img] = true
+		if missing && s.PullPolicy != types.PullPolicyBuild {
+			if _, err := cl.ImageInspect(ctx, img); err == nil {
+				continue
+			} else if !errors.Is(err, errdefs.ErrNotFound) {
+				return err
+			}
+		}
+		opts := compose.BuildOptionsOf(p, s, compose.LoadOptions{})
+		opts.NoCache = opts.NoCache || noCache
+		if _, err := runBuild(ctx, cl, opts, progressui.AutoMode); err != nil {
+			return fmt.Errorf("service %s: %w", name, err)
+		}
+	}
+	return nil
 }
 
 func newComposeDownCommand(c *cli, f *composeFlags) *cobra.Command {
@@ -431,7 +506,8 @@ func newComposePullCommand(c *cli, f *composeFlags) *cobra.Command {
 			seen := map[string]bool{}
 			for _, name := range p.ServiceNames() {
 				s := p.Services[name]
-				if (len(args) > 0 && !slices.Contains(args, name)) || s.Image == "" || seen[s.Image] {
+				// Images with a build: section are built (compose build), not pulled.
+				if (len(args) > 0 && !slices.Contains(args, name)) || s.Image == "" || s.Build != nil || seen[s.Image] {
 					continue
 				}
 				seen[s.Image] = true

@@ -18,6 +18,7 @@ import (
 	"github.com/flyingdutchman/flyingdutchman/engine"
 	"github.com/flyingdutchman/flyingdutchman/errdefs"
 	"github.com/flyingdutchman/flyingdutchman/images"
+	"github.com/flyingdutchman/flyingdutchman/images/build"
 )
 
 func newCreateCommand(c *cli) *cobra.Command {
@@ -523,6 +524,20 @@ func newVMShareCommand() *cobra.Command {
 		Args:               cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			os.Exit(runVMShare(args[0]))
+			return nil
+		},
+	}
+}
+
+func newBuildkitdExecCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:                "buildkitd-exec BUILDKITD [ARG...]",
+		Short:              "Become buildkitd in a mount namespace of its own (run by the daemon)",
+		Hidden:             true,
+		DisableFlagParsing: true,
+		Args:               cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			os.Exit(build.ExecMain(args))
 			return nil
 		},
 	}

@@ -94,6 +94,7 @@ DUTCHMAN_HOST (unix:///path/to/socket).`,
 		newEventsCommand(c),
 		newShimCommand(),
 		newVMShareCommand(),
+		newBuildkitdExecCommand(),
 	)
 	return root
 }

@@ -28,8 +28,13 @@ type Options struct {
 	// Context is the build context's directory.
 	Context string `json:"context"`
 	// Dockerfile is the Dockerfile's path: relative to Context, or absolute
-	// (default Dockerfile in Context).
-	Dockerfile string `json:"dockerfile,omitempty"`
+	// (default Dockerfile in Context). DockerfileInline is the Dockerfile itself, in
+	// its place.
+	Dockerfile       string `json:"dockerfile,omitempty"`
+	DockerfileInline string `json:"dockerfileInline,omitempty"`
+	// InTree says that Context and an absolute Dockerfile are paths of the tree,
+	// resolved inside it (the engine does; the tree's owner may not be root).
+	InTree bool `json:"inTree,omitempty"`
 	// Tags name the image built (none: it is stored by its ID only).
 	Tags []string `json:"tags,omitempty"`
 	// Args are the build arguments (ARG), Labels the labels added to the image.
@@ -74,6 +79,23 @@ type Status = client.SolveStatus
 // Build runs one build and stores its result. progress, if set, gets BuildKit's updates
 // as they come (from one goroutine).
 func (m *Manager) Build(ctx context.Context, opts Options, progress func(*Status)) (*Result, error) {
+	if opts.InTree {
+		return nil, errdefs.Invalid(errors.New("build: the tree's paths are resolved by the engine"))
+	}
+	if err := os.MkdirAll(m.cfg.Root, 0o700); err != nil {
+		return nil, err
+	}
+	if opts.DockerfileInline != "" {
+		dir, err := os.MkdirTemp(m.cfg.Root, "inline-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(dir)
+		opts.Dockerfile = filepath.Join(dir, "Dockerfile")
+		if err := os.WriteFile(opts.Dockerfile, []byte(opts.DockerfileInline), 0o600); err != nil {
+			return nil, err
+		}
+	}
 	attrs, locals, err := opts.frontend()
 	if err != nil {
 		return nil, err

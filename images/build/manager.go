@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -54,6 +55,10 @@ type Manager struct {
 	closed bool
 	// binfmtMu serialises the registering of foreign platforms' interpreters.
 	binfmtMu sync.Mutex
+	// spawn runs functions on one OS thread that lives as long as the process:
+	// buildkitd's parent-death signal follows the thread that started it, and Go ends
+	// threads that goroutines leave locked (network namespace switches do).
+	spawn chan func()
 }
 
 // daemon is a running buildkitd.
@@ -70,7 +75,24 @@ func New(cfg Config) *Manager {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Manager{cfg: cfg, log: cfg.Logger}
+	m := &Manager{cfg: cfg, log: cfg.Logger, spawn: make(chan func())}
+	go func() {
+		runtime.LockOSThread()
+		for f := range m.spawn {
+			f()
+		}
+	}()
+	return m
+}
+
+// onSpawnThread runs f on the manager's own thread.
+func (m *Manager) onSpawnThread(f func()) {
+	done := make(chan struct{})
+	m.spawn <- func() {
+		defer close(done)
+		f()
+	}
+	<-done
 }
 
 // Files under Root.
@@ -151,7 +173,7 @@ func (m *Manager) Client(ctx context.Context) (*client.Client, error) {
 	if d := m.daemon; d != nil {
 		select {
 		case <-d.exited:
-			m.log.Warn("buildkitd exited; starting it again", "err", d.err, "log", filepath.Join(m.cfg.Root, logFile))
+			m.log.Warn("buildkitd exited; starting it again", "err", d.err, "log", logTail(filepath.Join(m.cfg.Root, logFile)))
 			d.client.Close()
 			m.daemon = nil
 		default:
@@ -189,14 +211,20 @@ func (m *Manager) start(ctx context.Context) (*daemon, error) {
 		return nil, err
 	}
 	defer logf.Close()
-	cmd := exec.Command(bin, "--config", cfgPath)
+	self := m.cfg.Self
+	if self == "" {
+		if self, err = os.Executable(); err != nil {
+			return nil, err
+		}
+	}
+	cmd := command(self, bin, "--config", cfgPath)
 	cmd.Dir = m.cfg.Root
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// buildkitd's own temporary files stay under its root.
 	cmd.Env = append(os.Environ(), "TMPDIR="+filepath.Join(m.cfg.Root, stateDir))
-	setProcAttr(cmd)
 	start := time.Now()
-	if err := cmd.Start(); err != nil {
+	m.onSpawnThread(func() { err = cmd.Start() })
+	if err != nil {
 		return nil, fmt.Errorf("start buildkitd: %w", err)
 	}
 	d := &daemon{cmd: cmd, exited: make(chan struct{})}
@@ -260,6 +288,7 @@ const stopGrace = 10 * time.Second
 
 // stop ends buildkitd: SIGTERM, then SIGKILL after stopGrace.
 func (m *Manager) stop(d *daemon) {
+	start := time.Now()
 	if d.client != nil {
 		d.client.Close()
 	}
@@ -267,11 +296,12 @@ func (m *Manager) stop(d *daemon) {
 	select {
 	case <-d.exited:
 	case <-time.After(stopGrace):
-		m.log.Warn("buildkitd did not exit after SIGTERM; killing it")
+		m.log.Warn("buildkitd did not exit after SIGTERM; killing it", "log", logTail(filepath.Join(m.cfg.Root, logFile)))
 		d.cmd.Process.Kill()
 		<-d.exited
 	}
 	os.Remove(m.socketPath())
+	m.log.Info("buildkitd stopped", "took", time.Since(start).Round(time.Millisecond))
 }
 
 // Running reports whether buildkitd runs, and its pid.
@@ -292,10 +322,26 @@ func (m *Manager) Running() (int, bool) {
 func (m *Manager) Close() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if !m.closed {
+		close(m.spawn)
+	}
 	m.closed = true
 	if m.daemon != nil {
 		m.stop(m.daemon)
 		m.daemon = nil
 	}
 	return nil
+}
+
+// logTail is the end of buildkitd's log, for the daemon's own when buildkitd fails.
+func logTail(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	const max = 2048
+	if len(b) > max {
+		b = b[len(b)-max:]
+	}
+	return string(b)
 }

@@ -195,7 +195,14 @@ func (d *Daemon) Stop() error {
 	select {
 	case <-d.waited:
 	case <-time.After(15 * time.Second):
-		d.Kill()
+		// SIGQUIT: Go prints every goroutine's stack, which says where it hangs.
+		d.cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-d.waited:
+			d.cmd = nil
+		case <-time.After(5 * time.Second):
+			d.Kill()
+		}
 		return fmt.Errorf("daemon did not stop within 15s of SIGTERM: %s", d.Log())
 	}
 	d.cmd = nil

@@ -2,6 +2,7 @@ package fsutil
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -92,4 +93,29 @@ func UnmountAll(dir string) error {
 		}
 	}
 	return fmt.Errorf("%s: still mounted", dir)
+}
+
+// DetachFUSE lazily unmounts every FUSE mount of this mount namespace. A process that
+// runs in a mount namespace of its own, copied from the daemon's, calls it first: its
+// copy of the daemon's tree would otherwise keep the tree's FUSE connection alive after
+// the daemon unmounts it, and the daemon's unmount would wait on it.
+func DetachFUSE() error {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, line := range strings.Split(string(b), "\n") {
+		// ... mount-point options [optional fields] - fstype source super-options
+		pre, post, ok := strings.Cut(line, " - ")
+		fields, fstype := strings.Fields(pre), strings.Fields(post)
+		if !ok || len(fields) < 5 || len(fstype) == 0 || !strings.HasPrefix(fstype[0], "fuse") {
+			continue
+		}
+		mp := unescapeMountinfo(fields[4])
+		if err := unix.Unmount(mp, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW); err != nil && err != unix.EINVAL && err != unix.ENOENT {
+			errs = append(errs, fmt.Errorf("detach %s: %w", mp, err))
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -8,6 +8,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/flyingdutchman/flyingdutchman/internal/fsutil"
 )
 
 // shareRequest is what `dutchman vm-share` is given: the share to assemble in its own
@@ -19,7 +21,8 @@ type shareRequest struct {
 }
 
 // ShareMain is `dutchman vm-share REQUEST`: run in a mount namespace of its own (the
-// launcher starts it so), it binds the container's root filesystem and its bind mounts'
+// launcher starts it so), it lets go of the namespace's FUSE mounts (the daemon's tree),
+// binds the container's root filesystem and its bind mounts'
 // sources into the share directory, then executes virtiofsd on it. The binds live and
 // die with that namespace: nothing is left on the host whatever happens to the VM.
 func ShareMain(arg string) int {
@@ -27,6 +30,9 @@ func ShareMain(arg string) int {
 	if err := json.Unmarshal([]byte(arg), &req); err != nil {
 		fmt.Fprintln(os.Stderr, "vm-share:", err)
 		return 2
+	}
+	if err := fsutil.DetachFUSE(); err != nil {
+		fmt.Fprintln(os.Stderr, "vm-share:", err)
 	}
 	if err := assembleShare(req.Dir, req.Share); err != nil {
 		fmt.Fprintln(os.Stderr, "vm-share:", err)

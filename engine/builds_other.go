@@ -1,0 +1,16 @@
+//go:build !linux
+
+package engine
+
+import (
+	"context"
+
+	"github.com/flyingdutchman/flyingdutchman/images/build"
+)
+
+func (e *Engine) build(ctx context.Context, opts build.Options, progress func(*build.Status)) (*build.Result, error) {
+	if opts.InTree {
+		return nil, errTreeBinds
+	}
+	return e.builds.Build(ctx, opts, progress)
+}
