@@ -50,3 +50,42 @@ func (e *Engine) build(ctx context.Context, opts build.Options, progress func(*b
 	opts.Context, opts.InTree = dir, false
 	return e.builds.Build(ctx, opts, progress)
 }
+
+// buildDirContext is where build directory name's build reads its context: the
+// directory itself (a path of the tree), or where its `source` link leads: a path of
+// the tree when the link is relative, a directory of the host when it is absolute. A
+// host directory must be the tree owner's (unless he is root): the daemon reads it as
+// root on his behalf. It is pinned by a descriptor until release.
+func (e *Engine) buildDirContext(name string, owner uint32) (build.Options, func(), error) {
+	dir := path.Join("/builds", name)
+	none := func() {}
+	dfd, err := e.openInTree(dir)
+	if err != nil {
+		return build.Options{}, none, errdefs.NotFound(fmt.Errorf("builds/%s: %w", name, err))
+	}
+	defer unix.Close(dfd)
+	buf := make([]byte, unix.PathMax)
+	n, err := unix.Readlinkat(dfd, "source", buf)
+	if err != nil {
+		// No link: the directory is the context.
+		return build.Options{Context: dir, InTree: true}, none, nil
+	}
+	target := string(buf[:n])
+	if !path.IsAbs(target) {
+		return build.Options{Context: path.Join(dir, target), InTree: true}, none, nil
+	}
+	fd, err := unix.Open(target, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return build.Options{}, none, errdefs.Invalid(fmt.Errorf("builds/%s/source leads to %s: %w", name, target, err))
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return build.Options{}, none, err
+	}
+	if owner != 0 && st.Uid != owner {
+		unix.Close(fd)
+		return build.Options{}, none, errdefs.Unauthorized(fmt.Errorf("builds/%s/source leads to %s, which belongs to uid %d: a tree builds only from its owner's directories", name, target, st.Uid))
+	}
+	return build.Options{Context: "/proc/self/fd/" + strconv.Itoa(fd)}, func() { unix.Close(fd) }, nil
+}

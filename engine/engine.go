@@ -67,8 +67,10 @@ type Engine struct {
 	runtimes map[string]rt.Runtime
 	// kernels is the vm runtime's kernel cache (nil without the vm runtime).
 	kernels *vm.Kernels
-	// builds runs image builds through BuildKit.
-	builds *build.Manager
+	// builds runs image builds through BuildKit; treeBuilds keeps the records of the
+	// tree's build directories.
+	builds     *build.Manager
+	treeBuilds treeBuilds
 	events *events
 	log    *slog.Logger
 

@@ -63,7 +63,7 @@ func New(ctx context.Context, opts Options) (*Mount, error) {
 	// The files people write in the tree (specs, scratch files) live under the data
 	// root, mirroring the tree's directories.
 	backing := opts.Engine.TreeDir()
-	for _, dir := range []string{"containers", "compose"} {
+	for _, dir := range []string{"containers", "compose", "builds"} {
 		if err := os.MkdirAll(filepath.Join(backing, dir), 0o755); err != nil {
 			return nil, err
 		}

@@ -45,6 +45,10 @@ type tree struct {
 	projects    *compose.Manager
 	composeErr  lastError
 	projectErrs projectErrors
+	// buildsErr is builds/error, and buildErrs the errors of the verbs written to build
+	// directories' ctl files.
+	buildsErr lastError
+	buildErrs projectErrors
 	// mountpoint is where the tree is mounted.
 	mountpoint string
 }

@@ -91,6 +91,16 @@ lists the verbs it takes now.
                         ctl (down, start, stop, restart), state, logs, error,
                         services/, source (a link to where it lives)
       error             the last failed mkdir
+    builds/
+      NAME/             a build context: put a Dockerfile and its files in it, or a
+                        link named source to a project elsewhere (yours); mkdir makes
+                        one, rmdir removes an emptied one
+        ctl             build [--no-cache] [TAG]... (default tag NAME:latest) | push
+                        (the last build's tags); a write returns when it is done
+        log             the last build's progress, as docker build --progress plain
+        state           idle | building | built | failed | pushing
+        error           why the last build or push failed
+      error             the last failed mkdir or rmdir
     kernels/            guest kernels of the vm runtime (runtime: vm), fetched on first need
       ctl               pull SOURCE | rm NAME | default NAME (root's tree only); a SOURCE
                         is debian:PACKAGE, a kernel .deb or a registry reference

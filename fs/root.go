@@ -33,6 +33,8 @@ func (t *tree) newRoot(backing string, dev uint64) *backedDir {
 			node: func() gofs.InodeEmbedder { return t.networksDir() }},
 		{name: "compose", mode: syscall.S_IFDIR | 0o755, key: "compose", timeout: stableTimeout,
 			node: func() gofs.InodeEmbedder { return t.composeDir() }},
+		{name: "builds", mode: syscall.S_IFDIR | 0o755, key: "builds", timeout: stableTimeout,
+			node: func() gofs.InodeEmbedder { return t.buildsDir() }},
 		t.dir("kernels", "kernels", stableTimeout, func() *dirNode { return t.kernelsDir() }),
 	}
 	root := t.newBackedDir(t.backing, false, func(context.Context) ([]entry, error) { return entries, nil }, fixedFind(entries))

@@ -317,3 +317,102 @@ func TestComposeBuild(t *testing.T) {
 	}
 	mustSh(t, d, "echo down > compose/tp/ctl")
 }
+
+// TestTreeBuild builds from builds/NAME/ of the tree, as its owner (an ordinary user)
+// would with a shell: the directory is the context; echo build > ctl builds NAME:latest
+// and returns when it is done; log, state and error tell how it went; push pushes the
+// last build's tags; a source link builds a project elsewhere, if it is the owner's.
+func TestTreeBuild(t *testing.T) {
+	_, ims := harness.SharedImages(t)
+	reg := harness.StartRegistry(t)
+	d, _ := treeDaemon(t)
+
+	mustOwnerSh(t, d, "mkdir builds/web")
+	if r := ownerSh(t, d, "mkdir builds/Web"); r.Code == 0 || !strings.Contains(r.Stderr, "Invalid argument") {
+		t.Errorf("mkdir builds/Web: exit %d %s", r.Code, r.Stderr)
+	}
+	if got := mustOwnerSh(t, d, "cat builds/error"); !strings.Contains(got, "invalid build directory name") {
+		t.Errorf("builds/error: %q", got)
+	}
+	mustOwnerSh(t, d, "printf 'FROM "+ims.Busybox+"\\nCOPY page.html /www/index.html\\nRUN echo built in the tree\\nCMD [\"cat\", \"/www/index.html\"]\\n' > builds/web/Dockerfile && echo '<h1>tree</h1>' > builds/web/page.html")
+	if got := mustOwnerSh(t, d, "cat builds/web/state; cat builds/web/ctl; ls builds/web"); got != "idle\nbuild [--no-cache] [TAG]...\npush\nDockerfile\nctl\nerror\nlog\npage.html\nstate\n" {
+		t.Errorf("a new build directory:\n%s", got)
+	}
+	mustOwnerSh(t, d, "echo build > builds/web/ctl")
+	if got := mustOwnerSh(t, d, "cat builds/web/state; cat builds/web/error"); got != "built\n" {
+		t.Errorf("after build: %q", got)
+	}
+	logText := mustOwnerSh(t, d, "cat builds/web/log")
+	for _, want := range []string{"RUN echo built in the tree", "built in the tree\n", "Tagged docker.io/library/web:latest\n", "Built sha256:"} {
+		if !strings.Contains(logText, want) {
+			t.Errorf("builds/web/log lacks %q:\n%s", want, logText)
+		}
+	}
+	if got := mustOwnerSh(t, d, "cat images/web/latest/ref"); got != "docker.io/library/web:latest\n" {
+		t.Errorf("images/web/latest/ref: %q", got)
+	}
+	if out := d.MustRun("run", "--rm", "web"); out != "<h1>tree</h1>\n" {
+		t.Errorf("run web: %q", out)
+	}
+
+	// Tags for a registry, then push: the registry has the image.
+	target := reg.Ref("team/web:v1")
+	mustOwnerSh(t, d, "echo build "+target+" > builds/web/ctl && echo push > builds/web/ctl")
+	if got := mustOwnerSh(t, d, "tail -n 1 builds/web/log"); !strings.HasPrefix(got, "Pushed "+target+" sha256:") {
+		t.Errorf("the log's last line after push: %q", got)
+	}
+	ref, err := name.ParseReference(target, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := remote.Head(ref); err != nil {
+		t.Errorf("the registry lacks %s after push: %v", target, err)
+	}
+
+	// A broken Dockerfile: EINVAL, state failed, error and log with its line.
+	mustOwnerSh(t, d, "printf 'FROM "+ims.Busybox+"\\nBREAK here\\n' > builds/web/Dockerfile")
+	if r := ownerSh(t, d, "echo build > builds/web/ctl"); r.Code == 0 || !strings.Contains(r.Stderr, "Invalid argument") {
+		t.Errorf("a broken build: exit %d %s", r.Code, r.Stderr)
+	}
+	if got := mustOwnerSh(t, d, "cat builds/web/state builds/web/error"); !strings.HasPrefix(got, "failed\n") || !strings.Contains(got, "line 2") {
+		t.Errorf("after a broken build: %q", got)
+	}
+	if got := mustOwnerSh(t, d, "cat builds/web/log"); !strings.Contains(got, "ERROR: ") {
+		t.Errorf("the log of a broken build:\n%s", got)
+	}
+	if r := ownerSh(t, d, "echo frobnicate > builds/web/ctl"); r.Code == 0 || !strings.Contains(r.Stderr, "Invalid argument") {
+		t.Errorf("an unknown verb: exit %d", r.Code)
+	}
+
+	// A source link to a project of the owner's elsewhere builds it; one to root's does
+	// not.
+	proj := filepath.Join(d.Dir, "proj")
+	writeFiles(t, proj, map[string]string{"Dockerfile": "FROM " + ims.Busybox + "\nCMD [\"echo\", \"from the linked project\"]\n"})
+	if err := os.Chown(proj, treeOwner, treeOwner); err != nil {
+		t.Fatal(err)
+	}
+	mustOwnerSh(t, d, "mkdir builds/linked && ln -s "+proj+" builds/linked/source && echo build > builds/linked/ctl")
+	if out := d.MustRun("run", "--rm", "linked"); out != "from the linked project\n" {
+		t.Errorf("run linked: %q", out)
+	}
+	rootProj := filepath.Join(d.Dir, "rootproj")
+	writeFiles(t, rootProj, map[string]string{"Dockerfile": "FROM " + ims.Busybox + "\n"})
+	if err := os.Chmod(rootProj, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mustOwnerSh(t, d, "mkdir builds/theirs && ln -s "+rootProj+" builds/theirs/source")
+	if r := ownerSh(t, d, "echo build > builds/theirs/ctl"); r.Code == 0 || !strings.Contains(r.Stderr, "Permission denied") {
+		t.Errorf("a build from root's directory: exit %d %s", r.Code, r.Stderr)
+	}
+	if got := mustOwnerSh(t, d, "cat builds/theirs/error"); !strings.Contains(got, "belongs to uid 0") {
+		t.Errorf("builds/theirs/error: %q", got)
+	}
+
+	// rmdir: refused while it holds files, then it forgets the build.
+	if r := ownerSh(t, d, "rmdir builds/web"); r.Code == 0 || !strings.Contains(r.Stderr, "not empty") {
+		t.Errorf("rmdir of a full build directory: exit %d %s", r.Code, r.Stderr)
+	}
+	if got := mustOwnerSh(t, d, "rm builds/web/Dockerfile builds/web/page.html && rmdir builds/web && mkdir builds/web && cat builds/web/state builds/web/log"); got != "idle\n" {
+		t.Errorf("a build directory made again under the same name: %q", got)
+	}
+}

@@ -466,7 +466,7 @@ func TestTreeStaleMountIsClearedAtStart(t *testing.T) {
 	if err := d.Start(); err != nil {
 		t.Fatal(err)
 	}
-	if got := mustSh(t, d, "ls"); got != "README.md\ncompose\ncontainers\nevents\nimages\ninfo\nkernels\nnetworks\nvolumes\n" {
+	if got := mustSh(t, d, "ls"); got != "README.md\nbuilds\ncompose\ncontainers\nevents\nimages\ninfo\nkernels\nnetworks\nvolumes\n" {
 		t.Errorf("ls of the tree after a restart over a stale mount: %q", got)
 	}
 	if strings.Count(mustSh(t, d, "grep -c ' "+d.Tree+" ' /proc/mounts"), "1") != 1 {
