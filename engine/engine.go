@@ -71,8 +71,8 @@ type Engine struct {
 	// tree's build directories.
 	builds     *build.Manager
 	treeBuilds treeBuilds
-	events *events
-	log    *slog.Logger
+	events     *events
+	log        *slog.Logger
 
 	// mu guards containers and names; each container guards itself.
 	mu         sync.Mutex
