@@ -132,6 +132,38 @@ func RenderService(spec engine.Spec) []byte {
 		}
 		add("healthcheck", hc)
 	}
+	if b := spec.Build; b != nil {
+		bn := &yaml.Node{Kind: yaml.MappingNode}
+		kv := func(k string, v *yaml.Node) { bn.Content = append(bn.Content, plain(k), v) }
+		kv("context", scalar(b.Context))
+		for _, f := range []struct{ key, v string }{{"dockerfile", b.Dockerfile}, {"dockerfile_inline", b.DockerfileInline}, {"target", b.Target}} {
+			if f.v != "" {
+				kv(f.key, scalar(f.v))
+			}
+		}
+		for _, f := range []struct {
+			key string
+			m   map[string]string
+		}{{"args", b.Args}, {"labels", b.Labels}} {
+			if len(f.m) > 0 {
+				mn := &yaml.Node{Kind: yaml.MappingNode}
+				for _, k := range sortedKeys(f.m) {
+					mn.Content = append(mn.Content, scalar(k), scalar(f.m[k]))
+				}
+				kv(f.key, mn)
+			}
+		}
+		if len(b.Platforms) > 0 {
+			kv("platforms", list(b.Platforms))
+		}
+		if b.NoCache {
+			kv("no_cache", plain("true"))
+		}
+		if b.Pull {
+			kv("pull", plain("true"))
+		}
+		add("build", bn)
+	}
 	if spec.AutoRemove {
 		add(autoRemoveKey, plain("true"))
 	}

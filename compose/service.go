@@ -36,7 +36,7 @@ var ServiceKeys = []string{
 	"image", "command", "entrypoint", "environment", "env_file", "working_dir", "user",
 	"restart", "labels", "hostname", "mem_limit", "cpus", "runtime", "stop_signal",
 	"stop_grace_period", "tty", "stdin_open", "volumes", "tmpfs", "network_mode", "networks",
-	"ports", "healthcheck",
+	"ports", "healthcheck", "build",
 }
 
 var quietLoader sync.Once
@@ -114,11 +114,10 @@ func LoadService(ctx context.Context, filename string, data []byte, opts LoadOpt
 			flags[k] = b
 		}
 	}
-	if _, ok := body["image"]; !ok {
-		return engine.Spec{}, fail(0, "no image: a spec needs one (image: busybox)")
-	}
-	if _, ok := body["build"]; ok {
-		return engine.Spec{}, fail(keyLine["build"], "build: a container's spec runs an image; build it in builds/ first")
+	_, hasImage := body["image"]
+	_, hasBuild := body["build"]
+	if !hasImage && !hasBuild {
+		return engine.Spec{}, fail(0, "no image: a spec needs one (image: busybox), or a build: section")
 	}
 	if _, ok := body["container_name"]; ok {
 		return engine.Spec{}, fail(keyLine["container_name"], "container_name: the container's name is the file's name")
@@ -193,9 +192,23 @@ func LoadService(ctx context.Context, filename string, data []byte, opts LoadOpt
 		return engine.Spec{}, fail(keyLine["env_file"], "%v", err)
 	}
 	s.Environment = environment
+	if s.Build != nil {
+		// The image built is the spec's image:, or the container's name.
+		if err := checkBuild(name, s.Build); err != nil {
+			return engine.Spec{}, fail(keyLine["build"], "%v", err)
+		}
+		if s.Image == "" {
+			s.Image = name
+		}
+	}
 	spec, key, err := specOf(project, s, networkOrder, dir, opts)
 	if err != nil {
 		return engine.Spec{}, fail(keyLine[key], "%v", err)
+	}
+	if s.Build != nil {
+		b := BuildOptionsOf(project, s, opts)
+		b.Tags = b.Tags[:1]
+		spec.Build = &b
 	}
 	spec.AutoRemove, spec.PublishAll = flags[autoRemoveKey], flags[publishAllKey]
 	// An empty command (command: []) clears the image's, as docker run --entrypoint "".

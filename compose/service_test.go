@@ -350,3 +350,29 @@ x-publish-all: true
 		}
 	}
 }
+
+// TestSpecBuild reads a spec file's build: section: in the tree, its context is a
+// directory of the tree (relative to containers/), the image the container's name when
+// it has none; rendered, it reads back the same. What is not built with is refused.
+func TestSpecBuild(t *testing.T) {
+	ctx := context.Background()
+	body := "build:\n  context: ../builds/web\n  dockerfile: ci.Dockerfile\n  args: {V: \"2\"}\n  target: prod\n"
+	spec, err := LoadService(ctx, "/containers/web.yaml", []byte(body), LoadOptions{InTree: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := spec.Build
+	if spec.Image != "web" || b == nil || b.Context != "/builds/web" || !b.InTree || b.Dockerfile != "ci.Dockerfile" || b.Target != "prod" || b.Args["V"] != "2" {
+		t.Fatalf("spec %q, build %+v", spec.Image, b)
+	}
+	again, err := LoadService(ctx, "/containers/web.yaml", RenderService(spec), LoadOptions{InTree: true})
+	if err != nil || !reflect.DeepEqual(again, spec) {
+		t.Errorf("rendered and read back: %+v, %v\n%s", again.Build, err, RenderService(spec))
+	}
+	if _, err := LoadService(ctx, "/containers/web.yaml", []byte("build:\n  context: .\n  ssh: [default]\n"), LoadOptions{InTree: true}); err == nil || !strings.Contains(err.Error(), "line 1") || !strings.Contains(err.Error(), "build.ssh") {
+		t.Errorf("build.ssh: %v", err)
+	}
+	if _, err := LoadService(ctx, "/containers/web.yaml", []byte("command: [\"true\"]\n"), LoadOptions{InTree: true}); err == nil || !strings.Contains(err.Error(), "no image") {
+		t.Errorf("neither image nor build: %v", err)
+	}
+}

@@ -13,7 +13,7 @@ import (
 // Apply makes the container called name run spec, as saving its spec file asks. With no
 // such container it creates one (state created); one whose spec is spec already is left
 // alone; any other is recreated with spec, keeping its run state: a running container
-// comes back running. A missing image is pulled first. Everything that can be checked is
+// comes back running. A missing image is pulled (or built, by a spec's build:) first. Everything that can be checked is
 // checked before the old container goes, so that a bad spec never costs a working one.
 // changed tells whether a container was made.
 func (e *Engine) Apply(ctx context.Context, name string, spec Spec) (c *Container, changed bool, err error) {
@@ -39,7 +39,13 @@ func (e *Engine) Apply(ctx context.Context, name string, spec Spec) (c *Containe
 	if old != nil && sameSpec(old.Spec, spec) {
 		return old, false, nil
 	}
-	if _, err := e.images.Get(ctx, spec.Image); errors.Is(err, errdefs.ErrNotFound) {
+	if _, err := e.images.Get(ctx, spec.Image); errors.Is(err, errdefs.ErrNotFound) && spec.Build != nil {
+		b := *spec.Build
+		b.Tags = []string{spec.Image}
+		if _, err := e.Build(ctx, b, nil); err != nil {
+			return nil, false, err
+		}
+	} else if errors.Is(err, errdefs.ErrNotFound) {
 		if _, err := e.PullImage(ctx, spec.Image); err != nil {
 			return nil, false, err
 		}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/flyingdutchman/flyingdutchman/engine/network"
 	"github.com/flyingdutchman/flyingdutchman/errdefs"
+	"github.com/flyingdutchman/flyingdutchman/images/build"
 	"github.com/flyingdutchman/flyingdutchman/volumes"
 )
 
@@ -55,6 +56,8 @@ type Spec struct {
 	PublishAll bool `json:"publish_all,omitempty"`
 	// Healthcheck tests the container's health, over the image's HEALTHCHECK.
 	Healthcheck *Healthcheck `json:"healthcheck,omitempty"`
+	// Build makes the image when the store lacks it (a spec file's build: section).
+	Build *build.Options `json:"build,omitempty"`
 	// Unprivileged refuses what only root may ask: volumes that the local driver mounts
 	// (driver options: a host directory, a disk, which root chose), the host's network,
 	// and host ports below 1024. The spec comes from a spec file of a tree whose owner

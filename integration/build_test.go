@@ -369,6 +369,16 @@ func TestTreeBuild(t *testing.T) {
 		t.Errorf("the registry lacks %s after push: %v", target, err)
 	}
 
+	// A spec file with a build: section builds its image (named as the container) when
+	// the store lacks it.
+	mustOwnerSh(t, d, "printf 'build: ../builds/web\\n' > containers/webapp.yaml")
+	shUntil(t, d, "cat containers/webapp/state", "created\n")
+	if got := mustOwnerSh(t, d, "echo start > containers/webapp/ctl; cat images/webapp/latest/ref; grep -A1 '^build:' containers/webapp/spec.yaml"); got != "docker.io/library/webapp:latest\nbuild:\n  context: /builds/web\n" {
+		t.Errorf("the spec's image and build:\n%s", got)
+	}
+	shUntil(t, d, "cat containers/webapp/logs", "<h1>tree</h1>\n")
+	mustOwnerSh(t, d, "rm containers/webapp.yaml")
+
 	// A broken Dockerfile: EINVAL, state failed, error and log with its line.
 	mustOwnerSh(t, d, "printf 'FROM "+ims.Busybox+"\\nBREAK here\\n' > builds/web/Dockerfile")
 	if r := ownerSh(t, d, "echo build > builds/web/ctl"); r.Code == 0 || !strings.Contains(r.Stderr, "Invalid argument") {
