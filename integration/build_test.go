@@ -113,6 +113,14 @@ func TestBuild(t *testing.T) {
 		t.Errorf("--target builder image: %q", out)
 	}
 
+	// -f -: the Dockerfile from stdin.
+	r = d.RunStdin([]byte("FROM "+ims.Busybox+"\nCMD [\"echo\", \"from stdin\"]\n"), "build", "-q", "-t", "stdin:v1", "-f", "-", dir)
+	if r.Code != 0 {
+		t.Errorf("build -f -: exit %d: %s", r.Code, r.Stderr)
+	} else if out := d.MustRun("run", "--rm", "stdin:v1"); out != "from stdin\n" {
+		t.Errorf("the image built from stdin's Dockerfile printed %q", out)
+	}
+
 	// --push: the registry has the image after the build.
 	target := reg.Ref("test/built:pushed")
 	out := d.MustRun("build", "-t", target, "--push", "--progress", "quiet", dir)

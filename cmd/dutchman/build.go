@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -42,11 +43,26 @@ multi-platform build the store keeps the host's image; --push pushes them all.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, pos []string) error {
 			var err error
+			if pos[0] == "-" || strings.Contains(pos[0], "://") || strings.HasPrefix(pos[0], "git@") {
+				return fmt.Errorf("context %s: only a directory is built from (a tar on stdin or a URL is not supported)", pos[0])
+			}
 			if opts.Context, err = filepath.Abs(pos[0]); err != nil {
 				return err
 			}
-			// A Dockerfile named from here, as docker build reads -f.
-			if opts.Dockerfile != "" && opts.Dockerfile != "-" {
+			switch opts.Dockerfile {
+			case "":
+			case "-":
+				// The Dockerfile on stdin, as docker build -f - reads it.
+				b, err := io.ReadAll(io.LimitReader(cmd.InOrStdin(), maxDockerfile+1))
+				if err != nil {
+					return err
+				}
+				if len(b) > maxDockerfile {
+					return fmt.Errorf("the Dockerfile on stdin is more than %d bytes", maxDockerfile)
+				}
+				opts.Dockerfile, opts.DockerfileInline = "", string(b)
+			default:
+				// A Dockerfile named from here, as docker build reads -f.
 				if opts.Dockerfile, err = filepath.Abs(opts.Dockerfile); err != nil {
 					return err
 				}
@@ -105,7 +121,7 @@ multi-platform build the store keeps the host's image; --push pushes them all.`,
 	}
 	f := cmd.Flags()
 	f.StringArrayVarP(&opts.Tags, "tag", "t", nil, "name the image (NAME[:TAG]); repeat for several")
-	f.StringVarP(&opts.Dockerfile, "file", "f", "", "the Dockerfile (default: CONTEXT/Dockerfile)")
+	f.StringVarP(&opts.Dockerfile, "file", "f", "", "the Dockerfile (default: CONTEXT/Dockerfile; - reads it from stdin)")
 	f.StringArrayVar(&args, "build-arg", nil, "set a build argument (KEY=VALUE, or KEY to pass this shell's)")
 	f.StringArrayVar(&labels, "label", nil, "set a label on the image (KEY=VALUE)")
 	f.StringVar(&opts.Target, "target", "", "build this stage (default: the last)")
@@ -118,6 +134,9 @@ multi-platform build the store keeps the host's image; --push pushes them all.`,
 	f.BoolVarP(&quiet, "quiet", "q", false, "show nothing but the image's ID")
 	return cmd
 }
+
+// maxDockerfile bounds a Dockerfile read from stdin.
+const maxDockerfile = 1 << 20
 
 // runBuild runs a build, drawing BuildKit's progress on stderr in mode.
 func runBuild(ctx context.Context, cl *api.Client, opts build.Options, mode progressui.DisplayMode) (*build.Result, error) {
