@@ -160,6 +160,12 @@ func TestBuild(t *testing.T) {
 	if r = d.Run("build", "-t", "Bad Name", dir); r.Code == 0 {
 		t.Errorf("a bad tag was accepted: %s", r.Stdout)
 	}
+
+	// A daemon without buildkitd says where it looked.
+	nobk := harness.StartDaemon(t, harness.WithArgs("--buildkitd", "/nonexistent/buildkitd"))
+	if r = nobk.Run("build", dir); r.Code == 0 || !strings.Contains(r.Stderr, "/nonexistent/buildkitd: no such file or directory") {
+		t.Errorf("a build without buildkitd: exit %d: %s", r.Code, r.Stderr)
+	}
 }
 
 // TestBuildMultiPlatform builds for linux/amd64 and linux/arm64 from a two-platform

@@ -126,6 +126,9 @@ func hashString(s string) uint32 {
 // binary finds buildkitd.
 func (m *Manager) binary() (string, error) {
 	if m.cfg.Binary != "" {
+		if _, err := os.Stat(m.cfg.Binary); err != nil {
+			return "", errdefs.Unavailable(fmt.Errorf("buildkitd: %w (the daemon's --buildkitd)", err))
+		}
 		return m.cfg.Binary, nil
 	}
 	if m.cfg.Self != "" {
