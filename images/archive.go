@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"slices"
 	"strings"
 	"time"
 
@@ -266,8 +267,9 @@ func (s *Store) loadOCI(ctx context.Context, ar *archive, out *Loaded, progress 
 	}
 	for _, desc := range idx.Manifests {
 		target := desc.Digest
+		var others []v1.Descriptor
 		if desc.MediaType.IsIndex() {
-			if desc, err = s.pickFromArchiveIndex(ar, desc); err != nil {
+			if desc, others, err = s.pickFromArchiveIndex(ar, desc); err != nil {
 				return err
 			}
 		}
@@ -286,33 +288,70 @@ func (s *Store) loadOCI(ctx context.Context, ar *archive, out *Loaded, progress 
 		if n := layoutName(desc.Annotations); n != "" {
 			names = append(names, &refRecord{Name: n, Target: target, Added: time.Now().UTC()})
 		}
+		// The other platforms of a named index are stored too, held by the name.
+		if len(names) > 0 {
+			for _, o := range others {
+				names[0].Platforms = append(names[0].Platforms, o.Digest)
+			}
+		}
 		if err := s.loadImage(ctx, img, names, out, progress); err != nil {
 			return err
+		}
+		if len(names) == 0 {
+			continue
+		}
+		for _, o := range others {
+			raw, err := ar.read(blobName(o.Digest))
+			if err != nil {
+				return errdefs.Invalid(err)
+			}
+			oimg, err := newBlobImage(ar, raw)
+			if err != nil {
+				return errdefs.Invalid(err)
+			}
+			if err := s.loadImage(ctx, oimg, nil, &Loaded{}, progress); err != nil {
+				return fmt.Errorf("%s image: %w", platformString(*o.Platform), err)
+			}
 		}
 	}
 	return nil
 }
 
-// pickFromArchiveIndex chooses the host's platform from a multi-platform index.
-func (s *Store) pickFromArchiveIndex(ar *archive, desc v1.Descriptor) (v1.Descriptor, error) {
+// pickFromArchiveIndex chooses the host's platform from a multi-platform index, and
+// gives the images of the other platforms that the archive holds too (not attestations,
+// whose platform is unknown/unknown).
+func (s *Store) pickFromArchiveIndex(ar *archive, desc v1.Descriptor) (v1.Descriptor, []v1.Descriptor, error) {
 	raw, err := ar.read(blobName(desc.Digest))
 	if err != nil {
-		return desc, errdefs.Invalid(err)
+		return desc, nil, errdefs.Invalid(err)
 	}
 	idx, err := v1.ParseIndexManifest(strings.NewReader(string(raw)))
 	if err != nil {
-		return desc, errdefs.Invalid(fmt.Errorf("index %s: %w", desc.Digest, err))
+		return desc, nil, errdefs.Invalid(fmt.Errorf("index %s: %w", desc.Digest, err))
 	}
 	want := s.hostPlatform()
+	var host *v1.Descriptor
+	var others []v1.Descriptor
 	for _, m := range idx.Manifests {
-		if m.Platform != nil && m.MediaType.IsImage() && platformMatches(*m.Platform, want) {
-			if _, ok := ar.entries[blobName(m.Digest)]; ok {
-				m.Annotations = desc.Annotations
-				return m, nil
-			}
+		if m.Platform == nil || !m.MediaType.IsImage() || m.Platform.OS == "unknown" {
+			continue
+		}
+		if _, ok := ar.entries[blobName(m.Digest)]; !ok {
+			continue
+		}
+		if host == nil && platformMatches(*m.Platform, want) {
+			m.Annotations = desc.Annotations
+			host = &m
+			continue
+		}
+		if (host == nil || m.Digest != host.Digest) && !slices.ContainsFunc(others, func(o v1.Descriptor) bool { return o.Digest == m.Digest }) {
+			others = append(others, m)
 		}
 	}
-	return desc, errdefs.NotFound(fmt.Errorf("index %s has no image for %s in the archive", desc.Digest, platformString(want)))
+	if host == nil {
+		return desc, nil, errdefs.NotFound(fmt.Errorf("index %s has no image for %s in the archive", desc.Digest, platformString(want)))
+	}
+	return *host, others, nil
 }
 
 // layoutName is the full name an OCI layout gives an image, or "" when it gives none or

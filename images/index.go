@@ -27,6 +27,10 @@ type refRecord struct {
 	Image  v1.Hash   `json:"image"`  // manifest digest of the image
 	Target v1.Hash   `json:"target"` // what the registry resolved the name to (index or manifest)
 	Added  time.Time `json:"added"`
+	// Platforms are the manifest digests of the name's images for other platforms than
+	// Image's, all stored (a multi-platform build or archive): they live as long as the
+	// name, and a push of the name pushes an index of them all.
+	Platforms []v1.Hash `json:"platforms,omitempty"`
 }
 
 // imageRecord is one image: a manifest, its config and its layers.

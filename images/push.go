@@ -8,6 +8,8 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -122,11 +124,20 @@ func (s *Store) Push(ctx context.Context, arg, target string, progress func(Push
 	if err != nil {
 		return "", err
 	}
-	img, rec, _, err := s.image(arg)
+	img, rec, name, err := s.image(arg)
 	if err != nil {
 		return "", err
 	}
 	defer s.hold(append([]v1.Hash{rec.Digest, rec.Config}, layerDigests(rec)...)...)()
+	// A multi-platform name is pushed as an index of all its platforms' images.
+	var idx v1.ImageIndex
+	if name != nil && len(name.Platforms) > 0 {
+		var release func()
+		if idx, release, err = s.platformIndex(rec, img, name.Platforms); err != nil {
+			return "", fmt.Errorf("push %s: %w", ref.Familiar(), err)
+		}
+		defer release()
+	}
 	p := PushProgress{Ref: ref.String(), Status: "pushing"}
 	report := func(p PushProgress) {
 		if progress != nil {
@@ -147,7 +158,15 @@ func (s *Store) Push(ctx context.Context, arg, target string, progress func(Push
 		}
 	}()
 	opts := append(s.remoteOptions(ctx, rec.Platform), remote.WithProgress(updates))
-	err = remote.Write(s.remoteRef(ref).named, img, opts...)
+	pushed := rec.Digest
+	if idx != nil {
+		err = remote.WriteIndex(s.remoteRef(ref).named, idx, opts...)
+		if err == nil {
+			pushed, err = idx.Digest()
+		}
+	} else {
+		err = remote.Write(s.remoteRef(ref).named, img, opts...)
+	}
 	<-done
 	if err != nil {
 		err = fmt.Errorf("push %s: %w", ref.Familiar(), registryError(err))
@@ -155,7 +174,41 @@ func (s *Store) Push(ctx context.Context, arg, target string, progress func(Push
 		report(p)
 		return "", err
 	}
-	p.Status, p.Digest = "done", rec.Digest.String()
+	p.Status, p.Digest = "done", pushed.String()
 	report(p)
-	return rec.Digest.String(), nil
+	return pushed.String(), nil
+}
+
+// platformIndex is the index of a multi-platform name: its image (img, rec) and those
+// of its other platforms, each described with its platform. The blobs are held until
+// release.
+func (s *Store) platformIndex(rec *imageRecord, img v1.Image, others []v1.Hash) (v1.ImageIndex, func(), error) {
+	mt := types.OCIImageIndex
+	if rec.MediaType == types.DockerManifestSchema2 {
+		mt = types.DockerManifestList
+	}
+	idx := mutate.IndexMediaType(empty.Index, mt)
+	var held []v1.Hash
+	add := func(img v1.Image, rec *imageRecord) {
+		p := rec.Platform
+		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{MediaType: rec.MediaType, Platform: &p}})
+	}
+	add(img, rec)
+	for _, d := range others {
+		var orec imageRecord
+		if err := s.db.View(func(tx *bolt.Tx) error { return getJSON(bucket(tx, bucketManifests), d.String(), &orec) }); err != nil {
+			return nil, func() {}, fmt.Errorf("its image %s for another platform is not in the store: %w", d, err)
+		}
+		held = append(held, append([]v1.Hash{orec.Digest, orec.Config}, layerDigests(&orec)...)...)
+		raw, err := s.blobs.read(d)
+		if err != nil {
+			return nil, func() {}, fmt.Errorf("image %s: manifest: %w", d, err)
+		}
+		oimg, err := newBlobImage(&s.blobs, raw)
+		if err != nil {
+			return nil, func() {}, fmt.Errorf("image %s: %w", d, err)
+		}
+		add(oimg, &orec)
+	}
+	return idx, s.hold(held...), nil
 }

@@ -236,14 +236,19 @@ type Image struct {
 	Names []string `json:"names"`
 	// RepoDigests are repository@digest of what the registry resolved each name to (for a
 	// multi-platform image, the index).
-	RepoDigests []string          `json:"repoDigests"`
-	Platform    string            `json:"platform"`
-	Created     time.Time         `json:"created"`
-	Size        int64             `json:"size"`
-	Layers      []Layer           `json:"layers"`
-	Config      *v1.ConfigFile    `json:"config,omitempty"`
-	UsedBy      []string          `json:"usedBy,omitempty"`
-	Labels      map[string]string `json:"labels,omitempty"`
+	RepoDigests []string `json:"repoDigests"`
+	Platform    string   `json:"platform"`
+	// Platforms are all the platforms stored under the image's names when one of them
+	// is multi-platform (this image's first); PlatformOf names the multi-platform names
+	// of which this image is another platform's.
+	Platforms  []string          `json:"platforms,omitempty"`
+	PlatformOf []string          `json:"platformOf,omitempty"`
+	Created    time.Time         `json:"created"`
+	Size       int64             `json:"size"`
+	Layers     []Layer           `json:"layers"`
+	Config     *v1.ConfigFile    `json:"config,omitempty"`
+	UsedBy     []string          `json:"usedBy,omitempty"`
+	Labels     map[string]string `json:"labels,omitempty"`
 }
 
 // Layer is one layer of an image.
@@ -300,12 +305,17 @@ type index struct {
 	refs   map[v1.Hash][]*refRecord
 	images map[v1.Hash]*imageRecord
 	users  map[v1.Hash][]string
+	// members are, by image, the names that hold it as another platform's image.
+	members map[v1.Hash][]*refRecord
 }
 
 func readIndex(tx *bolt.Tx) (*index, error) {
-	ix := &index{refs: map[v1.Hash][]*refRecord{}, images: map[v1.Hash]*imageRecord{}, users: map[v1.Hash][]string{}}
+	ix := &index{refs: map[v1.Hash][]*refRecord{}, images: map[v1.Hash]*imageRecord{}, users: map[v1.Hash][]string{}, members: map[v1.Hash][]*refRecord{}}
 	if err := forEach(bucket(tx, bucketRefs), func(_ string, r *refRecord) error {
 		ix.refs[r.Image] = append(ix.refs[r.Image], r)
+		for _, m := range r.Platforms {
+			ix.members[m] = append(ix.members[m], r)
+		}
 		return nil
 	}); err != nil {
 		return nil, err
@@ -326,8 +336,30 @@ func readIndex(tx *bolt.Tx) (*index, error) {
 }
 
 func (ix *index) view(d v1.Hash) *Image {
-	return ix.images[d].view(ix.refs[d], ix.users[d])
+	im := ix.images[d].view(ix.refs[d], ix.users[d])
+	seen := map[string]bool{}
+	for _, r := range ix.refs[d] {
+		for _, m := range r.Platforms {
+			if rec, ok := ix.images[m]; ok {
+				if len(im.Platforms) == 0 {
+					im.Platforms, seen[im.Platform] = []string{im.Platform}, true
+				}
+				if p := platformString(rec.Platform); !seen[p] {
+					seen[p] = true
+					im.Platforms = append(im.Platforms, p)
+				}
+			}
+		}
+	}
+	for _, r := range ix.members[d] {
+		im.PlatformOf = append(im.PlatformOf, r.Name)
+	}
+	return im
 }
+
+// held tells whether image d is kept by something other than its own names: a name
+// that holds it as another platform's image, or a container.
+func (ix *index) held(d v1.Hash) bool { return len(ix.members[d]) > 0 || len(ix.users[d]) > 0 }
 
 // List returns every image, newest first.
 func (s *Store) List(ctx context.Context) ([]*Image, error) {
@@ -437,7 +469,7 @@ func (s *Store) Tag(ctx context.Context, source, target string) error {
 		}
 		r := &refRecord{Name: ref.String(), Image: rec.Digest, Target: rec.Digest, Added: time.Now().UTC()}
 		if from != nil && from.Target != (v1.Hash{}) {
-			r.Target = from.Target
+			r.Target, r.Platforms = from.Target, from.Platforms
 		}
 		return putJSON(bucket(tx, bucketRefs), r.Name, r)
 	})
@@ -472,6 +504,12 @@ func (s *Store) Delete(ctx context.Context, arg string, force bool) (*Deleted, e
 			refs = []*refRecord{ref}
 		case len(users) > 0 && !force:
 			return errdefs.Conflict(fmt.Errorf("image %s is in use by container %s", arg, strings.Join(users, ", ")))
+		case !byName && len(refs) == 0 && len(ix.members[rec.Digest]) > 0 && !force:
+			names := make([]string, len(ix.members[rec.Digest]))
+			for i, r := range ix.members[rec.Digest] {
+				names[i] = FamiliarName(r.Name)
+			}
+			return errdefs.Conflict(fmt.Errorf("image %s is the %s image of %s: remove that, or force", arg, platformString(rec.Platform), strings.Join(names, ", ")))
 		case !byName && len(refs) > 1 && !force:
 			names := make([]string, len(refs))
 			for i, r := range refs {
@@ -485,11 +523,40 @@ func (s *Store) Delete(ctx context.Context, arg string, force bool) (*Deleted, e
 			}
 			out.Untagged = append(out.Untagged, r.Name)
 		}
-		if len(refs) == len(ix.refs[rec.Digest]) && len(users) == 0 {
+		if !byName && force {
+			// Forced out of the names that hold it as another platform's image.
+			for _, r := range ix.members[rec.Digest] {
+				r.Platforms = slices.DeleteFunc(slices.Clone(r.Platforms), func(m v1.Hash) bool { return m == rec.Digest })
+				if err := putJSON(bucket(tx, bucketRefs), r.Name, r); err != nil {
+					return err
+				}
+			}
+			delete(ix.members, rec.Digest)
+		}
+		if len(refs) == len(ix.refs[rec.Digest]) && len(users) == 0 && len(ix.members[rec.Digest]) == 0 {
 			if err := bucket(tx, bucketManifests).Delete([]byte(rec.Digest.String())); err != nil {
 				return err
 			}
 			out.Deleted = append(out.Deleted, rec.Config.String())
+		}
+		// The other platforms' images of the names removed go with the last name that
+		// holds them, unless they have names of their own or a container uses them.
+		gone := map[*refRecord]bool{}
+		for _, r := range refs {
+			gone[r] = true
+		}
+		for _, r := range refs {
+			for _, m := range r.Platforms {
+				mrec, ok := ix.images[m]
+				if !ok || len(ix.refs[m]) > 0 || len(ix.users[m]) > 0 || slices.ContainsFunc(ix.members[m], func(o *refRecord) bool { return !gone[o] }) {
+					continue
+				}
+				if err := bucket(tx, bucketManifests).Delete([]byte(m.String())); err != nil {
+					return err
+				}
+				delete(ix.images, m)
+				out.Deleted = append(out.Deleted, mrec.Config.String())
+			}
 		}
 		return nil
 	})
@@ -502,7 +569,8 @@ func (s *Store) Delete(ctx context.Context, arg string, force bool) (*Deleted, e
 	return out, nil
 }
 
-// Prune removes images that have no name and no container using them.
+// Prune removes images that have no name and no container using them (another
+// platform's image of a multi-platform name has its name's).
 func (s *Store) Prune(ctx context.Context) (*Deleted, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -513,7 +581,7 @@ func (s *Store) Prune(ctx context.Context) (*Deleted, error) {
 			return err
 		}
 		for d, rec := range ix.images {
-			if len(ix.refs[d]) == 0 && len(ix.users[d]) == 0 {
+			if len(ix.refs[d]) == 0 && !ix.held(d) {
 				if err := bucket(tx, bucketManifests).Delete([]byte(d.String())); err != nil {
 					return err
 				}

@@ -4,6 +4,7 @@ package integration
 
 import (
 	"archive/tar"
+	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
@@ -214,6 +215,46 @@ func TestBuildMultiPlatform(t *testing.T) {
 	}
 	if out := d.MustRun("run", "--rm", target); out != "x86_64\n" {
 		t.Errorf("the stored image is not the host's: it printed %q", out)
+	}
+
+	// The store keeps both platforms under the name: inspect lists them, images shows
+	// the name once (and the arm64 image with -a), and a push of the name (here to
+	// another one) pushes both again.
+	var ins []struct {
+		Platforms []string `json:"platforms"`
+	}
+	if err := json.Unmarshal([]byte(d.MustRun("image", "inspect", target)), &ins); err != nil || len(ins) != 1 || strings.Join(ins[0].Platforms, " ") != "linux/amd64 linux/arm64/v8" && strings.Join(ins[0].Platforms, " ") != "linux/amd64 linux/arm64" {
+		t.Errorf("the stored platforms: %+v, %v", ins, err)
+	}
+	if n, all := len(strings.Split(strings.TrimSpace(d.MustRun("images", "-q")), "\n")), len(strings.Split(strings.TrimSpace(d.MustRun("images", "-a", "-q")), "\n")); n != 1 || all != 2 {
+		t.Errorf("images lists %d images, images -a %d; want 1 and 2", n, all)
+	}
+	again := reg.Ref("test/multi:again")
+	d.MustRun("push", target, again)
+	againRef, err := name.ParseReference(again, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx2, err := remote.Index(againRef)
+	if err != nil {
+		t.Fatalf("the pushed name is no index: %v", err)
+	}
+	im2, _ := idx2.IndexManifest()
+	pushed := map[string]string{}
+	for _, m := range im2.Manifests {
+		img, err := idx2.Image(m.Digest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pushed[m.Platform.Architecture] = fileInImage(t, img, "arch")
+	}
+	if pushed["amd64"] != "x86_64\n" || pushed["arm64"] != "aarch64\n" {
+		t.Errorf("the store's push of both platforms: %q", pushed)
+	}
+	// rmi of the name removes both images.
+	d.MustRun("rmi", target)
+	if out := d.MustRun("images", "-a", "-q"); out != "" {
+		t.Errorf("images left after rmi of the multi-platform name: %q", out)
 	}
 
 	// A platform no emulator runs is refused before anything is built.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -131,8 +132,8 @@ func newImagesCommand(c *cli) *cobra.Command {
 }
 
 type imagesOptions struct {
-	quiet, digests, noTrunc bool
-	format, filter          string
+	quiet, digests, noTrunc, all bool
+	format, filter               string
 }
 
 func addImagesFlags(cmd *cobra.Command, o *imagesOptions) {
@@ -140,6 +141,7 @@ func addImagesFlags(cmd *cobra.Command, o *imagesOptions) {
 	f.BoolVarP(&o.quiet, "quiet", "q", false, "print only image IDs")
 	f.BoolVar(&o.digests, "digests", false, "show digests")
 	f.BoolVar(&o.noTrunc, "no-trunc", false, "do not shorten IDs")
+	f.BoolVarP(&o.all, "all", "a", false, "also list the other platforms' images of multi-platform names")
 	f.StringVar(&o.format, "format", "", `"json" for JSON`)
 }
 
@@ -194,6 +196,11 @@ func listImages(ctx context.Context, c *cli, out io.Writer, o imagesOptions) err
 	list, err := cl.ImageList(ctx)
 	if err != nil {
 		return err
+	}
+	if !o.all {
+		// Another platform's image of a multi-platform name is its name's: inspect
+		// lists the name's platforms.
+		list = slices.DeleteFunc(list, func(im *api.Image) bool { return len(im.Names) == 0 && len(im.PlatformOf) > 0 })
 	}
 	rows := imageRows(list)
 	if o.filter != "" {
