@@ -3,8 +3,6 @@ package fs
 import (
 	"context"
 	"fmt"
-	"path"
-	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -33,37 +31,8 @@ var (
 func (t *tree) buildsDir() gofs.InodeEmbedder {
 	d := &buildsDir{}
 	errFile := t.value("error", "builds/error", func(context.Context) ([]byte, error) { return line(t.buildsErr.get()), nil })
-	d.backedDir = t.newBackedDir(t.backing, false,
-		func(ctx context.Context) ([]entry, error) {
-			all, err := t.backingDir.list(filepath.Join(t.backing.Path, "builds"), t.backing)
-			if err != nil {
-				return nil, err
-			}
-			out := []entry{errFile}
-			for _, f := range all {
-				if f.Mode&syscall.S_IFMT == syscall.S_IFDIR && projectName.MatchString(f.Name) && f.Name != "error" {
-					out = append(out, t.buildEntry(f.Name))
-				}
-			}
-			return out, nil
-		},
-		func(ctx context.Context, name string) (entry, bool, error) {
-			if name == "error" {
-				return errFile, true, nil
-			}
-			if !projectName.MatchString(name) {
-				return entry{}, false, nil
-			}
-			var st syscall.Stat_t
-			var err error
-			if errno := t.backingDir.in(ctx, func() { err = syscall.Lstat(path.Join("/builds", name), &st) }); errno != 0 {
-				return entry{}, false, errno
-			}
-			if err != nil || st.Mode&syscall.S_IFMT != syscall.S_IFDIR {
-				return entry{}, false, nil
-			}
-			return t.buildEntry(name), true, nil
-		})
+	list, find := t.namedDirs("builds", errFile, t.buildEntry)
+	d.backedDir = t.newBackedDir(t.backing, false, list, find)
 	return d
 }
 

@@ -43,24 +43,17 @@ var (
 func (t *tree) composeDir() gofs.InodeEmbedder {
 	d := &composeDir{}
 	errFile := t.value("error", "compose/error", func(context.Context) ([]byte, error) { return line(t.composeErr.get()), nil })
+	list, find := t.namedDirs(compose.TreeDir, errFile, t.projectEntry)
 	d.backedDir = t.newBackedDir(t.backing, false,
 		func(ctx context.Context) ([]entry, error) {
-			all, err := t.backingDir.list(filepath.Join(t.backing.Path, "compose"), t.backing)
+			out, err := list(ctx)
 			if err != nil {
 				return nil, err
-			}
-			out := []entry{errFile}
-			taken := map[string]bool{"error": true}
-			for _, f := range all {
-				if f.Mode&syscall.S_IFMT == syscall.S_IFDIR && projectName.MatchString(f.Name) && f.Name != "error" {
-					out = append(out, t.projectEntry(f.Name))
-					taken[f.Name] = true
-				}
 			}
 			// Projects run from elsewhere (dutchman compose -f PATH up), shown read-only.
 			if t.projects != nil {
 				for _, rec := range t.projects.Projects() {
-					if !rec.InTree && !taken[rec.Name] {
+					if !rec.InTree && !slices.ContainsFunc(out, func(e entry) bool { return e.name == rec.Name }) {
 						out = append(out, t.outsideProjectEntry(rec))
 					}
 				}
@@ -68,28 +61,53 @@ func (t *tree) composeDir() gofs.InodeEmbedder {
 			return out, nil
 		},
 		func(ctx context.Context, name string) (entry, bool, error) {
-			if name == "error" {
-				return errFile, true, nil
-			}
-			if !projectName.MatchString(name) {
-				return entry{}, false, nil
-			}
-			var st syscall.Stat_t
-			var err error
-			if errno := t.backingDir.in(ctx, func() { err = syscall.Lstat(path.Join(compose.TreeDir, name), &st) }); errno != 0 {
-				return entry{}, false, errno
-			}
-			if err != nil || st.Mode&syscall.S_IFMT != syscall.S_IFDIR {
-				if t.projects != nil {
-					if rec, err := t.projects.Project(name); err == nil && !rec.InTree {
-						return t.outsideProjectEntry(rec), true, nil
-					}
+			e, ok, err := find(ctx, name)
+			if err == nil && !ok && t.projects != nil && projectName.MatchString(name) {
+				if rec, err := t.projects.Project(name); err == nil && !rec.InTree {
+					return t.outsideProjectEntry(rec), true, nil
 				}
-				return entry{}, false, nil
 			}
-			return t.projectEntry(name), true, nil
+			return e, ok, err
 		})
 	return d
+}
+
+// namedDirs lists and finds the directories of the backing directory's dir (compose/,
+// builds/) whose names are projectName's kind, as entries made by entryOf, after the
+// directory's error file.
+func (t *tree) namedDirs(dir string, errFile entry, entryOf func(name string) entry) (
+	list func(ctx context.Context) ([]entry, error), find func(ctx context.Context, name string) (entry, bool, error)) {
+	list = func(ctx context.Context) ([]entry, error) {
+		all, err := t.backingDir.list(filepath.Join(t.backing.Path, dir), t.backing)
+		if err != nil {
+			return nil, err
+		}
+		out := []entry{errFile}
+		for _, f := range all {
+			if f.Mode&syscall.S_IFMT == syscall.S_IFDIR && projectName.MatchString(f.Name) && f.Name != errFile.name {
+				out = append(out, entryOf(f.Name))
+			}
+		}
+		return out, nil
+	}
+	find = func(ctx context.Context, name string) (entry, bool, error) {
+		if name == errFile.name {
+			return errFile, true, nil
+		}
+		if !projectName.MatchString(name) {
+			return entry{}, false, nil
+		}
+		var st syscall.Stat_t
+		var err error
+		if errno := t.backingDir.in(ctx, func() { err = syscall.Lstat(path.Join("/", dir, name), &st) }); errno != 0 {
+			return entry{}, false, errno
+		}
+		if err != nil || st.Mode&syscall.S_IFMT != syscall.S_IFDIR {
+			return entry{}, false, nil
+		}
+		return entryOf(name), true, nil
+	}
+	return list, find
 }
 
 // projectEntry is the directory of the tree's project name.
