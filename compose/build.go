@@ -67,7 +67,7 @@ func BuildOptionsOf(p *types.Project, s types.ServiceConfig, lo LoadOptions) bui
 	// tree (its working directory is).
 	switch {
 	case lo.InTree:
-		o.InTree = true
+		o.InTree, o.Unprivileged = true, !lo.Privileged
 		if o.Context = ctx; !path.IsAbs(ctx) {
 			o.Context = path.Join(p.WorkingDir, ctx)
 		}
@@ -100,40 +100,61 @@ type BuildOptions struct {
 	Load LoadOptions
 }
 
-// Build builds the images of project p's services that have a build: section, each
-// once, in the order of their names (docker compose build).
+// ServiceBuild is one image a project builds: the first service (by name) that builds
+// it, and its build.
+type ServiceBuild struct {
+	Service string
+	Image   string
+	// Always is pull_policy: build: the image is built even if it is here.
+	Always  bool
+	Options build.Options
+}
+
+// Builds are the images the services with a build: section build (of services, if any
+// are named), each once, in the order of the services' names; what is not built with
+// is refused.
+func Builds(p *types.Project, services []string, lo LoadOptions) ([]ServiceBuild, error) {
+	var out []ServiceBuild
+	for _, name := range p.ServiceNames() {
+		s := p.Services[name]
+		if s.Build == nil || (len(services) > 0 && !slices.Contains(services, name)) {
+			continue
+		}
+		if err := checkBuild(name, s.Build); err != nil {
+			return nil, err
+		}
+		img := ImageOf(p, s)
+		if !slices.ContainsFunc(out, func(b ServiceBuild) bool { return b.Image == img }) {
+			out = append(out, ServiceBuild{Service: name, Image: img, Always: s.PullPolicy == types.PullPolicyBuild, Options: BuildOptionsOf(p, s, lo)})
+		}
+	}
+	return out, nil
+}
+
+// Build builds the images of project p's services that have a build: section
+// (docker compose build).
 func Build(ctx context.Context, e *engine.Engine, p *types.Project, o BuildOptions, report func(Progress)) error {
 	if report == nil {
 		report = func(Progress) {}
 	}
-	built := map[string]bool{}
-	for _, name := range p.ServiceNames() {
-		s := p.Services[name]
-		if s.Build == nil || (len(o.Services) > 0 && !slices.Contains(o.Services, name)) {
-			continue
-		}
-		if err := checkBuild(name, s.Build); err != nil {
-			return err
-		}
-		img := ImageOf(p, s)
-		if built[img] {
-			continue
-		}
-		built[img] = true
-		if o.Missing && s.PullPolicy != types.PullPolicyBuild {
-			if _, err := e.Images().Get(ctx, img); err == nil {
+	builds, err := Builds(p, o.Services, o.Load)
+	if err != nil {
+		return err
+	}
+	for _, b := range builds {
+		if o.Missing && !b.Always {
+			if _, err := e.Images().Get(ctx, b.Image); err == nil {
 				continue
 			} else if !errors.Is(err, errdefs.ErrNotFound) {
 				return err
 			}
 		}
-		opts := BuildOptionsOf(p, s, o.Load)
-		opts.NoCache = opts.NoCache || o.NoCache
-		report(Progress{Kind: "Image", Name: img, Status: "Building"})
-		if _, err := e.Build(ctx, opts, nil); err != nil {
-			return fmt.Errorf("service %s: %w", name, err)
+		b.Options.NoCache = b.Options.NoCache || o.NoCache
+		report(Progress{Kind: "Image", Name: b.Image, Status: "Building"})
+		if _, err := e.Build(ctx, b.Options, nil); err != nil {
+			return fmt.Errorf("service %s: %w", b.Service, err)
 		}
-		report(Progress{Kind: "Image", Name: img, Status: "Built"})
+		report(Progress{Kind: "Image", Name: b.Image, Status: "Built"})
 	}
 	return nil
 }

@@ -156,6 +156,10 @@ func RenderService(spec engine.Spec) []byte {
 		if len(b.Platforms) > 0 {
 			kv("platforms", list(b.Platforms))
 		}
+		if len(b.Tags) > 1 {
+			// The first is the image's own name.
+			kv("tags", list(b.Tags[1:]))
+		}
 		if b.NoCache {
 			kv("no_cache", plain("true"))
 		}

@@ -207,7 +207,6 @@ func LoadService(ctx context.Context, filename string, data []byte, opts LoadOpt
 	}
 	if s.Build != nil {
 		b := BuildOptionsOf(project, s, opts)
-		b.Tags = b.Tags[:1]
 		spec.Build = &b
 	}
 	spec.AutoRemove, spec.PublishAll = flags[autoRemoveKey], flags[publishAllKey]

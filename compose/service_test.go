@@ -356,13 +356,13 @@ x-publish-all: true
 // it has none; rendered, it reads back the same. What is not built with is refused.
 func TestSpecBuild(t *testing.T) {
 	ctx := context.Background()
-	body := "build:\n  context: ../builds/web\n  dockerfile: ci.Dockerfile\n  args: {V: \"2\"}\n  target: prod\n"
+	body := "build:\n  context: ../builds/web\n  dockerfile: ci.Dockerfile\n  args: {V: \"2\"}\n  target: prod\n  tags: [\"web:v2\"]\n"
 	spec, err := LoadService(ctx, "/containers/web.yaml", []byte(body), LoadOptions{InTree: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	b := spec.Build
-	if spec.Image != "web" || b == nil || b.Context != "/builds/web" || !b.InTree || b.Dockerfile != "ci.Dockerfile" || b.Target != "prod" || b.Args["V"] != "2" {
+	if spec.Image != "web" || b == nil || b.Context != "/builds/web" || !b.InTree || !b.Unprivileged || b.Dockerfile != "ci.Dockerfile" || b.Target != "prod" || b.Args["V"] != "2" || strings.Join(b.Tags, " ") != "web web:v2" {
 		t.Fatalf("spec %q, build %+v", spec.Image, b)
 	}
 	again, err := LoadService(ctx, "/containers/web.yaml", RenderService(spec), LoadOptions{InTree: true})

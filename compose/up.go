@@ -389,12 +389,17 @@ func Pull(ctx context.Context, e *engine.Engine, p *types.Project, report func(P
 // pullImages pulls the images of p's services, each once: all of them, or those missing
 // (and those of pull_policy: always).
 func pullImages(ctx context.Context, e *engine.Engine, p *types.Project, all bool, report func(Progress)) error {
+	// Images a service builds are built, not pulled (docker compose pull
+	// --ignore-buildable), for the other services that name them too.
 	seen := map[string]bool{}
+	for _, s := range p.Services {
+		if s.Build != nil {
+			seen[ImageOf(p, s)] = true
+		}
+	}
 	for _, name := range p.ServiceNames() {
 		s := p.Services[name]
-		// Images with a build: section are built, not pulled (docker compose pull
-		// --ignore-buildable).
-		if s.Image == "" || s.Build != nil || seen[s.Image] {
+		if s.Image == "" || seen[s.Image] {
 			continue
 		}
 		seen[s.Image] = true

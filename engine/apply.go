@@ -41,7 +41,8 @@ func (e *Engine) Apply(ctx context.Context, name string, spec Spec) (c *Containe
 	}
 	if _, err := e.images.Get(ctx, spec.Image); errors.Is(err, errdefs.ErrNotFound) && spec.Build != nil {
 		b := *spec.Build
-		b.Tags = []string{spec.Image}
+		b.Tags = append([]string{spec.Image}, b.Tags...)
+		b.Unprivileged = spec.Unprivileged
 		if _, err := e.Build(ctx, b, nil); err != nil {
 			return nil, false, err
 		}

@@ -30,3 +30,13 @@ func (e *Engine) Build(ctx context.Context, opts build.Options, progress func(*b
 
 // BuildkitdPid is the pid of the engine's buildkitd, if it runs.
 func (e *Engine) BuildkitdPid() (int, bool) { return e.builds.Running() }
+
+// renamedError is an error whose message was rewritten (paths of descriptors named as
+// the user knows them); what it wraps still counts.
+type renamedError struct {
+	error
+	msg string
+}
+
+func (e *renamedError) Error() string { return e.msg }
+func (e *renamedError) Unwrap() error { return e.error }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path"
 	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -19,12 +20,17 @@ func (e *Engine) build(ctx context.Context, opts build.Options, progress func(*b
 	if !opts.InTree {
 		return e.builds.Build(ctx, opts, progress)
 	}
+	// Messages name the tree's paths, not the descriptors'.
+	var names []string
 	open := func(p string) (string, func(), error) {
-		fd, err := e.openInTree(path.Clean("/" + p))
+		p = path.Clean("/" + p)
+		fd, err := e.openInTree(p)
 		if err != nil {
 			return "", nil, errdefs.Invalid(fmt.Errorf("build: %s is not in the tree: %w", p, err))
 		}
-		return "/proc/self/fd/" + strconv.Itoa(fd), func() { unix.Close(fd) }, nil
+		fdPath := "/proc/self/fd/" + strconv.Itoa(fd)
+		names = append(names, fdPath, p)
+		return fdPath, func() { unix.Close(fd) }, nil
 	}
 	dir, closeDir, err := open(opts.Context)
 	if err != nil {
@@ -48,7 +54,11 @@ func (e *Engine) build(ctx context.Context, opts build.Options, progress func(*b
 		opts.Dockerfile = dfDir + "/" + path.Base(df)
 	}
 	opts.Context, opts.InTree = dir, false
-	return e.builds.Build(ctx, opts, progress)
+	res, err := e.builds.Build(ctx, opts, progress)
+	if err != nil {
+		err = &renamedError{error: err, msg: strings.NewReplacer(names...).Replace(err.Error())}
+	}
+	return res, err
 }
 
 // buildDirContext is where build directory name's build reads its context: the
@@ -87,5 +97,10 @@ func (e *Engine) buildDirContext(name string, owner uint32) (build.Options, func
 		unix.Close(fd)
 		return build.Options{}, none, errdefs.Unauthorized(fmt.Errorf("builds/%s/source leads to %s, which belongs to uid %d: a tree builds only from its owner's directories", name, target, st.Uid))
 	}
-	return build.Options{Context: "/proc/self/fd/" + strconv.Itoa(fd)}, func() { unix.Close(fd) }, nil
+	// Only what the owner could read himself goes into the image.
+	var readAs *uint32
+	if owner != 0 {
+		readAs = &owner
+	}
+	return build.Options{Context: "/proc/self/fd/" + strconv.Itoa(fd), ReadAs: readAs}, func() { unix.Close(fd) }, nil
 }

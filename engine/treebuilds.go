@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -94,6 +95,10 @@ func (e *Engine) buildDirLocked(name string) *BuildDir {
 func (e *Engine) setBuildDir(name string, change func(d *BuildDir)) {
 	e.treeBuilds.mu.Lock()
 	defer e.treeBuilds.mu.Unlock()
+	e.setBuildDirLocked(name, change)
+}
+
+func (e *Engine) setBuildDirLocked(name string, change func(d *BuildDir)) {
 	d := e.buildDirLocked(name)
 	change(d)
 	if err := os.MkdirAll(e.buildDirsPath(), 0o700); err == nil {
@@ -105,17 +110,18 @@ func (e *Engine) setBuildDir(name string, change func(d *BuildDir)) {
 	}
 }
 
-// claimBuildDir marks build directory name busy with state, or fails with a conflict.
-func (e *Engine) claimBuildDir(name, state string) error {
+// claimBuildDir marks build directory name busy with state, and returns its record as
+// it was, or fails with a conflict while it is busy already.
+func (e *Engine) claimBuildDir(name, state string) (BuildDir, error) {
 	e.treeBuilds.mu.Lock()
+	defer e.treeBuilds.mu.Unlock()
 	d := e.buildDirLocked(name)
-	busy := d.State == BuildBuilding || d.State == BuildPushing
-	e.treeBuilds.mu.Unlock()
-	if busy {
-		return errdefs.Conflict(fmt.Errorf("builds/%s is %s", name, d.State))
+	if d.State == BuildBuilding || d.State == BuildPushing {
+		return BuildDir{}, errdefs.Conflict(fmt.Errorf("builds/%s is %s", name, d.State))
 	}
-	e.setBuildDir(name, func(d *BuildDir) { d.State, d.Error, d.Started, d.Finished = state, "", time.Now().UTC(), time.Time{} })
-	return nil
+	was := *d
+	e.setBuildDirLocked(name, func(d *BuildDir) { d.State, d.Error, d.Started, d.Finished = state, "", time.Now().UTC(), time.Time{} })
+	return was, nil
 }
 
 // BuildInDir builds build directory name of the tree, writing BuildKit's progress to
@@ -125,7 +131,7 @@ func (e *Engine) BuildInDir(ctx context.Context, name string, o BuildDirOptions)
 	if len(tags) == 0 {
 		tags = []string{name}
 	}
-	if err := e.claimBuildDir(name, BuildBuilding); err != nil {
+	if _, err := e.claimBuildDir(name, BuildBuilding); err != nil {
 		return nil, err
 	}
 	res, err := e.buildInDir(ctx, name, tags, o)
@@ -155,10 +161,14 @@ func (e *Engine) buildInDir(ctx context.Context, name string, tags []string, o B
 		return nil, err
 	}
 	defer release()
-	opts.Tags, opts.NoCache = tags, o.NoCache
+	opts.Tags, opts.NoCache, opts.Unprivileged = tags, o.NoCache, o.Owner != 0
 	progress, wait := build.PlainLog(logf)
 	res, err := e.Build(ctx, opts, progress)
 	wait()
+	if err != nil && strings.HasPrefix(opts.Context, "/proc/self/fd/") {
+		// A source link's directory, pinned by a descriptor: named as the user knows it.
+		err = &renamedError{error: err, msg: strings.ReplaceAll(err.Error(), opts.Context, "builds/"+name+"/source")}
+	}
 	if err != nil {
 		fmt.Fprintf(logf, "ERROR: %v\n", err)
 		return nil, err
@@ -173,14 +183,14 @@ func (e *Engine) buildInDir(ctx context.Context, name string, tags []string, o B
 // PushBuildDir pushes the image build directory name last built, under each of its
 // tags, writing what it does to the log.
 func (e *Engine) PushBuildDir(ctx context.Context, name string) error {
-	d := e.BuildDirState(name)
-	if len(d.Tags) == 0 {
-		return errdefs.Conflict(fmt.Errorf("builds/%s has built nothing to push: echo build REGISTRY/REPOSITORY:TAG > builds/%s/ctl first", name, name))
-	}
-	if err := e.claimBuildDir(name, BuildPushing); err != nil {
+	d, err := e.claimBuildDir(name, BuildPushing)
+	if err != nil {
 		return err
 	}
-	var err error
+	if len(d.Tags) == 0 {
+		e.setBuildDir(name, func(bd *BuildDir) { *bd = d })
+		return errdefs.Conflict(fmt.Errorf("builds/%s has built nothing to push: echo build REGISTRY/REPOSITORY:TAG > builds/%s/ctl first", name, name))
+	}
 	logf, ferr := os.OpenFile(e.BuildDirLog(name), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if ferr == nil {
 		defer logf.Close()
@@ -198,9 +208,10 @@ func (e *Engine) PushBuildDir(ctx context.Context, name string) error {
 	if err != nil && logf != nil {
 		fmt.Fprintf(logf, "ERROR: %v\n", err)
 	}
+	// The state is the last build's again; the error the push's, if it failed.
 	e.setBuildDir(name, func(bd *BuildDir) {
-		bd.Finished = time.Now().UTC()
-		if bd.State = BuildBuilt; err != nil {
+		bd.State, bd.Finished = d.State, time.Now().UTC()
+		if err != nil {
 			bd.Error = err.Error()
 		}
 	})

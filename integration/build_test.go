@@ -389,7 +389,9 @@ func TestTreeBuild(t *testing.T) {
 	if got := mustOwnerSh(t, d, "cat builds/error"); !strings.Contains(got, "invalid build directory name") {
 		t.Errorf("builds/error: %q", got)
 	}
-	mustOwnerSh(t, d, "printf 'FROM "+ims.Busybox+"\\nCOPY page.html /www/index.html\\nRUN echo built in the tree\\nCMD [\"cat\", \"/www/index.html\"]\\n' > builds/web/Dockerfile && echo '<h1>tree</h1>' > builds/web/page.html")
+	// (A # syntax= line is ignored in an ordinary user's tree: the Dockerfile frontend
+	// would otherwise fetch that frontend from Docker Hub, out of reach here.)
+	mustOwnerSh(t, d, "printf '# syntax=docker/dockerfile:1\\nFROM "+ims.Busybox+"\\nCOPY page.html /www/index.html\\nRUN echo built in the tree && tail -n +3 /proc/net/dev | wc -l > /netdevs\\nCMD [\"cat\", \"/www/index.html\"]\\n' > builds/web/Dockerfile && echo '<h1>tree</h1>' > builds/web/page.html")
 	if got := mustOwnerSh(t, d, "cat builds/web/state; cat builds/web/ctl; ls builds/web"); got != "idle\nbuild [--no-cache] [TAG]...\npush\nDockerfile\nctl\nerror\nlog\npage.html\nstate\n" {
 		t.Errorf("a new build directory:\n%s", got)
 	}
@@ -408,6 +410,10 @@ func TestTreeBuild(t *testing.T) {
 	}
 	if out := d.MustRun("run", "--rm", "web"); out != "<h1>tree</h1>\n" {
 		t.Errorf("run web: %q", out)
+	}
+	// On an ordinary user's behalf, RUN steps had no network: loopback alone.
+	if out := d.MustRun("run", "--rm", "web", "cat", "/netdevs"); out != "1\n" {
+		t.Errorf("network interfaces of the tree build's RUN step: %q; want 1 (lo)", out)
 	}
 
 	// Tags for a registry, then push: the registry has the image.

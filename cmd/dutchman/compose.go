@@ -157,16 +157,22 @@ Ctrl-C, which stops it.`,
 			if build && noBuild {
 				return errors.New("--build and --no-build: choose one")
 			}
-			// What is built is built here first, with BuildKit's progress; the daemon
-			// builds only what this left (none, with --no-build).
+			// What is built is built here, with BuildKit's progress (the services named
+			// and those they depend on): the daemon builds nothing.
 			if !noBuild {
-				if err := composeBuild(cmd.Context(), cl, p, nil, !build, false); err != nil {
+				sel := p
+				if len(args) > 0 {
+					if sel, err = p.WithSelectedServices(args, types.IncludeDependencies); err != nil {
+						return err
+					}
+				}
+				if err := composeBuild(cmd.Context(), cl, sel, nil, !build, false); err != nil {
 					return err
 				}
 			}
 			// The daemon loads it again (and later, on save): under the name found here.
 			o.Name = p.Name
-			req := api.ComposeUpRequest{Options: o, Services: args, UpBuilds: compose.UpBuilds{NoBuild: noBuild}}
+			req := api.ComposeUpRequest{Options: o, Services: args, UpBuilds: compose.UpBuilds{NoBuild: true}}
 			if err := cl.ComposeUp(cmd.Context(), req, printStep(cmd.ErrOrStderr())); err != nil {
 				return err
 			}
@@ -216,31 +222,23 @@ named), and tags it with the service's image: or PROJECT-SERVICE.`,
 }
 
 // composeBuild builds the images of p's services with a build: section (of services, if
-// any are named), each image once: all of them, or only those missing (and those of
-// pull_policy: build).
+// any are named): all of them, or only those missing (and those of pull_policy: build).
 func composeBuild(ctx context.Context, cl *api.Client, p *types.Project, services []string, missing, noCache bool) error {
-	built := map[string]bool{}
-	for _, name := range p.ServiceNames() {
-		s := p.Services[name]
-		if s.Build == nil || (len(services) > 0 && !slices.Contains(services, name)) {
-			continue
-		}
-		img := compose.ImageOf(p, s)
-		if built[img] {
-			continue
-		}
-		built[img] = true
-		if missing && s.PullPolicy != types.PullPolicyBuild {
-			if _, err := cl.ImageInspect(ctx, img); err == nil {
+	builds, err := compose.Builds(p, services, compose.LoadOptions{})
+	if err != nil {
+		return err
+	}
+	for _, b := range builds {
+		if missing && !b.Always {
+			if _, err := cl.ImageInspect(ctx, b.Image); err == nil {
 				continue
 			} else if !errors.Is(err, errdefs.ErrNotFound) {
 				return err
 			}
 		}
-		opts := compose.BuildOptionsOf(p, s, compose.LoadOptions{})
-		opts.NoCache = opts.NoCache || noCache
-		if _, err := runBuild(ctx, cl, opts, progressui.AutoMode); err != nil {
-			return fmt.Errorf("service %s: %w", name, err)
+		b.Options.NoCache = b.Options.NoCache || noCache
+		if _, err := runBuild(ctx, cl, b.Options, progressui.AutoMode); err != nil {
+			return fmt.Errorf("service %s: %w", b.Service, err)
 		}
 	}
 	return nil

@@ -531,7 +531,7 @@ func newVMShareCommand() *cobra.Command {
 
 func newBuildkitdExecCommand() *cobra.Command {
 	return &cobra.Command{
-		Use:                "buildkitd-exec BUILDKITD [ARG...]",
+		Use:                "buildkitd-exec DATAROOT KEEP BUILDKITD [ARG...]",
 		Short:              "Become buildkitd in a mount namespace of its own (run by the daemon)",
 		Hidden:             true,
 		DisableFlagParsing: true,

@@ -26,9 +26,10 @@ var qemuNames = map[string]string{
 	"riscv64": "riscv64", "mips64le": "mips64el", "loong64": "loongarch64", "386": "i386", "amd64": "x86_64",
 }
 
-// native reports whether the host runs arch's programs itself.
+// native reports whether the host runs arch's programs itself (not arm on arm64: many
+// arm64 processors do not run 32-bit code).
 func native(arch string) bool {
-	return arch == runtime.GOARCH || (runtime.GOARCH == "amd64" && arch == "386") || (runtime.GOARCH == "arm64" && arch == "arm")
+	return arch == runtime.GOARCH || (runtime.GOARCH == "amd64" && arch == "386")
 }
 
 // ensurePlatforms makes the host able to run the programs of every platform asked for:

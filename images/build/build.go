@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/docker/cli/cli/config/types"
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -17,7 +18,9 @@ import (
 	"github.com/moby/buildkit/session"
 	"github.com/moby/buildkit/session/auth/authprovider"
 	"github.com/moby/buildkit/session/secrets/secretsprovider"
+	"github.com/moby/buildkit/util/grpcerrors"
 	"github.com/tonistiigi/fsutil"
+	"google.golang.org/grpc/codes"
 
 	"github.com/flyingdutchman/flyingdutchman/errdefs"
 	"github.com/flyingdutchman/flyingdutchman/images"
@@ -35,6 +38,14 @@ type Options struct {
 	// InTree says that Context and an absolute Dockerfile are paths of the tree,
 	// resolved inside it (the engine does; the tree's owner may not be root).
 	InTree bool `json:"inTree,omitempty"`
+	// ReadAs, if set, is the user on whose behalf the daemon reads the context: only
+	// what he could read is sent (a tree owner's source directory).
+	ReadAs *uint32 `json:"-"`
+	// Unprivileged builds on behalf of a user other than root (the tree's owner): RUN
+	// steps get no network (buildkitd's is the host's, which is root's to give), and
+	// the Dockerfile's own frontend (# syntax=), which could choose otherwise, is not
+	// used.
+	Unprivileged bool `json:"-"`
 	// Tags name the image built (none: it is stored by its ID only).
 	Tags []string `json:"tags,omitempty"`
 	// Args are the build arguments (ARG), Labels the labels added to the image.
@@ -96,10 +107,11 @@ func (m *Manager) Build(ctx context.Context, opts Options, progress func(*Status
 			return nil, err
 		}
 	}
-	attrs, locals, err := opts.frontend()
+	attrs, locals, closeLocals, err := opts.frontend()
 	if err != nil {
 		return nil, err
 	}
+	defer closeLocals()
 	tags, err := canonicalTags(opts.Tags)
 	if err != nil {
 		return nil, err
@@ -163,7 +175,7 @@ func (m *Manager) Build(ctx context.Context, opts Options, progress func(*Status
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		return nil, errdefs.Invalid(fmt.Errorf("build: %s%s", cleanError(err), tail.failed()))
+		return nil, classify(fmt.Errorf("build: %s%s", cleanError(err), tail.failed()), err)
 	}
 
 	res := &Result{Tags: tags, Platforms: opts.Platforms}
@@ -203,54 +215,69 @@ func (m *Manager) Build(ctx context.Context, opts Options, progress func(*Status
 }
 
 // frontend gives the Dockerfile frontend's attributes and the local directories it
-// reads.
-func (o *Options) frontend() (map[string]string, map[string]fsutil.FS, error) {
+// reads (release them with closeAll).
+func (o *Options) frontend() (attrs map[string]string, locals map[string]fsutil.FS, closeAll func(), err error) {
+	closeAll = func() {}
 	if o.Context == "" {
-		return nil, nil, errdefs.Invalid(errors.New("build: no context directory"))
+		return nil, nil, closeAll, errdefs.Invalid(errors.New("build: no context directory"))
 	}
 	dir, err := filepath.Abs(o.Context)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, closeAll, err
 	}
-	if st, err := os.Stat(dir); err != nil {
-		return nil, nil, errdefs.Invalid(fmt.Errorf("build: context: %w", err))
-	} else if !st.IsDir() {
-		return nil, nil, errdefs.Invalid(fmt.Errorf("build: context %s is not a directory", dir))
+	ctxFS, err := openContext(dir, o.ReadAs)
+	if err != nil {
+		if errors.Is(err, syscall.ENOTDIR) {
+			err = fmt.Errorf("%s is not a directory", dir)
+		}
+		return nil, nil, closeAll, errdefs.Invalid(fmt.Errorf("build: context: %w", err))
 	}
+	// The Dockerfile's directory: inside the context, opened through it.
 	df := o.Dockerfile
 	if df == "" {
 		df = "Dockerfile"
 	}
-	if !filepath.IsAbs(df) {
-		df = filepath.Join(dir, df)
+	var dfFS *contextFS
+	if filepath.IsAbs(df) {
+		dfFS, err = openContext(filepath.Dir(df), o.ReadAs)
+	} else if sub := filepath.Dir(filepath.Clean(df)); sub == "." {
+		dfFS = ctxFS
+	} else {
+		var r *os.Root
+		if r, err = ctxFS.root.OpenRoot(sub); err == nil {
+			dfFS = &contextFS{FS: fsutil.NewRootFS(fsutil.NewRoot(r)), root: r, owner: o.ReadAs}
+		}
 	}
-	if st, err := os.Stat(df); err != nil {
-		return nil, nil, errdefs.Invalid(fmt.Errorf("build: Dockerfile: %w", err))
-	} else if st.IsDir() {
-		return nil, nil, errdefs.Invalid(fmt.Errorf("build: Dockerfile %s is a directory", df))
-	}
-	ctxFS, err := fsutil.NewFS(dir)
 	if err != nil {
-		return nil, nil, err
+		ctxFS.Close()
+		return nil, nil, closeAll, errdefs.Invalid(fmt.Errorf("build: Dockerfile: %w", err))
 	}
-	dfFS, err := fsutil.NewFS(filepath.Dir(df))
-	if err != nil {
-		return nil, nil, err
+	closeAll = func() {
+		ctxFS.Close()
+		if dfFS != ctxFS {
+			dfFS.Close()
+		}
 	}
-	attrs := map[string]string{"filename": filepath.Base(df)}
+	base := filepath.Base(df)
+	if st, err := dfFS.root.Stat(base); err != nil {
+		closeAll()
+		return nil, nil, func() {}, errdefs.Invalid(fmt.Errorf("build: Dockerfile: %w", err))
+	} else if !st.Mode().IsRegular() {
+		closeAll()
+		return nil, nil, func() {}, errdefs.Invalid(fmt.Errorf("build: Dockerfile %s is not a regular file", df))
+	}
+	attrs = map[string]string{"filename": base}
 	if o.Target != "" {
 		attrs["target"] = o.Target
 	}
-	if len(o.Platforms) > 0 {
-		ps := make([]string, len(o.Platforms))
-		for i, p := range o.Platforms {
-			if _, err := images.ParsePlatform(p); err != nil {
-				return nil, nil, err
-			}
-			ps[i] = p
+	for _, p := range o.Platforms {
+		if _, err := images.ParsePlatform(p); err != nil {
+			closeAll()
+			return nil, nil, func() {}, err
 		}
-		o.Platforms = ps
-		attrs["platform"] = strings.Join(ps, ",")
+	}
+	if len(o.Platforms) > 0 {
+		attrs["platform"] = strings.Join(o.Platforms, ",")
 	}
 	for k, v := range o.Args {
 		attrs["build-arg:"+k] = v
@@ -264,7 +291,15 @@ func (o *Options) frontend() (map[string]string, map[string]fsutil.FS, error) {
 	if o.Pull {
 		attrs["image-resolve-mode"] = "pull"
 	}
-	return attrs, map[string]fsutil.FS{"context": ctxFS, "dockerfile": dfFS}, nil
+	if o.Unprivileged {
+		// With cmdline set, the Dockerfile frontend forwards to no other.
+		attrs["force-network-mode"], attrs["cmdline"] = "none", ""
+		if _, ok := o.Args["BUILDKIT_SYNTAX"]; ok {
+			closeAll()
+			return nil, nil, func() {}, errdefs.Invalid(errors.New("build: BUILDKIT_SYNTAX: another frontend is root's to choose"))
+		}
+	}
+	return attrs, map[string]fsutil.FS{"context": ctxFS, "dockerfile": dfFS}, closeAll, nil
 }
 
 // canonicalTags checks the tags and gives their canonical names, without repeats.
@@ -337,6 +372,24 @@ func (m *Manager) authConfig(ctx context.Context, host string, _ []string, _ aut
 type nopCloser struct{ io.Writer }
 
 func (nopCloser) Close() error { return nil }
+
+// classify gives a failed build's error (msg, from BuildKit's err) its kind: a build
+// that failed for want of buildkitd, of a registry or of room, or of credentials, or
+// else for what the Dockerfile or its steps did: invalid.
+func classify(msg, err error) error {
+	s := err.Error()
+	switch code := grpcerrors.Code(err); {
+	case code == codes.Unavailable || code == codes.Canceled:
+		return errdefs.Unavailable(fmt.Errorf("%w (buildkitd went away; see its log under the data root's buildkit/)", msg))
+	case code == codes.ResourceExhausted || strings.Contains(s, "no space left on device"):
+		return errdefs.NoSpace(msg)
+	case code == codes.Unauthenticated || strings.Contains(s, "401 Unauthorized") || strings.Contains(s, "failed to authorize"):
+		return errdefs.Unauthorized(msg)
+	case strings.Contains(s, "connection refused") || strings.Contains(s, "no such host") || strings.Contains(s, "i/o timeout"):
+		return errdefs.Unavailable(msg)
+	}
+	return errdefs.Invalid(msg)
+}
 
 // cleanError is BuildKit's error without its gRPC wrapping.
 func cleanError(err error) string {

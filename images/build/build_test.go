@@ -2,6 +2,8 @@ package build
 
 import (
 	"errors"
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +11,8 @@ import (
 
 	"github.com/moby/buildkit/client"
 	digest "github.com/opencontainers/go-digest"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/flyingdutchman/flyingdutchman/errdefs"
 )
@@ -39,7 +43,7 @@ func TestSocketPath(t *testing.T) {
 	}
 	deep := New(Config{Root: "/" + strings.Repeat("d", 120) + "/buildkit"})
 	defer deep.Close()
-	if got := deep.socketPath(); len(got) > maxSocketPath || !strings.HasPrefix(got, os.TempDir()) {
+	if got := deep.socketPath(); len(got) > maxSocketPath || !strings.HasPrefix(got, runtimeDir()+"/buildkitd-") {
 		t.Errorf("socket under a deep root: %s (%d bytes)", got, len(got))
 	}
 }
@@ -64,10 +68,11 @@ func TestFrontend(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "ci", "app.Dockerfile"), []byte("FROM scratch\n"), 0o644)
 	o := Options{Context: dir, Dockerfile: "ci/app.Dockerfile", Target: "prod", Platforms: []string{"linux/amd64", "linux/arm64"},
 		Args: map[string]string{"V": "1"}, Labels: map[string]string{"team": "x"}, NoCache: true, Pull: true}
-	attrs, locals, err := o.frontend()
+	attrs, locals, closeAll, err := o.frontend()
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer closeAll()
 	want := map[string]string{"filename": "app.Dockerfile", "target": "prod", "platform": "linux/amd64,linux/arm64",
 		"build-arg:V": "1", "label:team": "x", "no-cache": "", "image-resolve-mode": "pull"}
 	for k, v := range want {
@@ -86,10 +91,11 @@ func TestFrontend(t *testing.T) {
 		{Options{Context: filepath.Join(dir, "nowhere")}, "no such file"},
 		{Options{Context: filepath.Join(dir, "ci", "app.Dockerfile")}, "not a directory"},
 		{Options{Context: dir}, "Dockerfile"},
-		{Options{Context: dir, Dockerfile: "ci"}, "is a directory"},
+		{Options{Context: dir, Dockerfile: "ci"}, "not a regular file"},
+		{Options{Context: dir, Dockerfile: "../../etc/passwd"}, "escapes"},
 		{Options{Context: dir, Dockerfile: "ci/app.Dockerfile", Platforms: []string{"amd64"}}, "os/arch"},
 	} {
-		if _, _, err := c.o.frontend(); !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), c.words) {
+		if _, _, _, err := c.o.frontend(); !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), c.words) {
 			t.Errorf("%+v: %v; want an invalid-argument error saying %q", c.o, err, c.words)
 		}
 	}
@@ -112,5 +118,50 @@ func TestStepTail(t *testing.T) {
 	}
 	if n := strings.Count(got, "  | "); n != tailLines {
 		t.Errorf("%d lines of output quoted; want %d", n, tailLines)
+	}
+}
+
+// TestClassify gives failed builds the kinds the doors map: the Dockerfile's or a
+// step's fault is invalid; buildkitd gone, a registry out of reach, no room or no
+// credentials are not.
+func TestClassify(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		kind error
+	}{
+		{errors.New(`process "/bin/sh -c exit 3" did not complete successfully: exit code: 3`), errdefs.ErrInvalidArgument},
+		{errors.New("dockerfile parse error on line 3: unknown instruction: FROBNICATE"), errdefs.ErrInvalidArgument},
+		{status.Error(codes.Unavailable, "connection closed"), errdefs.ErrUnavailable},
+		{errors.New("write /var/lib/x: no space left on device"), errdefs.ErrNoSpace},
+		{errors.New("failed to authorize: failed to fetch oauth token: unexpected status: 401 Unauthorized"), errdefs.ErrUnauthorized},
+		{errors.New("dial tcp 127.0.0.1:5000: connect: connection refused"), errdefs.ErrUnavailable},
+	} {
+		if got := classify(fmt.Errorf("build: %w", c.err), c.err); !errors.Is(got, c.kind) {
+			t.Errorf("%v: %v; want %v", c.err, got, c.kind)
+		}
+	}
+}
+
+// TestOwnSocket dials only a socket of the daemon's user in a directory no one else may
+// write to.
+func TestOwnSocket(t *testing.T) {
+	dir := t.TempDir()
+	os.Chmod(dir, 0o700)
+	sock := filepath.Join(dir, "s.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if err := ownSocket(sock); err != nil {
+		t.Errorf("the daemon's own socket: %v", err)
+	}
+	os.WriteFile(filepath.Join(dir, "file"), nil, 0o600)
+	if err := ownSocket(filepath.Join(dir, "file")); err == nil || !strings.Contains(err.Error(), "not a socket") {
+		t.Errorf("a plain file: %v", err)
+	}
+	os.Chmod(dir, 0o777)
+	if err := ownSocket(sock); err == nil || !strings.Contains(err.Error(), "only its owner writes to") {
+		t.Errorf("in a directory anyone writes to: %v", err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -12,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -75,6 +77,13 @@ func New(cfg Config) *Manager {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	// What builds a daemon killed on its way left: spooled results, inline Dockerfiles.
+	for _, pattern := range []string{"result-*.tar", "inline-*"} {
+		leftovers, _ := filepath.Glob(filepath.Join(cfg.Root, pattern))
+		for _, l := range leftovers {
+			os.RemoveAll(l)
+		}
+	}
 	m := &Manager{cfg: cfg, log: cfg.Logger, spawn: make(chan func())}
 	go func() {
 		runtime.LockOSThread()
@@ -105,22 +114,53 @@ const (
 	maxSocketPath = 107
 )
 
-// socketPath is buildkitd's socket: under Root, or under the system's runtime directory
-// when Root is too deep for a socket's path.
+// socketPath is buildkitd's socket: under Root, or when Root is too deep for a socket's
+// path, in a directory of the daemon's own (/run/dutchman as root).
 func (m *Manager) socketPath() string {
 	p := filepath.Join(m.cfg.Root, socketFile)
 	if len(p) <= maxSocketPath {
 		return p
 	}
-	return filepath.Join(os.TempDir(), "dutchman-buildkitd-"+strconv.FormatUint(uint64(hashString(m.cfg.Root)), 16)+".sock")
+	h := fnv.New32a()
+	h.Write([]byte(m.cfg.Root))
+	return filepath.Join(runtimeDir(), fmt.Sprintf("buildkitd-%08x.sock", h.Sum32()))
 }
 
-func hashString(s string) uint32 {
-	h := uint32(2166136261)
-	for i := 0; i < len(s); i++ {
-		h = (h ^ uint32(s[i])) * 16777619
+// runtimeDir is where the daemon keeps sockets: /run/dutchman as root, else
+// $XDG_RUNTIME_DIR/dutchman (the temporary directory's dutchman-UID without it).
+func runtimeDir() string {
+	if os.Geteuid() == 0 {
+		return "/run/dutchman"
 	}
-	return h
+	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
+		return filepath.Join(d, "dutchman")
+	}
+	return filepath.Join(os.TempDir(), "dutchman-"+strconv.Itoa(os.Geteuid()))
+}
+
+// ownSocket checks that p is a socket of this process's user in a directory of his
+// that no one else may write to: the client hands buildkitd registry credentials and
+// secrets.
+func ownSocket(p string) error {
+	for _, c := range []struct {
+		path string
+		dir  bool
+	}{{filepath.Dir(p), true}, {p, false}} {
+		st, err := os.Lstat(c.path)
+		if err != nil {
+			return err
+		}
+		sys, ok := st.Sys().(*syscall.Stat_t)
+		switch {
+		case !ok || int(sys.Uid) != os.Geteuid():
+			return fmt.Errorf("%s is not this user's", c.path)
+		case c.dir && (!st.IsDir() || st.Mode().Perm()&0o022 != 0):
+			return fmt.Errorf("%s is not a directory only its owner writes to", c.path)
+		case !c.dir && st.Mode()&os.ModeSocket == 0:
+			return fmt.Errorf("%s is not a socket", c.path)
+		}
+	}
+	return nil
 }
 
 // binary finds buildkitd.
@@ -203,6 +243,9 @@ func (m *Manager) start(ctx context.Context) (*daemon, error) {
 	// What a buildkitd killed with the daemon left: its mounts lived in its own
 	// namespace, but a socket file remains.
 	socket := m.socketPath()
+	if err := os.MkdirAll(filepath.Dir(socket), 0o700); err != nil {
+		return nil, err
+	}
 	os.Remove(socket)
 	cfgPath := filepath.Join(m.cfg.Root, configFile)
 	if err := os.WriteFile(cfgPath, []byte(m.config(socket)), 0o600); err != nil {
@@ -220,7 +263,7 @@ func (m *Manager) start(ctx context.Context) (*daemon, error) {
 			return nil, err
 		}
 	}
-	cmd := command(self, bin, "--config", cfgPath)
+	cmd := command(self, filepath.Dir(m.cfg.Root), m.cfg.Root, bin, "--config", cfgPath)
 	cmd.Dir = m.cfg.Root
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// buildkitd's own temporary files stay under its root.
@@ -260,6 +303,9 @@ func (m *Manager) waitReady(ctx context.Context, d *daemon, socket string) error
 			return fmt.Errorf("no socket at %s: %w", socket, ctx.Err())
 		case <-time.After(10 * time.Millisecond):
 		}
+	}
+	if err := ownSocket(socket); err != nil {
+		return err
 	}
 	c, err := client.New(ctx, "unix://"+socket)
 	if err != nil {

@@ -8,7 +8,7 @@ import (
 	"os/exec"
 )
 
-func command(_ string, argv ...string) *exec.Cmd { return exec.Command(argv[0], argv[1:]...) }
+func command(_, _, _ string, argv ...string) *exec.Cmd { return exec.Command(argv[0], argv[1:]...) }
 
 // ExecMain: buildkitd runs on Linux only.
 func ExecMain(argv []string) int {

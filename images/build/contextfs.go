@@ -1,0 +1,89 @@
+package build
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	gofs "io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/tonistiigi/fsutil"
+	fstypes "github.com/tonistiigi/fsutil/types"
+)
+
+// contextFS is what a build sends BuildKit from a directory (the context, the
+// Dockerfile's directory): read through an os.Root opened on it, so that no link, and no
+// directory swapped for one while the build reads, leads outside it; files are opened
+// without following a last link and without blocking (a FIFO), and only regular files
+// are read. With an owner (not root), only what that user could read himself is sent:
+// his own files and directories, and those anyone may read.
+type contextFS struct {
+	fsutil.FS
+	root  *os.Root
+	owner *uint32
+}
+
+// openContext opens dir as a contextFS; Close releases it.
+func openContext(dir string, owner *uint32) (*contextFS, error) {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, err
+	}
+	return &contextFS{FS: fsutil.NewRootFS(fsutil.NewRoot(root)), root: root, owner: owner}, nil
+}
+
+func (c *contextFS) Close() error { return c.root.Close() }
+
+// readable tells whether the owner may read what st describes (directories: list and
+// enter).
+func (c *contextFS) readable(uid uint32, mode os.FileMode) bool {
+	if c.owner == nil || *c.owner == 0 || uid == *c.owner {
+		return true
+	}
+	if mode.IsDir() {
+		return mode.Perm()&0o005 == 0o005
+	}
+	return mode.Perm()&0o004 != 0
+}
+
+func (c *contextFS) Walk(ctx context.Context, target string, fn gofs.WalkDirFunc) error {
+	return c.FS.Walk(ctx, target, func(path string, entry gofs.DirEntry, err error) error {
+		if err == nil && entry != nil {
+			if info, ierr := entry.Info(); ierr == nil {
+				if st, ok := info.Sys().(*fstypes.Stat); ok && info.Mode()&os.ModeSymlink == 0 && !c.readable(st.Uid, info.Mode()) {
+					return fmt.Errorf("%s: not readable by uid %d, for whom the build reads it", path, *c.owner)
+				}
+			}
+		}
+		return fn(path, entry, err)
+	})
+}
+
+func (c *contextFS) Open(p string) (io.ReadCloser, error) {
+	p = strings.TrimLeft(filepath.Clean("/"+p), "/")
+	f, err := c.root.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	sys, _ := st.Sys().(*syscall.Stat_t)
+	switch {
+	case !st.Mode().IsRegular():
+		err = errors.New("not a regular file")
+	case sys != nil && !c.readable(sys.Uid, st.Mode()):
+		err = fmt.Errorf("not readable by uid %d, for whom the build reads it", *c.owner)
+	}
+	if err != nil {
+		f.Close()
+		return nil, &os.PathError{Op: "open", Path: p, Err: err}
+	}
+	return f, nil
+}
