@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -56,7 +57,17 @@ func (e *Engine) build(ctx context.Context, opts build.Options, progress func(*b
 	opts.Context, opts.InTree = dir, false
 	res, err := e.builds.Build(ctx, opts, progress)
 	if err != nil {
-		err = &renamedError{error: err, msg: strings.NewReplacer(names...).Replace(err.Error())}
+		// Longer descriptor paths first: /proc/self/fd/5 must not take /proc/self/fd/57.
+		var pairs [][2]string
+		for i := 0; i+1 < len(names); i += 2 {
+			pairs = append(pairs, [2]string{names[i], names[i+1]})
+		}
+		sort.Slice(pairs, func(i, j int) bool { return len(pairs[i][0]) > len(pairs[j][0]) })
+		var flat []string
+		for _, p := range pairs {
+			flat = append(flat, p[0], p[1])
+		}
+		err = &renamedError{error: err, msg: strings.NewReplacer(flat...).Replace(err.Error())}
 	}
 	return res, err
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/flyingdutchman/flyingdutchman/errdefs"
@@ -51,11 +52,17 @@ type BuildDirOptions struct {
 	Owner uint32
 }
 
-// treeBuilds holds the build directories' records.
+// treeBuilds holds the build directories' records, and the cancel functions of the
+// builds under way.
 type treeBuilds struct {
-	mu   sync.Mutex
-	dirs map[string]*BuildDir
+	mu      sync.Mutex
+	dirs    map[string]*BuildDir
+	running map[string]context.CancelFunc
 }
+
+// maxTreeBuilds bounds the builds of build directories under way at once: each is a
+// buildkitd job of its owner's choosing.
+const maxTreeBuilds = 4
 
 func (e *Engine) buildDirsPath() string { return filepath.Join(e.cfg.DataRoot, "builds") }
 
@@ -131,10 +138,20 @@ func (e *Engine) BuildInDir(ctx context.Context, name string, o BuildDirOptions)
 	if len(tags) == 0 {
 		tags = []string{name}
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if err := e.startTreeBuild(name, cancel); err != nil {
+		return nil, err
+	}
+	defer e.endTreeBuild(name)
 	if _, err := e.claimBuildDir(name, BuildBuilding); err != nil {
 		return nil, err
 	}
 	res, err := e.buildInDir(ctx, name, tags, o)
+	if errors.Is(err, context.Canceled) {
+		// ECANCELED to the writer of build: it says what happened.
+		err = fmt.Errorf("builds/%s: %w", name, syscall.ECANCELED)
+	}
 	e.setBuildDir(name, func(d *BuildDir) {
 		d.Finished = time.Now().UTC()
 		if err != nil {
@@ -180,6 +197,43 @@ func (e *Engine) buildInDir(ctx context.Context, name string, tags []string, o B
 	return res, nil
 }
 
+// startTreeBuild registers the build of directory name under way, unless one of it
+// is, or maxTreeBuilds are.
+func (e *Engine) startTreeBuild(name string, cancel context.CancelFunc) error {
+	tb := &e.treeBuilds
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+	if tb.running == nil {
+		tb.running = map[string]context.CancelFunc{}
+	}
+	if _, ok := tb.running[name]; ok {
+		return errdefs.Conflict(fmt.Errorf("builds/%s is building", name))
+	}
+	if len(tb.running) >= maxTreeBuilds {
+		return errdefs.Conflict(fmt.Errorf("builds/%s: %d builds of build directories are under way, the most at once", name, maxTreeBuilds))
+	}
+	tb.running[name] = cancel
+	return nil
+}
+
+func (e *Engine) endTreeBuild(name string) {
+	e.treeBuilds.mu.Lock()
+	defer e.treeBuilds.mu.Unlock()
+	delete(e.treeBuilds.running, name)
+}
+
+// CancelBuildDir stops the build of directory name under way.
+func (e *Engine) CancelBuildDir(name string) error {
+	e.treeBuilds.mu.Lock()
+	defer e.treeBuilds.mu.Unlock()
+	cancel, ok := e.treeBuilds.running[name]
+	if !ok {
+		return errdefs.Conflict(fmt.Errorf("builds/%s is not building", name))
+	}
+	cancel()
+	return nil
+}
+
 // PushBuildDir pushes the image build directory name last built, under each of its
 // tags, writing what it does to the log.
 func (e *Engine) PushBuildDir(ctx context.Context, name string) error {
@@ -210,7 +264,7 @@ func (e *Engine) PushBuildDir(ctx context.Context, name string) error {
 	}
 	// The state is the last build's again; the error the push's, if it failed.
 	e.setBuildDir(name, func(bd *BuildDir) {
-		bd.State, bd.Finished = d.State, time.Now().UTC()
+		bd.State, bd.Error, bd.Started, bd.Finished = d.State, d.Error, d.Started, d.Finished
 		if err != nil {
 			bd.Error = err.Error()
 		}

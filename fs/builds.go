@@ -82,7 +82,7 @@ func (d *buildsDir) Rename(ctx context.Context, name string, newParent gofs.Inod
 }
 
 // buildVerbs are the verbs a build directory's ctl takes.
-const buildVerbs = "build [--no-cache] [TAG]...\npush\n"
+const buildVerbs = "build [--no-cache] [TAG]...\npush\ncancel\n"
 
 // buildDirNode is builds/NAME/: the build context's files, and the engine's view of
 // its builds.
@@ -123,13 +123,18 @@ func (t *tree) buildCtl(name string) *ctlFile {
 				}
 				_, err := t.eng.BuildInDir(ctx, name, o)
 				return err
+			case "cancel":
+				if len(args) > 0 {
+					return errdefs.Invalid(fmt.Errorf("cancel: too many arguments: %q", strings.Join(args, " ")))
+				}
+				return t.eng.CancelBuildDir(name)
 			case "push":
 				if len(args) > 0 {
 					return errdefs.Invalid(fmt.Errorf("push: too many arguments: %q (push pushes the tags of the last build)", strings.Join(args, " ")))
 				}
 				return t.eng.PushBuildDir(ctx, name)
 			}
-			return errdefs.Invalid(fmt.Errorf("builds/%s: unknown verb %q: the verbs are build [--no-cache] [TAG]..., push", name, verb))
+			return errdefs.Invalid(fmt.Errorf("builds/%s: unknown verb %q: the verbs are build [--no-cache] [TAG]..., push, cancel", name, verb))
 		},
 		failed: func(_ string, err error) {
 			t.buildErrs.set(name, err.Error())

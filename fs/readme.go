@@ -96,7 +96,7 @@ lists the verbs it takes now.
                         link named source to a project elsewhere (yours); mkdir makes
                         one, rmdir removes an emptied one
         ctl             build [--no-cache] [TAG]... (default tag NAME:latest) | push
-                        (the last build's tags); a write returns when it is done
+                        (the last build's tags) | cancel; a write returns when it is done
         log             the last build's progress, as docker build --progress plain
         state           idle | building | built | failed | pushing
         error           why the last build or push failed

@@ -288,33 +288,51 @@ func (s *Store) loadOCI(ctx context.Context, ar *archive, out *Loaded, progress 
 		if n := layoutName(desc.Annotations); n != "" {
 			names = append(names, &refRecord{Name: n, Target: target, Added: time.Now().UTC()})
 		}
-		// The other platforms of a named index are stored too, held by the name.
-		if len(names) > 0 {
-			for _, o := range others {
-				names[0].Platforms = append(names[0].Platforms, o.Digest)
+		// The other platforms of a named index are stored too, first, held from prune
+		// until the name that holds them is recorded with the host's image.
+		release := func() {}
+		if len(names) > 0 && len(others) > 0 {
+			if release, err = s.loadPlatforms(ctx, ar, others, names[0], progress); err != nil {
+				return err
 			}
 		}
-		if err := s.loadImage(ctx, img, names, out, progress); err != nil {
+		err = s.loadImage(ctx, img, names, out, progress)
+		release()
+		if err != nil {
 			return err
-		}
-		if len(names) == 0 {
-			continue
-		}
-		for _, o := range others {
-			raw, err := ar.read(blobName(o.Digest))
-			if err != nil {
-				return errdefs.Invalid(err)
-			}
-			oimg, err := newBlobImage(ar, raw)
-			if err != nil {
-				return errdefs.Invalid(err)
-			}
-			if err := s.loadImage(ctx, oimg, nil, &Loaded{}, progress); err != nil {
-				return fmt.Errorf("%s image: %w", platformString(*o.Platform), err)
-			}
 		}
 	}
 	return nil
+}
+
+// loadPlatforms stores the images of the other platforms of a multi-platform name ref
+// from an archive, each without a name, and lists them in ref. They are held (prune
+// leaves them) until release, once ref is recorded.
+func (s *Store) loadPlatforms(ctx context.Context, ar *archive, others []v1.Descriptor, ref *refRecord, progress func(Progress)) (release func(), err error) {
+	var digests []v1.Hash
+	for _, o := range others {
+		digests = append(digests, o.Digest)
+	}
+	release = s.hold(digests...)
+	for _, o := range others {
+		raw, err := ar.read(blobName(o.Digest))
+		if err == nil {
+			var oimg v1.Image
+			if oimg, err = newBlobImage(ar, raw); err == nil {
+				err = s.loadImage(ctx, oimg, nil, &Loaded{}, progress)
+			} else {
+				err = errdefs.Invalid(err)
+			}
+		} else {
+			err = errdefs.Invalid(err)
+		}
+		if err != nil {
+			release()
+			return nil, fmt.Errorf("%s image: %w", platformString(*o.Platform), err)
+		}
+	}
+	ref.Platforms = digests
+	return release, nil
 }
 
 // pickFromArchiveIndex chooses the host's platform from a multi-platform index, and
@@ -349,7 +367,13 @@ func (s *Store) pickFromArchiveIndex(ar *archive, desc v1.Descriptor) (v1.Descri
 		}
 	}
 	if host == nil {
-		return desc, nil, errdefs.NotFound(fmt.Errorf("index %s has no image for %s in the archive", desc.Digest, platformString(want)))
+		if len(others) == 0 {
+			return desc, nil, errdefs.NotFound(fmt.Errorf("index %s has no image for %s in the archive", desc.Digest, platformString(want)))
+		}
+		// None for the host (a build for arm64 and arm/v7 on amd64): the first takes
+		// the name, and runs under emulation.
+		others[0].Annotations = desc.Annotations
+		return others[0], others[1:], nil
 	}
 	return *host, others, nil
 }

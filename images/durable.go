@@ -3,6 +3,7 @@ package images
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -166,14 +167,24 @@ func (s *Store) recoverUnsynced(ctx context.Context) error {
 			}
 			refs := bucket(tx, bucketRefs)
 			var names [][]byte
+			var held []*refRecord
 			forEach(refs, func(k string, ref *refRecord) error {
 				if ref.Image == r.Digest {
 					names = append(names, []byte(k))
+				} else if slices.Contains(ref.Platforms, r.Digest) {
+					// A multi-platform name keeps its other platforms that are left.
+					ref.Platforms = slices.DeleteFunc(ref.Platforms, func(d v1.Hash) bool { return d == r.Digest })
+					held = append(held, ref)
 				}
 				return nil
 			})
 			for _, k := range names {
 				if err := refs.Delete(k); err != nil {
+					return err
+				}
+			}
+			for _, ref := range held {
+				if err := putJSON(refs, ref.Name, ref); err != nil {
 					return err
 				}
 			}

@@ -183,11 +183,8 @@ func (s *Store) Push(ctx context.Context, arg, target string, progress func(Push
 // of its other platforms, each described with its platform. The blobs are held until
 // release.
 func (s *Store) platformIndex(rec *imageRecord, img v1.Image, others []v1.Hash) (v1.ImageIndex, func(), error) {
-	mt := types.OCIImageIndex
-	if rec.MediaType == types.DockerManifestSchema2 {
-		mt = types.DockerManifestList
-	}
-	idx := mutate.IndexMediaType(empty.Index, mt)
+	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
+	docker := rec.MediaType == types.DockerManifestSchema2
 	var held []v1.Hash
 	add := func(img v1.Image, rec *imageRecord) {
 		p := rec.Platform
@@ -209,6 +206,11 @@ func (s *Store) platformIndex(rec *imageRecord, img v1.Image, others []v1.Hash) 
 			return nil, func() {}, fmt.Errorf("image %s: %w", d, err)
 		}
 		add(oimg, &orec)
+		docker = docker && orec.MediaType == types.DockerManifestSchema2
+	}
+	// A Docker manifest list only when every image is Docker's; an OCI index otherwise.
+	if docker {
+		idx = mutate.IndexMediaType(idx, types.DockerManifestList)
 	}
 	return idx, s.hold(held...), nil
 }

@@ -581,7 +581,7 @@ func (s *Store) Prune(ctx context.Context) (*Deleted, error) {
 			return err
 		}
 		for d, rec := range ix.images {
-			if len(ix.refs[d]) == 0 && !ix.held(d) {
+			if len(ix.refs[d]) == 0 && !ix.held(d) && s.held[d] == 0 {
 				if err := bucket(tx, bucketManifests).Delete([]byte(d.String())); err != nil {
 					return err
 				}

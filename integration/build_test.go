@@ -392,7 +392,7 @@ func TestTreeBuild(t *testing.T) {
 	// (A # syntax= line is ignored in an ordinary user's tree: the Dockerfile frontend
 	// would otherwise fetch that frontend from Docker Hub, out of reach here.)
 	mustOwnerSh(t, d, "printf '# syntax=docker/dockerfile:1\\nFROM "+ims.Busybox+"\\nCOPY page.html /www/index.html\\nRUN echo built in the tree && tail -n +3 /proc/net/dev | wc -l > /netdevs\\nCMD [\"cat\", \"/www/index.html\"]\\n' > builds/web/Dockerfile && echo '<h1>tree</h1>' > builds/web/page.html")
-	if got := mustOwnerSh(t, d, "cat builds/web/state; cat builds/web/ctl; ls builds/web"); got != "idle\nbuild [--no-cache] [TAG]...\npush\nDockerfile\nctl\nerror\nlog\npage.html\nstate\n" {
+	if got := mustOwnerSh(t, d, "cat builds/web/state; cat builds/web/ctl; ls builds/web"); got != "idle\nbuild [--no-cache] [TAG]...\npush\ncancel\nDockerfile\nctl\nerror\nlog\npage.html\nstate\n" {
 		t.Errorf("a new build directory:\n%s", got)
 	}
 	mustOwnerSh(t, d, "echo build > builds/web/ctl")
@@ -439,6 +439,18 @@ func TestTreeBuild(t *testing.T) {
 	}
 	shUntil(t, d, "cat containers/webapp/logs", "<h1>tree</h1>\n")
 	mustOwnerSh(t, d, "rm containers/webapp.yaml")
+
+	// cancel stops a build under way. The kernel holds a file for the whole of a write to
+	// it, so the writer of build is interrupted first (here by SIGTERM, at a prompt by
+	// Ctrl-C), which stops its waiting, not the build; then cancel stops the build.
+	mustOwnerSh(t, d, "mkdir builds/slow && printf 'FROM "+ims.Busybox+"\\nRUN sleep 120\\n' > builds/slow/Dockerfile")
+	r := ownerSh(t, d, "E=$(mktemp); (exec 2>$E; echo build > builds/slow/ctl) >/dev/null & W=$!; for i in $(seq 100); do grep -q 'RUN sleep 120' builds/slow/log && break; sleep 0.1; done; kill -TERM $W; wait $W; cat builds/slow/state; echo cancel > builds/slow/ctl; for i in $(seq 100); do [ \"$(cat builds/slow/state)\" = failed ] && break; sleep 0.1; done; cat builds/slow/state builds/slow/error; rm $E")
+	if r.Code != 0 || r.Stdout != "building\nfailed\nbuilds/slow: operation canceled\n" {
+		t.Errorf("a cancelled build: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	if r := ownerSh(t, d, "echo cancel > builds/slow/ctl"); r.Code == 0 || !strings.Contains(r.Stderr, "Device or resource busy") {
+		t.Errorf("cancel with no build under way: exit %d %s", r.Code, r.Stderr)
+	}
 
 	// A broken Dockerfile: EINVAL, state failed, error and log with its line.
 	mustOwnerSh(t, d, "printf 'FROM "+ims.Busybox+"\\nBREAK here\\n' > builds/web/Dockerfile")

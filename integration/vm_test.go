@@ -163,8 +163,21 @@ echo start > containers/web/ctl`, bb, port, hostDir))
 		t.Errorf("exec -it web sh; exit 3: the CLI exited %d", code)
 	}
 
-	// The daemon goes without a word; the VM stays, and the daemon finds it again.
+	// A clean stop of the daemon while the VM runs: the tree unmounts at once (virtiofsd's
+	// mount namespace holds no copy of it, which kept its FUSE connection alive and hung
+	// the unmount), the VM stays, and the next daemon finds it again.
 	id := containerID(t, d, "web")
+	if err := d.Stop(); err != nil {
+		t.Fatalf("the daemon's stop while a vm container runs: %v", err)
+	}
+	if q := qemuOf(id); len(q) != 1 {
+		t.Fatalf("QEMU processes of web after the daemon stopped: %v", q)
+	}
+	if err := d.Start(); err != nil {
+		t.Fatal(err)
+	}
+
+	// The daemon goes without a word; the VM stays, and the daemon finds it again.
 	d.Kill()
 	if q := qemuOf(id); len(q) != 1 {
 		t.Fatalf("QEMU processes of web after the daemon was killed: %v\n%s", q, vmLogs(d, id))

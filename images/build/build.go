@@ -245,7 +245,7 @@ func (o *Options) frontend() (attrs map[string]string, locals map[string]fsutil.
 	} else {
 		var r *os.Root
 		if r, err = ctxFS.root.OpenRoot(sub); err == nil {
-			dfFS = &contextFS{FS: fsutil.NewRootFS(fsutil.NewRoot(r)), root: r, owner: o.ReadAs}
+			dfFS = newContextFS(r, o.ReadAs)
 		}
 	}
 	if err != nil {
@@ -378,6 +378,10 @@ func (nopCloser) Close() error { return nil }
 // else for what the Dockerfile or its steps did: invalid.
 func classify(msg, err error) error {
 	s := err.Error()
+	// A step's failure or the Dockerfile's, whatever words its command line holds.
+	if strings.Contains(s, "did not complete successfully") || strings.Contains(s, "dockerfile parse error") {
+		return errdefs.Invalid(msg)
+	}
 	switch code := grpcerrors.Code(err); {
 	case code == codes.Unavailable || code == codes.Canceled:
 		return errdefs.Unavailable(fmt.Errorf("%w (buildkitd went away; see its log under the data root's buildkit/)", msg))

@@ -8,6 +8,7 @@ import (
 	gofs "io/fs"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 
@@ -33,7 +34,46 @@ func openContext(dir string, owner *uint32) (*contextFS, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &contextFS{FS: fsutil.NewRootFS(fsutil.NewRoot(root)), root: root, owner: owner}, nil
+	return newContextFS(root, owner), nil
+}
+
+func newContextFS(root *os.Root, owner *uint32) *contextFS {
+	return &contextFS{FS: fsutil.NewRootFS(safeRoot{Root: fsutil.NewRoot(root), r: root}), root: root, owner: owner}
+}
+
+// safeRoot is fsutil's root whose walk opens directories as directories only: never a
+// FIFO swapped in for one (an open that would block), never through a last link.
+type safeRoot struct {
+	fsutil.Root
+	r *os.Root
+}
+
+func (s safeRoot) FS() gofs.FS { return dirFS{s.r} }
+
+// dirFS is the io/fs view of an os.Root the walk reads directories through.
+type dirFS struct{ r *os.Root }
+
+const dirFlags = os.O_RDONLY | syscall.O_DIRECTORY | syscall.O_NOFOLLOW | syscall.O_NONBLOCK
+
+func (d dirFS) Open(name string) (gofs.File, error) {
+	f, err := d.r.OpenFile(name, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+func (d dirFS) Stat(name string) (gofs.FileInfo, error) { return d.r.Lstat(name) }
+
+func (d dirFS) ReadDir(name string) ([]gofs.DirEntry, error) {
+	f, err := d.r.OpenFile(name, dirFlags, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	ents, err := f.ReadDir(-1)
+	sort.Slice(ents, func(i, j int) bool { return ents[i].Name() < ents[j].Name() })
+	return ents, err
 }
 
 func (c *contextFS) Close() error { return c.root.Close() }
@@ -52,11 +92,15 @@ func (c *contextFS) readable(uid uint32, mode os.FileMode) bool {
 
 func (c *contextFS) Walk(ctx context.Context, target string, fn gofs.WalkDirFunc) error {
 	return c.FS.Walk(ctx, target, func(path string, entry gofs.DirEntry, err error) error {
-		if err == nil && entry != nil {
-			if info, ierr := entry.Info(); ierr == nil {
-				if st, ok := info.Sys().(*fstypes.Stat); ok && info.Mode()&os.ModeSymlink == 0 && !c.readable(st.Uid, info.Mode()) {
-					return fmt.Errorf("%s: not readable by uid %d, for whom the build reads it", path, *c.owner)
-				}
+		if err == nil && entry != nil && c.owner != nil && *c.owner != 0 {
+			// On a user's behalf: what cannot be told to be his to read is not sent.
+			info, ierr := entry.Info()
+			var st *fstypes.Stat
+			if ierr == nil {
+				st, _ = info.Sys().(*fstypes.Stat)
+			}
+			if st == nil || (info.Mode()&os.ModeSymlink == 0 && !c.readable(st.Uid, info.Mode())) {
+				return fmt.Errorf("%s: not readable by uid %d, for whom the build reads it", path, *c.owner)
 			}
 		}
 		return fn(path, entry, err)

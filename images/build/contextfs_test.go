@@ -4,6 +4,7 @@ package build
 
 import (
 	"context"
+	"errors"
 	"io"
 	gofs "io/fs"
 	"os"
@@ -52,6 +53,12 @@ func TestContextFS(t *testing.T) {
 	os.Symlink("/etc", filepath.Join(dir, "sub"))
 	if got, err := read(c, "sub/hostname"); err == nil {
 		t.Errorf("sub/hostname through a swapped directory: %q", got)
+	}
+
+	// The walk reads directories as directories only: a FIFO in a directory's place
+	// fails at once instead of blocking the open.
+	if _, err := (dirFS{c.root}).ReadDir("fifo"); !errors.Is(err, syscall.ENOTDIR) {
+		t.Errorf("ReadDir of a FIFO: %v; want ENOTDIR", err)
 	}
 
 	// On behalf of uid 1000, root's own files are left out; what anyone may read goes.

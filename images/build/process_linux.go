@@ -38,7 +38,14 @@ func ExecMain(args []string) int {
 		fmt.Fprintln(os.Stderr, "buildkitd-exec: want DATAROOT KEEP BUILDKITD [ARG...]")
 		return 2
 	}
-	dataRoot, keep, argv := filepath.Clean(args[0]), filepath.Clean(args[1]), args[2:]
+	// Mount points are named by their real paths.
+	real := func(p string) string {
+		if r, err := filepath.EvalSymlinks(p); err == nil {
+			return r
+		}
+		return filepath.Clean(p)
+	}
+	dataRoot, keep, argv := real(args[0]), real(args[1]), args[2:]
 	if err := fsutil.DetachFUSE(); err != nil {
 		fmt.Fprintln(os.Stderr, "buildkitd-exec:", err)
 	}
