@@ -114,6 +114,15 @@ func TestBuild(t *testing.T) {
 		t.Errorf("--target builder image: %q", out)
 	}
 
+	// --secret: a RUN step reads the file; the image does not hold it.
+	writeFiles(t, dir, map[string]string{"secret.Dockerfile": "FROM " + ims.Busybox + "\nRUN --mount=type=secret,id=tok test \"$(cat /run/secrets/tok)\" = s3cret && echo seen > /secret-seen\n"})
+	tok := filepath.Join(t.TempDir(), "tok")
+	os.WriteFile(tok, []byte("s3cret"), 0o600)
+	d.MustRun("build", "-q", "-t", "secret:v1", "-f", filepath.Join(dir, "secret.Dockerfile"), "--secret", "id=tok,src="+tok, dir)
+	if out := d.MustRun("run", "--rm", "secret:v1", "sh", "-c", "cat /secret-seen; test -e /run/secrets/tok || echo absent"); out != "seen\nabsent\n" {
+		t.Errorf("the image built with a secret: %q", out)
+	}
+
 	// -f -: the Dockerfile from stdin.
 	r = d.RunStdin([]byte("FROM "+ims.Busybox+"\nCMD [\"echo\", \"from stdin\"]\n"), "build", "-q", "-t", "stdin:v1", "-f", "-", dir)
 	if r.Code != 0 {
