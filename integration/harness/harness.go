@@ -231,7 +231,9 @@ func Main(m *testing.M, programs ...string) {
 }
 
 // deleteContainers force-deletes, with runc, every container of every daemon data root
-// below dir: their processes are not children of anything the test started.
+// below dir: their processes are not children of anything the test started. The vm
+// runtime's containers (their QEMU and virtiofsd go with killUsers) have their firewall
+// rules deleted too.
 func deleteContainers(dir string) {
 	roots, _ := filepath.Glob(filepath.Join(dir, "*", "*", "runtime", "oci", "runc"))
 	more, _ := filepath.Glob(filepath.Join(dir, "*", "runtime", "oci", "runc"))
@@ -243,6 +245,11 @@ func deleteContainers(dir string) {
 				deleteNetworkRules(e.Name())
 			}
 		}
+	}
+	vms, _ := filepath.Glob(filepath.Join(dir, "*", "*", "runtime", "vm", "containers", "*"))
+	more, _ = filepath.Glob(filepath.Join(dir, "*", "runtime", "vm", "containers", "*"))
+	for _, c := range append(vms, more...) {
+		deleteNetworkRules(filepath.Base(c))
 	}
 }
 
