@@ -197,13 +197,15 @@ type Info struct {
 	StorageDriver      string   `json:"storageDriver"`
 	Runtimes           []string `json:"runtimes"`
 	InsecureRegistries []string `json:"insecureRegistries"`
-	Images             int      `json:"images"`
-	Blobs              int      `json:"blobs"`
-	Snapshots          int      `json:"snapshots"`
-	Containers         int      `json:"containers"`
-	ContainersRunning  int      `json:"containersRunning"`
-	ContainersPaused   int      `json:"containersPaused"`
-	ContainersStopped  int      `json:"containersStopped"`
+	// Builder is the buildkitd builds run through, and whether it runs.
+	Builder           string `json:"builder"`
+	Images            int    `json:"images"`
+	Blobs             int    `json:"blobs"`
+	Snapshots         int    `json:"snapshots"`
+	Containers        int    `json:"containers"`
+	ContainersRunning int    `json:"containersRunning"`
+	ContainersPaused  int    `json:"containersPaused"`
+	ContainersStopped int    `json:"containersStopped"`
 }
 
 // Info reports what the engine is and holds.
@@ -219,7 +221,7 @@ func (e *Engine) Info(ctx context.Context) (*Info, error) {
 	info := &Info{
 		Version: e.cfg.Version, OS: runtime.GOOS, Arch: runtime.GOARCH,
 		DataRoot: e.cfg.DataRoot, StorageDriver: e.images.Driver(), InsecureRegistries: insecure,
-		Images: u.Images, Blobs: u.Blobs, Snapshots: u.Snapshots,
+		Images: u.Images, Blobs: u.Blobs, Snapshots: u.Snapshots, Builder: e.builds.Describe(),
 	}
 	for name := range e.runtimes {
 		info.Runtimes = append(info.Runtimes, name)

@@ -88,6 +88,7 @@ func (t *tree) renderInfo(ctx context.Context) ([]byte, error) {
 		{"storage_driver", info.StorageDriver},
 		{"runtimes", strings.Join(runtimes, " ")},
 		{"insecure_registries", strings.Join(info.InsecureRegistries, " ")},
+		{"builder", info.Builder},
 		{"containers", info.Containers},
 		{"containers_running", info.ContainersRunning},
 		{"containers_paused", info.ContainersPaused},

@@ -43,6 +43,9 @@ func writeFiles(t *testing.T, dir string, files map[string]string) {
 func TestBuild(t *testing.T) {
 	reg, ims := harness.SharedImages(t)
 	d := harness.StartDaemon(t)
+	if out := d.MustRun("info"); !strings.Contains(out, "buildkitd (started by the first build)") {
+		t.Errorf("info before a build:\n%s", out)
+	}
 
 	dir := t.TempDir()
 	writeFiles(t, dir, map[string]string{
@@ -67,6 +70,9 @@ func TestBuild(t *testing.T) {
 	// BuildKit's plain progress: the steps as they ran.
 	if !regexp.MustCompile(`#\d+ \[2/3\] RUN echo "hi from RUN" > /greeting\n#\d+ DONE`).MatchString(r.Stderr) {
 		t.Errorf("build progress lacks the RUN step:\n%s", r.Stderr)
+	}
+	if out := d.MustRun("info"); !regexp.MustCompile(`Builder: \S+/buildkitd \(running, pid \d+\)`).MatchString(out) {
+		t.Errorf("info after a build:\n%s", out)
 	}
 	if out := d.MustRun("run", "--rm", "built:v1"); out != "hi from RUN\nfrom the context\n" {
 		t.Errorf("run of the built image printed %q", out)

@@ -61,9 +61,9 @@ func newInfoCommand(c *cli) *cobra.Command {
 			if insecure == "" {
 				insecure = "(loopback only)"
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Version: %s\nOS/Arch: %s/%s\nData root: %s\nStorage driver: %s\nRuntimes: %s\nInsecure registries: %s\n"+
+			fmt.Fprintf(cmd.OutOrStdout(), "Version: %s\nOS/Arch: %s/%s\nData root: %s\nStorage driver: %s\nRuntimes: %s\nInsecure registries: %s\nBuilder: %s\n"+
 				"Containers: %d (running %d, paused %d, stopped %d)\nImages: %d\nBlobs: %d\nSnapshots: %d\n",
-				info.Version, info.OS, info.Arch, info.DataRoot, info.StorageDriver, strings.Join(info.Runtimes, ", "), insecure,
+				info.Version, info.OS, info.Arch, info.DataRoot, info.StorageDriver, strings.Join(info.Runtimes, ", "), insecure, info.Builder,
 				info.Containers, info.ContainersRunning, info.ContainersPaused, info.ContainersStopped, info.Images, info.Blobs, info.Snapshots)
 			return nil
 		},

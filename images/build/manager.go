@@ -367,6 +367,18 @@ func (m *Manager) Running() (int, bool) {
 	return 0, false
 }
 
+// Describe says which buildkitd builds, and whether it runs, for `dutchman info`.
+func (m *Manager) Describe() string {
+	bin, err := m.binary()
+	if err != nil {
+		return "none: " + err.Error()
+	}
+	if pid, ok := m.Running(); ok {
+		return fmt.Sprintf("%s (running, pid %d)", bin, pid)
+	}
+	return bin + " (started by the first build)"
+}
+
 // Close stops buildkitd; builds fail from then on.
 func (m *Manager) Close() error {
 	m.mu.Lock()
