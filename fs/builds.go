@@ -41,20 +41,9 @@ func (t *tree) buildEntry(name string) entry {
 		node: func() gofs.InodeEmbedder { return t.buildDirNode(name) }}
 }
 
-// Mkdir makes a build directory.
+// Mkdir makes a build directory; its name names the image.
 func (d *buildsDir) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	if name == "error" {
-		return nil, syscall.EEXIST
-	}
-	if !projectName.MatchString(name) {
-		d.t.buildsErr.set(fmt.Sprintf("invalid build directory name %q: lowercase letters, digits, '-' and '_', starting with a letter or digit (it names the image)", name))
-		return nil, syscall.EINVAL
-	}
-	if _, errno := d.passNode.Mkdir(ctx, name, mode, out); errno != 0 {
-		return nil, errno
-	}
-	d.t.buildsErr.set("")
-	return d.t.newChild(ctx, &d.Inode, d.t.buildEntry(name), out)
+	return d.mkdirNamed(ctx, name, mode, out, &d.t.buildsErr, "build directory name (it names the image)", d.t.buildEntry)
 }
 
 // Rmdir removes an emptied build directory: EBUSY while it builds or pushes.

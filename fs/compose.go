@@ -119,18 +119,25 @@ func (t *tree) projectEntry(name string) entry {
 // Mkdir makes a project: a directory for its files. Its name is Compose's kind of
 // project name (lowercase letters, digits, - and _).
 func (d *composeDir) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	return d.mkdirNamed(ctx, name, mode, out, &d.t.composeErr, "project name", d.t.projectEntry)
+}
+
+// mkdirNamed makes directory name of a directory of named directories (compose/,
+// builds/), which takes projectName's kind of names, as entryOf's entry; what is the
+// name of, the message of a bad name in errFile.
+func (d *backedDir) mkdirNamed(ctx context.Context, name string, mode uint32, out *fuse.EntryOut, errFile *lastError, what string, entryOf func(string) entry) (*gofs.Inode, syscall.Errno) {
 	if name == "error" {
 		return nil, syscall.EEXIST
 	}
 	if !projectName.MatchString(name) {
-		d.t.composeErr.set(fmt.Sprintf("invalid project name %q: lowercase letters, digits, '-' and '_', starting with a letter or digit", name))
+		errFile.set(fmt.Sprintf("invalid %s %q: lowercase letters, digits, '-' and '_', starting with a letter or digit", what, name))
 		return nil, syscall.EINVAL
 	}
 	if _, errno := d.passNode.Mkdir(ctx, name, mode, out); errno != 0 {
 		return nil, errno
 	}
-	d.t.composeErr.set("")
-	return d.t.newChild(ctx, &d.Inode, d.t.projectEntry(name), out)
+	errFile.set("")
+	return d.t.newChild(ctx, &d.Inode, entryOf(name), out)
 }
 
 // Rmdir removes a project's directory: EBUSY while the project is up, ENOTEMPTY while
