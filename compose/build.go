@@ -89,8 +89,6 @@ func BuildOptionsOf(p *types.Project, s types.ServiceConfig, lo LoadOptions) bui
 
 // BuildOptions choose what Build and Up build.
 type BuildOptions struct {
-	// Services to build (none: all that have a build: section).
-	Services []string
 	// Missing builds only the images the store lacks (and those of pull_policy: build),
 	// as up does; otherwise every one is built.
 	Missing bool
@@ -110,14 +108,13 @@ type ServiceBuild struct {
 	Options build.Options
 }
 
-// Builds are the images the services with a build: section build (of services, if any
-// are named), each once, in the order of the services' names; what is not built with
-// is refused.
-func Builds(p *types.Project, services []string, lo LoadOptions) ([]ServiceBuild, error) {
+// Builds are the images the services with a build: section build, each once, in the
+// order of the services' names; what is not built with is refused.
+func Builds(p *types.Project, lo LoadOptions) ([]ServiceBuild, error) {
 	var out []ServiceBuild
 	for _, name := range p.ServiceNames() {
 		s := p.Services[name]
-		if s.Build == nil || (len(services) > 0 && !slices.Contains(services, name)) {
+		if s.Build == nil {
 			continue
 		}
 		if err := checkBuild(name, s.Build); err != nil {
@@ -131,24 +128,40 @@ func Builds(p *types.Project, services []string, lo LoadOptions) ([]ServiceBuild
 	return out, nil
 }
 
+// Missing keeps of builds those whose image has says is not here (a not-found error),
+// and those of pull_policy: build.
+func Missing(ctx context.Context, builds []ServiceBuild, has func(ctx context.Context, image string) error) ([]ServiceBuild, error) {
+	var out []ServiceBuild
+	for _, b := range builds {
+		if !b.Always {
+			if err := has(ctx, b.Image); err == nil {
+				continue
+			} else if !errors.Is(err, errdefs.ErrNotFound) {
+				return nil, err
+			}
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
 // Build builds the images of project p's services that have a build: section
 // (docker compose build).
 func Build(ctx context.Context, e *engine.Engine, p *types.Project, o BuildOptions, report func(Progress)) error {
 	if report == nil {
 		report = func(Progress) {}
 	}
-	builds, err := Builds(p, o.Services, o.Load)
+	builds, err := Builds(p, o.Load)
+	if err == nil && o.Missing {
+		builds, err = Missing(ctx, builds, func(ctx context.Context, image string) error {
+			_, err := e.Images().Get(ctx, image)
+			return err
+		})
+	}
 	if err != nil {
 		return err
 	}
 	for _, b := range builds {
-		if o.Missing && !b.Always {
-			if _, err := e.Images().Get(ctx, b.Image); err == nil {
-				continue
-			} else if !errors.Is(err, errdefs.ErrNotFound) {
-				return err
-			}
-		}
 		b.Options.NoCache = b.Options.NoCache || o.NoCache
 		report(Progress{Kind: "Image", Name: b.Image, Status: "Building"})
 		if _, err := e.Build(ctx, b.Options, nil); err != nil {

@@ -93,10 +93,19 @@ func Up(ctx context.Context, e *engine.Engine, p *types.Project, o UpOptions) er
 	}
 	// Each container records its image's ID: one whose image was built or pulled anew
 	// is remade.
+	ids := map[string]string{}
 	for _, cs := range plan {
 		for i := range cs {
-			if im, err := e.Images().Get(ctx, cs[i].spec.Image); err == nil {
-				cs[i].spec.Labels[LabelImage] = im.ID
+			img := cs[i].spec.Image
+			if _, ok := ids[img]; !ok {
+				if im, err := e.Images().Get(ctx, img); err == nil {
+					ids[img] = im.ID
+				} else {
+					ids[img] = ""
+				}
+			}
+			if ids[img] != "" {
+				cs[i].spec.Labels[LabelImage] = ids[img]
 			}
 		}
 	}

@@ -169,7 +169,13 @@ func (s *Store) Load(ctx context.Context, r io.Reader, progress func(Progress)) 
 	if _, err := io.Copy(spool, r); err != nil {
 		return nil, fmt.Errorf("load: read archive: %w", storeError(err))
 	}
-	ar, err := indexArchive(spool)
+	return s.LoadFile(ctx, spool, progress)
+}
+
+// LoadFile loads the archive in f as Load does, reading it in place (a build's result,
+// spooled already).
+func (s *Store) LoadFile(ctx context.Context, f *os.File, progress func(Progress)) (*Loaded, error) {
+	ar, err := indexArchive(f)
 	if err != nil {
 		return nil, errdefs.Invalid(fmt.Errorf("load: %w", err))
 	}

@@ -17,7 +17,6 @@ import (
 
 	"github.com/flyingdutchman/flyingdutchman/api"
 	"github.com/flyingdutchman/flyingdutchman/compose"
-	"github.com/flyingdutchman/flyingdutchman/errdefs"
 	"github.com/flyingdutchman/flyingdutchman/images"
 )
 
@@ -166,7 +165,7 @@ Ctrl-C, which stops it.`,
 						return err
 					}
 				}
-				if err := composeBuild(cmd.Context(), cl, sel, nil, !build, false); err != nil {
+				if err := composeBuild(cmd.Context(), cl, sel, !build, false); err != nil {
 					return err
 				}
 			}
@@ -209,33 +208,32 @@ named), and tags it with the service's image: or PROJECT-SERVICE.`,
 			if err != nil {
 				return err
 			}
-			for _, a := range args {
-				if _, ok := p.Services[a]; !ok {
-					return fmt.Errorf("no such service: %s", a)
+			if len(args) > 0 {
+				if p, err = p.WithSelectedServices(args); err != nil {
+					return err
 				}
 			}
-			return composeBuild(cmd.Context(), cl, p, args, false, noCache)
+			return composeBuild(cmd.Context(), cl, p, false, noCache)
 		},
 	}
 	cmd.Flags().BoolVar(&noCache, "no-cache", false, "run every step again, without the cache")
 	return cmd
 }
 
-// composeBuild builds the images of p's services with a build: section (of services, if
-// any are named): all of them, or only those missing (and those of pull_policy: build).
-func composeBuild(ctx context.Context, cl *api.Client, p *types.Project, services []string, missing, noCache bool) error {
-	builds, err := compose.Builds(p, services, compose.LoadOptions{})
+// composeBuild builds the images of p's services with a build: section: all of them, or
+// only those missing (and those of pull_policy: build).
+func composeBuild(ctx context.Context, cl *api.Client, p *types.Project, missing, noCache bool) error {
+	builds, err := compose.Builds(p, compose.LoadOptions{})
+	if err == nil && missing {
+		builds, err = compose.Missing(ctx, builds, func(ctx context.Context, image string) error {
+			_, err := cl.ImageInspect(ctx, image)
+			return err
+		})
+	}
 	if err != nil {
 		return err
 	}
 	for _, b := range builds {
-		if missing && !b.Always {
-			if _, err := cl.ImageInspect(ctx, b.Image); err == nil {
-				continue
-			} else if !errors.Is(err, errdefs.ErrNotFound) {
-				return err
-			}
-		}
 		b.Options.NoCache = b.Options.NoCache || noCache
 		if _, err := runBuild(ctx, cl, b.Options, progressui.AutoMode); err != nil {
 			return fmt.Errorf("service %s: %w", b.Service, err)

@@ -9,7 +9,8 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
-	"strconv"
+
+	"github.com/flyingdutchman/flyingdutchman/internal/fsutil"
 )
 
 // daemonConfig is the daemon's configuration: defaults, then the config file, then flags.
@@ -41,15 +42,7 @@ func defaultDataRoot() string {
 
 // defaultSocket: /run/dutchman/dutchman.sock as root, $XDG_RUNTIME_DIR/dutchman.sock
 // otherwise.
-func defaultSocket() string {
-	if isRoot() {
-		return "/run/dutchman/dutchman.sock"
-	}
-	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
-		return filepath.Join(d, "dutchman.sock")
-	}
-	return filepath.Join(os.TempDir(), "dutchman-"+strconv.Itoa(os.Getuid()), "dutchman.sock")
-}
+func defaultSocket() string { return filepath.Join(fsutil.RuntimeDir(), "dutchman.sock") }
 
 // defaultConfigFile: /etc/dutchman/daemon.json as root, $XDG_CONFIG_HOME/dutchman/daemon.json
 // otherwise.

@@ -182,10 +182,7 @@ func (m *Manager) Build(ctx context.Context, opts Options, progress func(*Status
 	if opts.Push {
 		res.Pushed = resp.ExporterResponse["containerimage.digest"]
 	}
-	if _, err := spool.Seek(0, io.SeekStart); err != nil {
-		return nil, err
-	}
-	loaded, err := m.cfg.Store.Load(ctx, spool, nil)
+	loaded, err := m.cfg.Store.LoadFile(ctx, spool, nil)
 	if err != nil {
 		return nil, fmt.Errorf("build: store the result: %w", err)
 	}

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/flyingdutchman/flyingdutchman/errdefs"
+	"github.com/flyingdutchman/flyingdutchman/internal/fsutil"
 )
 
 func TestConfig(t *testing.T) {
@@ -43,7 +44,7 @@ func TestSocketPath(t *testing.T) {
 	}
 	deep := New(Config{Root: "/" + strings.Repeat("d", 120) + "/buildkit"})
 	defer deep.Close()
-	if got := deep.socketPath(); len(got) > maxSocketPath || !strings.HasPrefix(got, runtimeDir()+"/buildkitd-") {
+	if got := deep.socketPath(); len(got) > maxSocketPath || !strings.HasPrefix(got, fsutil.RuntimeDir()+"/buildkitd-") {
 		t.Errorf("socket under a deep root: %s (%d bytes)", got, len(got))
 	}
 }

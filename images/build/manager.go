@@ -21,6 +21,7 @@ import (
 
 	"github.com/flyingdutchman/flyingdutchman/errdefs"
 	"github.com/flyingdutchman/flyingdutchman/images"
+	"github.com/flyingdutchman/flyingdutchman/internal/fsutil"
 )
 
 // Config is what a Manager needs.
@@ -115,7 +116,7 @@ const (
 )
 
 // socketPath is buildkitd's socket: under Root, or when Root is too deep for a socket's
-// path, in a directory of the daemon's own (/run/dutchman as root).
+// path, beside the daemon's own socket.
 func (m *Manager) socketPath() string {
 	p := filepath.Join(m.cfg.Root, socketFile)
 	if len(p) <= maxSocketPath {
@@ -123,19 +124,7 @@ func (m *Manager) socketPath() string {
 	}
 	h := fnv.New32a()
 	h.Write([]byte(m.cfg.Root))
-	return filepath.Join(runtimeDir(), fmt.Sprintf("buildkitd-%08x.sock", h.Sum32()))
-}
-
-// runtimeDir is where the daemon keeps sockets: /run/dutchman as root, else
-// $XDG_RUNTIME_DIR/dutchman (the temporary directory's dutchman-UID without it).
-func runtimeDir() string {
-	if os.Geteuid() == 0 {
-		return "/run/dutchman"
-	}
-	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
-		return filepath.Join(d, "dutchman")
-	}
-	return filepath.Join(os.TempDir(), "dutchman-"+strconv.Itoa(os.Geteuid()))
+	return filepath.Join(fsutil.RuntimeDir(), fmt.Sprintf("buildkitd-%08x.sock", h.Sum32()))
 }
 
 // ownSocket checks that p is a socket of this process's user in a directory of his
@@ -196,8 +185,8 @@ func (m *Manager) config(socket string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Written by the dutchman daemon at each start of buildkitd; edits are lost.\n")
 	fmt.Fprintf(&b, "root = %s\n\n[grpc]\n  address = [%s]\n\n", strconv.Quote(filepath.Join(m.cfg.Root, stateDir)), strconv.Quote("unix://"+socket))
-	// RUN steps share the host's network, as `docker build` without --network does on
-	// the default bridge's behalf: no CNI setup, and nothing left behind.
+	// RUN steps share the host's network (docker build --network=host): no CNI setup,
+	// and nothing left behind. Builds for a user other than root get none (build.go).
 	fmt.Fprintf(&b, "[worker.oci]\n  enabled = true\n  binary = %s\n  networkMode = \"host\"\n  gc = true\n\n", strconv.Quote(runc))
 	fmt.Fprintf(&b, "[worker.containerd]\n  enabled = false\n")
 	for _, h := range m.cfg.InsecureRegistries {

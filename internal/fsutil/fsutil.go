@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 )
 
 // RemoveTree removes dir and everything below it, read-only directories included (an
@@ -27,4 +28,16 @@ func RemoveTree(dir string) error {
 		err = os.RemoveAll(dir)
 	}
 	return err
+}
+
+// RuntimeDir is where the daemon keeps its sockets: /run/dutchman as root, else
+// $XDG_RUNTIME_DIR, else dutchman-UID in the temporary directory.
+func RuntimeDir() string {
+	if os.Geteuid() == 0 {
+		return "/run/dutchman"
+	}
+	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
+		return d
+	}
+	return filepath.Join(os.TempDir(), "dutchman-"+strconv.Itoa(os.Getuid()))
 }

@@ -7,8 +7,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	rt "github.com/flyingdutchman/flyingdutchman/engine/runtime"
 	"github.com/flyingdutchman/flyingdutchman/engine/runtime/vm/proto"
@@ -40,16 +41,15 @@ func CheckRootfsMode(mode string) error {
 // the container writes takes room.
 const scratchSize = "16G"
 
-var digestHex = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
-
 // blockRoot sets lc up for a root on disks: the image's erofs disk (made on first need)
 // and the container's scratch disk beside its rootfs (made on its first start, kept
 // across its restarts, removed with it).
 func (r *Runtime) blockRoot(ctx context.Context, cfg *rt.Config, lc *LaunchConfig) error {
-	if !digestHex.MatchString(cfg.Image) || cfg.ImageView == nil {
+	h, err := v1.NewHash(cfg.Image)
+	if err != nil || cfg.ImageView == nil {
 		return fmt.Errorf("the %s root filesystem needs the container's image", RootfsErofs)
 	}
-	image, err := r.imageDisk(ctx, cfg.Image, cfg.ImageView)
+	image, err := r.imageDisk(ctx, h, cfg.ImageView)
 	if err != nil {
 		return err
 	}
@@ -71,8 +71,8 @@ func (r *Runtime) blockRoot(ctx context.Context, cfg *rt.Config, lc *LaunchConfi
 
 // imageDisk returns the erofs image of the image whose manifest digest is digest,
 // making it from the image's files first if there is none.
-func (r *Runtime) imageDisk(ctx context.Context, digest string, view func(context.Context) (string, error)) (string, error) {
-	path := filepath.Join(r.root, "erofs", strings.TrimPrefix(digest, "sha256:")+".erofs")
+func (r *Runtime) imageDisk(ctx context.Context, digest v1.Hash, view func(context.Context) (string, error)) (string, error) {
+	path := filepath.Join(r.root, "erofs", digest.Hex+".erofs")
 	if _, err := os.Stat(path); err == nil {
 		return path, nil
 	}
@@ -88,18 +88,24 @@ func (r *Runtime) imageDisk(ctx context.Context, digest string, view func(contex
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return "", err
 	}
-	mkfs, err := exec.LookPath("mkfs.erofs")
-	if err != nil {
+	if _, err := exec.LookPath("mkfs.erofs"); err != nil {
 		return "", errdefs.Unavailable(errors.New("the erofs root filesystem needs mkfs.erofs: apt-get install erofs-utils"))
 	}
+	// -T0: the same image gives the same disk.
+	return path, mkfsInto(ctx, path, "mkfs.erofs", func(file string) []string { return []string{"--quiet", "-T0", file, dir} })
+}
+
+// mkfsInto makes the file system at path with a mkfs command, given its arguments for
+// the file to make: made beside path and renamed into place, so that path is whole or
+// absent.
+func mkfsInto(ctx context.Context, path, mkfs string, args func(file string) []string) error {
 	tmp := path + ".tmp"
 	os.Remove(tmp)
-	// -T0: the same image gives the same disk.
-	if out, err := exec.CommandContext(ctx, mkfs, "--quiet", "-T0", tmp, dir).CombinedOutput(); err != nil {
+	if out, err := exec.CommandContext(ctx, mkfs, args(tmp)...).CombinedOutput(); err != nil {
 		os.Remove(tmp)
-		return "", fmt.Errorf("mkfs.erofs: %v: %s", err, strings.TrimSpace(string(out)))
+		return fmt.Errorf("%s: %v: %s", mkfs, err, strings.TrimSpace(string(out)))
 	}
-	return path, os.Rename(tmp, path)
+	return os.Rename(tmp, path)
 }
 
 // makeScratch makes a container's scratch disk, an ext4 file system holding the upper and
@@ -118,14 +124,9 @@ func makeScratch(ctx context.Context, path string) error {
 			return err
 		}
 	}
-	tmp := path + ".tmp"
-	os.Remove(tmp)
-	cmd := exec.CommandContext(ctx, "mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=1,lazy_journal_init=1", "-d", skel, tmp, scratchSize)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("mkfs.ext4: %v: %s", err, strings.TrimSpace(string(out)))
-	}
-	return os.Rename(tmp, path)
+	return mkfsInto(ctx, path, "mkfs.ext4", func(file string) []string {
+		return []string{"-q", "-F", "-E", "lazy_itable_init=1,lazy_journal_init=1", "-d", skel, file, scratchSize}
+	})
 }
 
 // KeepImages removes the erofs disks of images that are gone (digests are those that
@@ -135,7 +136,7 @@ func (r *Runtime) KeepImages(digests map[string]bool) {
 	defer r.erofsMu.Unlock()
 	disks, _ := filepath.Glob(filepath.Join(r.root, "erofs", "*.erofs"))
 	for _, d := range disks {
-		if !digests["sha256:"+strings.TrimSuffix(filepath.Base(d), ".erofs")] {
+		if !digests[v1.Hash{Algorithm: "sha256", Hex: strings.TrimSuffix(filepath.Base(d), ".erofs")}.String()] {
 			os.Remove(d)
 		}
 	}
