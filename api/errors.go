@@ -45,6 +45,7 @@ var errorKinds = []struct {
 	{errdefs.ErrNoSpace, "no_space", http.StatusInsufficientStorage},
 	{syscall.ENOSPC, "no_space", http.StatusInsufficientStorage},
 	{errdefs.ErrUnavailable, "unavailable", http.StatusBadGateway},
+	{errdefs.ErrCannotRun, "cannot_run", http.StatusInternalServerError},
 }
 
 // toError classifies err for the wire.

@@ -3,6 +3,7 @@ package api
 import (
 	"github.com/flyingdutchman/flyingdutchman/compose"
 	"github.com/flyingdutchman/flyingdutchman/engine"
+	"github.com/flyingdutchman/flyingdutchman/engine/runtime/vm"
 	"github.com/flyingdutchman/flyingdutchman/images"
 	"github.com/flyingdutchman/flyingdutchman/images/build"
 )
@@ -10,6 +11,7 @@ import (
 // The wire types are the engine's own; the aliases name them for clients.
 type (
 	Info         = engine.Info
+	VMAccel      = vm.AccelInfo
 	Image        = images.Image
 	Progress     = images.Progress
 	PushProgress = images.PushProgress

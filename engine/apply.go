@@ -23,7 +23,7 @@ func (e *Engine) Apply(ctx context.Context, name string, spec Spec) (c *Containe
 	if err := spec.validate(); err != nil {
 		return nil, false, err
 	}
-	if _, err := e.chooseRuntime(spec.Runtime); err != nil {
+	if _, err := e.chooseRuntime(ctx, spec.Runtime); err != nil {
 		return nil, false, err
 	}
 	unlock := e.applying.lock(name)

@@ -184,7 +184,7 @@ func (e *Engine) create(ctx context.Context, name string, spec Spec, inherit map
 	if err := spec.validate(); err != nil {
 		return nil, err
 	}
-	runtimeName, err := e.chooseRuntime(spec.Runtime)
+	runtimeName, err := e.chooseRuntime(ctx, spec.Runtime)
 	if err != nil {
 		return nil, err
 	}
@@ -295,12 +295,12 @@ func (e *Engine) reserveName(name, id string) (string, error) {
 	}
 }
 
-// chooseRuntime resolves a spec's runtime: "auto" (or none) is vm where KVM is usable,
-// oci elsewhere.
-func (e *Engine) chooseRuntime(name string) (string, error) {
+// chooseRuntime resolves a spec's runtime: "auto" (or none) is vm where guests are seen
+// to run under KVM (which may wait for a probe of a few seconds), oci elsewhere.
+func (e *Engine) chooseRuntime(ctx context.Context, name string) (string, error) {
 	switch name {
 	case "", "auto":
-		if e.runtimes["vm"] != nil && kvm() {
+		if e.vmRunsKVM(ctx) {
 			return "vm", nil
 		}
 		return "oci", nil
@@ -506,6 +506,7 @@ func (e *Engine) runTask(ctx context.Context, ct *container, c *Container, opts 
 		return nil, nil, err
 	}
 	cfg.ConsoleSize = opts.ConsoleSize
+	cfg.Warn = func(msg string) { e.publishContainer(c, "warning", map[string]string{"message": msg}) }
 	cfg.Image = fs.Image
 	cfg.ImageView = func(ctx context.Context) (string, error) { return e.images.View(ctx, fs.Image) }
 	unstage, err := e.stageBinds(c, cfg.Mounts)

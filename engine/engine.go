@@ -49,6 +49,9 @@ type Config struct {
 	// VMRootfs is how vm guests get their root filesystem: "virtiofs" (default) or
 	// "erofs" (see engine/runtime/vm).
 	VMRootfs string
+	// VMAccel is the vm runtime's accelerator: "auto" (default: KVM where a probe saw
+	// the guest run on it, else TCG), "kvm" or "tcg".
+	VMAccel string
 	// Buildkitd is BuildKit's daemon, started for the first build (buildkitd beside Self,
 	// then on PATH, if empty).
 	Buildkitd string
@@ -157,6 +160,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		return fail(fmt.Errorf("restore containers: %w", err))
 	}
 	e.releaseIdleVolumes()
+	e.probeVM()
 	return e, nil
 }
 
@@ -190,13 +194,18 @@ func (e *Engine) Close() error {
 
 // Info describes the engine, for `dutchman info` and the tree's info file.
 type Info struct {
-	Version            string   `json:"version"`
-	OS                 string   `json:"os"`
-	Arch               string   `json:"arch"`
-	DataRoot           string   `json:"dataRoot"`
-	StorageDriver      string   `json:"storageDriver"`
-	Runtimes           []string `json:"runtimes"`
-	InsecureRegistries []string `json:"insecureRegistries"`
+	Version       string   `json:"version"`
+	OS            string   `json:"os"`
+	Arch          string   `json:"arch"`
+	DataRoot      string   `json:"dataRoot"`
+	StorageDriver string   `json:"storageDriver"`
+	Runtimes      []string `json:"runtimes"`
+	// DefaultRuntime is the runtime "auto" picks now: vm where its guests were seen to
+	// run under KVM, else oci.
+	DefaultRuntime string `json:"defaultRuntime"`
+	// VM is what the vm runtime boots guests with (nil without the vm runtime).
+	VM                 *vm.AccelInfo `json:"vm,omitempty"`
+	InsecureRegistries []string      `json:"insecureRegistries"`
 	// Builder is the buildkitd builds run through, and whether it runs.
 	Builder           string `json:"builder"`
 	Images            int    `json:"images"`
@@ -225,6 +234,10 @@ func (e *Engine) Info(ctx context.Context) (*Info, error) {
 	}
 	for name := range e.runtimes {
 		info.Runtimes = append(info.Runtimes, name)
+	}
+	info.DefaultRuntime = "oci"
+	if info.VM = e.vmAccel(); info.VM != nil && info.VM.KVM {
+		info.DefaultRuntime = "vm"
 	}
 	slices.Sort(info.Runtimes)
 	for _, c := range e.List() {

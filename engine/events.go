@@ -21,7 +21,8 @@ type Event struct {
 	// "project" (a compose project: apply, error, down).
 	Type string `json:"type"`
 	// Action is what happened: create, start, die, stop, kill, pause, unpause, restart,
-	// rename, destroy, oom for containers; pull, push, tag, untag, delete, load for images.
+	// rename, destroy, oom, warning (the runtime's word on a run: a VM under TCG) for
+	// containers; pull, push, tag, untag, delete, load for images.
 	Action string `json:"action"`
 	// ID and Name identify the object: a container's ID and name, an image's ID and name.
 	ID   string `json:"id"`

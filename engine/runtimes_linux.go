@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 
@@ -26,13 +27,36 @@ func (e *Engine) newRuntimes() (map[string]rt.Runtime, error) {
 		return nil, fmt.Errorf("vm runtime: %w", err)
 	}
 	v, err := vm.New(filepath.Join(cfg.DataRoot, "runtime", "vm"), kernels,
-		vm.WithShim(cfg.Self), vm.WithLogs(cfg.Logs), vm.WithLogger(cfg.Logger), vm.WithRootfs(cfg.VMRootfs))
+		vm.WithShim(cfg.Self), vm.WithLogs(cfg.Logs), vm.WithLogger(cfg.Logger), vm.WithRootfs(cfg.VMRootfs),
+		vm.WithAccel(cfg.VMAccel))
 	if err != nil {
+		r.Close()
 		return nil, fmt.Errorf("vm runtime: %w", err)
 	}
 	e.kernels = kernels
 	return map[string]rt.Runtime{r.Name(): r, v.Name(): v}, nil
 }
 
-// kvm tells whether the vm runtime can use KVM, which makes it the choice of "auto".
-func kvm() bool { return vm.KVMUsable() }
+// vmRunsKVM tells whether the vm runtime's guests run under KVM here, which makes it the
+// choice of "auto".
+func (e *Engine) vmRunsKVM(ctx context.Context) bool {
+	v, ok := e.runtimes["vm"].(*vm.Runtime)
+	return ok && v.RunsKVM(ctx)
+}
+
+// probeVM has the vm runtime probe KVM now, if it has a kernel and no verdict for it, so
+// that the first vm or auto container does not wait for the probe. It does not delay
+// the daemon's start.
+func (e *Engine) probeVM() {
+	if v, ok := e.runtimes["vm"].(*vm.Runtime); ok {
+		v.ProbeSoon()
+	}
+}
+
+// vmAccel is what the vm runtime says of its accelerator, nil without it.
+func (e *Engine) vmAccel() *vm.AccelInfo {
+	if v, ok := e.runtimes["vm"].(*vm.Runtime); ok {
+		return v.AccelInfo()
+	}
+	return nil
+}

@@ -2,7 +2,12 @@
 
 package engine
 
-import rt "github.com/flyingdutchman/flyingdutchman/engine/runtime"
+import (
+	"context"
+
+	rt "github.com/flyingdutchman/flyingdutchman/engine/runtime"
+	"github.com/flyingdutchman/flyingdutchman/engine/runtime/vm"
+)
 
 // newRuntimes makes the runtimes this system has: elsewhere than Linux, none yet (the
 // vm runtime, with another monitor than QEMU's microvm, will be the one there).
@@ -10,4 +15,8 @@ func (e *Engine) newRuntimes() (map[string]rt.Runtime, error) {
 	return map[string]rt.Runtime{}, nil
 }
 
-func kvm() bool { return false }
+func (e *Engine) vmRunsKVM(context.Context) bool { return false }
+
+func (e *Engine) probeVM() {}
+
+func (e *Engine) vmAccel() *vm.AccelInfo { return nil }

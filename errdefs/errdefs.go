@@ -6,7 +6,10 @@
 // wrapped error's own, so kinds never change what a person reads.
 package errdefs
 
-import "errors"
+import (
+	"errors"
+	"strings"
+)
 
 // The kinds. Test with errors.Is(err, errdefs.ErrNotFound).
 var (
@@ -20,7 +23,49 @@ var (
 	ErrUnauthorized = errors.New("unauthorized")
 	// ErrNoSpace: a disk filled up. Also true of errors wrapping syscall.ENOSPC.
 	ErrNoSpace = errors.New("no space left on device")
+	// ErrCannotRun: the container's runtime could not run it on this host (runc refused
+	// it, its VM stopped before its agent answered, KVM was asked for and cannot run it).
+	ErrCannotRun = errors.New("cannot run")
 )
+
+// names names the kinds, for errors that cross a process boundary (a shim's answers).
+var names = []struct {
+	name string
+	kind error
+}{
+	{"not_found", ErrNotFound},
+	{"already_exists", ErrAlreadyExists},
+	{"invalid_argument", ErrInvalidArgument},
+	{"conflict", ErrConflict},
+	{"unavailable", ErrUnavailable},
+	{"unauthorized", ErrUnauthorized},
+	{"no_space", ErrNoSpace},
+	{"cannot_run", ErrCannotRun},
+}
+
+// KindOf names err's kinds, joined by commas ("" for an error of none), for WithKinds
+// on the other side of a process boundary.
+func KindOf(err error) string {
+	var out []string
+	for _, n := range names {
+		if errors.Is(err, n.kind) {
+			out = append(out, n.name)
+		}
+	}
+	return strings.Join(out, ",")
+}
+
+// WithKinds marks err with the kinds KindOf named; names it does not know are ignored.
+func WithKinds(kinds string, err error) error {
+	for _, k := range strings.Split(kinds, ",") {
+		for _, n := range names {
+			if n.name == k {
+				err = wrap(n.kind, err)
+			}
+		}
+	}
+	return err
+}
 
 type kindError struct {
 	kind error
@@ -57,3 +102,6 @@ func Unauthorized(err error) error { return wrap(ErrUnauthorized, err) }
 
 // NoSpace marks err as ErrNoSpace.
 func NoSpace(err error) error { return wrap(ErrNoSpace, err) }
+
+// CannotRun marks err as ErrCannotRun.
+func CannotRun(err error) error { return wrap(ErrCannotRun, err) }

@@ -20,6 +20,9 @@ var errnoTable = []struct {
 	{errdefs.ErrUnauthorized, syscall.EACCES},
 	{errdefs.ErrNoSpace, syscall.ENOSPC},
 	{syscall.ENOSPC, syscall.ENOSPC},
+	// The runtime could not run the container here (its VM stopped at boot): the
+	// kernel's word for a program it cannot execute.
+	{errdefs.ErrCannotRun, syscall.ENOEXEC},
 	// A registry that does not answer: try again later.
 	{errdefs.ErrUnavailable, syscall.EAGAIN},
 }

@@ -3,6 +3,7 @@ package fs
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -78,8 +79,12 @@ func (t *tree) renderInfo(ctx context.Context) ([]byte, error) {
 	}
 	runtimes := append([]string(nil), info.Runtimes...)
 	sort.Strings(runtimes)
+	var vmLines [][2]any
+	if v := info.VM; v != nil {
+		vmLines = [][2]any{{"vm_accel", v.Accel}, {"vm_accel_setting", v.Setting}, {"vm_cpu", v.CPU}, {"vm_accel_reason", v.Reason}}
+	}
 	var b strings.Builder
-	for _, kv := range [][2]any{
+	for _, kv := range slices.Concat([][2]any{
 		{"version", info.Version},
 		{"os", info.OS},
 		{"arch", info.Arch},
@@ -87,6 +92,8 @@ func (t *tree) renderInfo(ctx context.Context) ([]byte, error) {
 		{"mount", t.mountpoint},
 		{"storage_driver", info.StorageDriver},
 		{"runtimes", strings.Join(runtimes, " ")},
+		{"default_runtime", info.DefaultRuntime},
+	}, vmLines, [][2]any{
 		{"insecure_registries", strings.Join(info.InsecureRegistries, " ")},
 		{"builder", info.Builder},
 		{"containers", info.Containers},
@@ -96,7 +103,7 @@ func (t *tree) renderInfo(ctx context.Context) ([]byte, error) {
 		{"images", info.Images},
 		{"layers", info.Snapshots},
 		{"blobs", info.Blobs},
-	} {
+	}) {
 		fmt.Fprintf(&b, "%s: %v\n", kv[0], kv[1])
 	}
 	return []byte(b.String()), nil

@@ -25,6 +25,7 @@ type daemonConfig struct {
 	VMAgent                string   `json:"vm-agent,omitempty"`
 	VMKernel               string   `json:"vm-kernel,omitempty"`
 	VMRootfs               string   `json:"vm-rootfs,omitempty"`
+	VMAccel                string   `json:"vm-accel,omitempty"`
 	Buildkitd              string   `json:"buildkitd,omitempty"`
 	// FuseDebug logs every request the tree serves (a flag only).
 	FuseDebug bool `json:"-"`

@@ -32,7 +32,8 @@ func newDaemonCommand() *cobra.Command {
 		Long: `Run the engine. It serves the HTTP API on a unix socket, for the CLI and other clients,
 and keeps its state in the data root. Settings come from the config file (JSON, keys as
 the long flags: data-root, mount, socket, insecure-registries, max-concurrent-downloads,
-storage-driver, log-level, vm-agent, vm-kernel, vm-rootfs, buildkitd), and flags override it.
+storage-driver, log-level, vm-agent, vm-kernel, vm-rootfs, vm-accel, buildkitd), and flags
+override it.
 
 One daemon per data root: a second one on the same data root is refused.
 SIGINT or SIGTERM stop it cleanly.`,
@@ -73,6 +74,9 @@ SIGINT or SIGTERM stop it cleanly.`,
 			if fl.Changed("vm-rootfs") {
 				cfg.VMRootfs = flags.VMRootfs
 			}
+			if fl.Changed("vm-accel") {
+				cfg.VMAccel = flags.VMAccel
+			}
 			if fl.Changed("buildkitd") {
 				cfg.Buildkitd = flags.Buildkitd
 			}
@@ -92,6 +96,7 @@ SIGINT or SIGTERM stop it cleanly.`,
 	f.StringVar(&flags.VMAgent, "vm-agent", "", "the vm runtime's guest agent (default: dutchman-agent beside dutchman)")
 	f.StringVar(&flags.VMKernel, "vm-kernel", "", `kernel fetched for the vm runtime when it has none: "debian:PACKAGE", a .deb file or an artifact reference (default "`+vm.DefaultKernelSource+`")`)
 	f.StringVar(&flags.VMRootfs, "vm-rootfs", "virtiofs", `how vm guests get their root filesystem: "virtiofs" (shared with the host as it changes) or "erofs" (the image as a disk, faster to read; the host no longer sees what a container writes)`)
+	f.StringVar(&flags.VMAccel, "vm-accel", "auto", `the vm runtime's accelerator: "auto" (KVM where a probe sees the guest run on it, else TCG), "kvm" (a host whose KVM cannot run the guest fails vm containers' start) or "tcg"`)
 	f.StringVar(&flags.Buildkitd, "buildkitd", "", "BuildKit's daemon, started for the first build (default: buildkitd beside dutchman, then on PATH)")
 	f.BoolVar(&flags.FuseDebug, "fuse-debug", false, "log every request the tree serves")
 	f.MarkHidden("fuse-debug")
@@ -139,6 +144,7 @@ func runDaemon(ctx context.Context, cfg daemonConfig) error {
 		VMAgent:                cfg.VMAgent,
 		VMKernel:               cfg.VMKernel,
 		VMRootfs:               cfg.VMRootfs,
+		VMAccel:                cfg.VMAccel,
 		Buildkitd:              cfg.Buildkitd,
 		Version:                version,
 		Logger:                 log,

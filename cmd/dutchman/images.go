@@ -61,15 +61,37 @@ func newInfoCommand(c *cli) *cobra.Command {
 			if insecure == "" {
 				insecure = "(loopback only)"
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Version: %s\nOS/Arch: %s/%s\nData root: %s\nStorage driver: %s\nRuntimes: %s\nInsecure registries: %s\nBuilder: %s\n"+
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "Version: %s\nOS/Arch: %s/%s\nData root: %s\nStorage driver: %s\nRuntimes: %s\nDefault runtime: %s\n",
+				info.Version, info.OS, info.Arch, info.DataRoot, info.StorageDriver, strings.Join(info.Runtimes, ", "), info.DefaultRuntime)
+			if v := info.VM; v != nil {
+				fmt.Fprintf(out, "VM accelerator: %s\n", describeAccel(v))
+			}
+			fmt.Fprintf(out, "Insecure registries: %s\nBuilder: %s\n"+
 				"Containers: %d (running %d, paused %d, stopped %d)\nImages: %d\nBlobs: %d\nSnapshots: %d\n",
-				info.Version, info.OS, info.Arch, info.DataRoot, info.StorageDriver, strings.Join(info.Runtimes, ", "), insecure, info.Builder,
+				insecure, info.Builder,
 				info.Containers, info.ContainersRunning, info.ContainersPaused, info.ContainersStopped, info.Images, info.Blobs, info.Snapshots)
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&format, "format", "", `"json" for JSON`)
 	return cmd
+}
+
+// describeAccel is the vm runtime's accelerator on one line: "kvm (cpu host)", or
+// "tcg (why not KVM)".
+func describeAccel(v *api.VMAccel) string {
+	s := v.Accel
+	if v.CPU != "" {
+		s += " (cpu " + v.CPU + ")"
+	}
+	if v.Reason != "" {
+		s += " (" + v.Reason + ")"
+	}
+	if v.Setting != "" && v.Setting != "auto" {
+		s += " [--vm-accel " + v.Setting + "]"
+	}
+	return s
 }
 
 func newPullCommand(c *cli) *cobra.Command {

@@ -53,6 +53,9 @@ type Config struct {
 	// otherwise.
 	Image     string
 	ImageView func(context.Context) (string, error) `json:"-"`
+	// Warn, if set, is told what the runtime wants the container's owner to know of a
+	// run that is not an error (a VM under TCG because KVM cannot run it here).
+	Warn func(message string) `json:"-"`
 }
 
 // Mount is a filesystem mounted into a container.

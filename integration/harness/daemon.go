@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 var (
@@ -68,9 +70,12 @@ type Daemon struct {
 	Socket   string
 	LogPath  string
 	// Tree is where the daemon mounts the tree, "" for nowhere (WithTree).
-	Tree    string
-	Env     []string
-	Args    []string
+	Tree string
+	Env  []string
+	Args []string
+	// HideKVM runs the daemon where /dev/kvm cannot be opened (WithoutKVM).
+	HideKVM bool
+	shared  bool
 	cmd     *exec.Cmd
 	waited  chan struct{}
 	exitErr error
@@ -100,12 +105,45 @@ func WithTree() DaemonOption {
 	return func(d *Daemon) { d.Tree = filepath.Join(d.Dir, "tree") }
 }
 
+// WithoutKVM runs the daemon as on a host without KVM: in a mount namespace of its own
+// where /dev/kvm is on a nodev mount, so that opening it fails for the daemon and all it
+// starts (QEMU included), and nothing else. Setting DUTCHMAN_TEST_HIDE_KVM=1 in the
+// environment does it for every daemon of the tests, to run the whole suite so.
+func WithoutKVM() DaemonOption {
+	return func(d *Daemon) { d.HideKVM = true }
+}
+
+// hideKVMScript makes /dev/kvm unopenable in the daemon's mount namespace, then runs it.
+const hideKVMScript = `if [ -e /dev/kvm ]; then mount --bind /dev/kvm /dev/kvm && mount -o remount,bind,nodev /dev/kvm || exit 125; fi; exec "$0" "$@"`
+
+// command is the daemon's command line: the binary, or, hiding KVM, the binary run by
+// unshare(1) in a mount namespace whose mounts below the test's directory are shared
+// with the test's (so that the test sees the tree), and whose /dev is made private there
+// before /dev/kvm is hidden.
+func (d *Daemon) command(args []string) (*exec.Cmd, error) {
+	if !d.HideKVM {
+		return exec.Command(Binary(d.t), args...), nil
+	}
+	if !d.shared {
+		if err := unix.Mount(d.Dir, d.Dir, "", unix.MS_BIND, ""); err != nil {
+			return nil, fmt.Errorf("bind %s: %w", d.Dir, err)
+		}
+		if err := unix.Mount("", d.Dir, "", unix.MS_SHARED, ""); err != nil {
+			return nil, fmt.Errorf("make %s shared: %w", d.Dir, err)
+		}
+		d.shared = true
+	}
+	return exec.Command("unshare", append([]string{"--mount", "--propagation", "unchanged", "--", "sh", "-c",
+		"mount --make-private /dev && " + hideKVMScript, Binary(d.t)}, args...)...), nil
+}
+
 // NewDaemon prepares a daemon without starting it.
 func NewDaemon(t testing.TB, opts ...DaemonOption) *Daemon {
 	t.Helper()
 	dir := Dir(t)
 	d := &Daemon{Dir: dir, DataRoot: filepath.Join(dir, "root"), Socket: filepath.Join(dir, "dutchman.sock"),
 		LogPath: filepath.Join(dir, "daemon.log"), t: t}
+	d.HideKVM = os.Getenv("DUTCHMAN_TEST_HIDE_KVM") == "1"
 	for _, o := range opts {
 		o(d)
 	}
@@ -157,7 +195,10 @@ func (d *Daemon) Start() error {
 		return err
 	}
 	defer logf.Close()
-	cmd := exec.Command(Binary(d.t), args...)
+	cmd, err := d.command(args)
+	if err != nil {
+		return err
+	}
 	cmd.Dir = d.Dir // relative paths in Args are the test directory's
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = append(os.Environ(), d.Env...)

@@ -20,6 +20,7 @@ import (
 
 	rt "github.com/flyingdutchman/flyingdutchman/engine/runtime"
 	"github.com/flyingdutchman/flyingdutchman/engine/runtime/frames"
+	"github.com/flyingdutchman/flyingdutchman/errdefs"
 )
 
 // Spare is a shim started ahead of need, waiting for its container: a start then waits
@@ -171,7 +172,7 @@ func (c *Client) call(ctx context.Context, req request) (net.Conn, *bufio.Reader
 	}
 	if resp.Error != "" {
 		conn.Close()
-		return nil, nil, nil, errors.New(resp.Error)
+		return nil, nil, nil, errdefs.WithKinds(resp.Kind, errors.New(resp.Error))
 	}
 	return conn, r, &resp, nil
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 
 	rt "github.com/flyingdutchman/flyingdutchman/engine/runtime"
+	"github.com/flyingdutchman/flyingdutchman/errdefs"
 	"github.com/flyingdutchman/flyingdutchman/internal/reaper"
 )
 
@@ -67,7 +68,7 @@ type NewLauncher func(env LauncherEnv) (Launcher, error)
 // Reply answers a launcher's request with an error, or with result as its JSON result.
 func Reply(c net.Conn, result any, err error) error {
 	if err != nil {
-		return writeJSONLine(c, response{Error: err.Error()})
+		return writeJSONLine(c, response{Error: err.Error(), Kind: errdefs.KindOf(err)})
 	}
 	var resp response
 	if result != nil {

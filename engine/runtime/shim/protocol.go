@@ -68,9 +68,11 @@ type request struct {
 
 // response is the JSON line that answers it.
 type response struct {
-	Error string         `json:"error,omitempty"`
-	Pid   int            `json:"pid,omitempty"`
-	Exit  *rt.ExitStatus `json:"exit,omitempty"`
+	Error string `json:"error,omitempty"`
+	// Kind names the error's kinds (errdefs.KindOf), which the client gives it again.
+	Kind string         `json:"kind,omitempty"`
+	Pid  int            `json:"pid,omitempty"`
+	Exit *rt.ExitStatus `json:"exit,omitempty"`
 	// Result is the result of a launcher's request.
 	Result json.RawMessage `json:"result,omitempty"`
 }

@@ -25,6 +25,7 @@ import (
 
 	"github.com/flyingdutchman/flyingdutchman/engine/logs"
 	rt "github.com/flyingdutchman/flyingdutchman/engine/runtime"
+	"github.com/flyingdutchman/flyingdutchman/errdefs"
 	"github.com/flyingdutchman/flyingdutchman/internal/reaper"
 )
 
@@ -263,7 +264,7 @@ func (s *shim) launch() (int, error) {
 		ws := <-runcDone
 		console, cerr := s.consoleDone()
 		if ws.ExitStatus() != 0 {
-			return 0, fmt.Errorf("runc run: %s", runcError(logPath))
+			return 0, errdefs.CannotRun(fmt.Errorf("runc run: %s", runcError(logPath)))
 		}
 		if cerr != nil {
 			return 0, fmt.Errorf("receive the container's terminal: %w", cerr)
@@ -301,7 +302,7 @@ func (s *shim) launch() (int, error) {
 				s.running <- done
 				return pid, nil
 			}
-			return 0, fmt.Errorf("runc run: %s", runcError(logPath))
+			return 0, errdefs.CannotRun(fmt.Errorf("runc run: %s", runcError(logPath)))
 		case <-changed:
 		case <-time.After(100 * time.Millisecond):
 		}
@@ -708,7 +709,7 @@ func (s *shim) start() response {
 	if err != nil {
 		s.oom.stop()
 		s.oom = nil
-		return response{Error: err.Error()}
+		return response{Error: err.Error(), Kind: errdefs.KindOf(err)}
 	}
 	s.started, s.pid = true, pid
 	return response{Pid: pid}

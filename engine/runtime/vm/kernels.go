@@ -76,6 +76,15 @@ type Kernels struct {
 	fetch     sync.Mutex
 	agentStat os.FileInfo
 	agentSum  string
+	// onDefault is called once a kernel became the default (under mu).
+	onDefault func()
+}
+
+// setOnDefault has f called whenever a kernel becomes the default.
+func (k *Kernels) setOnDefault(f func()) {
+	k.mu.Lock()
+	k.onDefault = f
+	k.mu.Unlock()
 }
 
 // NewKernels opens the kernel cache in root. agent is the dutchman-agent binary put in
@@ -365,7 +374,13 @@ func (k *Kernels) SetDefault(name string) error {
 	if err := os.WriteFile(tmp, []byte(name+"\n"), 0o644); err != nil {
 		return err
 	}
-	return os.Rename(tmp, filepath.Join(k.root, "default"))
+	if err := os.Rename(tmp, filepath.Join(k.root, "default")); err != nil {
+		return err
+	}
+	if k.onDefault != nil {
+		k.onDefault()
+	}
+	return nil
 }
 
 // lockKernel takes the cache's lock for a change to kernel name, which must exist.

@@ -16,8 +16,10 @@ type LaunchConfig struct {
 	Cmdline   string `json:"cmdline"`
 	MemoryMiB int64  `json:"memoryMiB"`
 	CPUs      int    `json:"cpus"`
-	// KVM selects -accel kvm; TCG otherwise.
-	KVM bool `json:"kvm,omitempty"`
+	// KVM selects -accel kvm, with QEMU's CPU model CPU ("" for QEMU's default); TCG
+	// otherwise.
+	KVM bool   `json:"kvm,omitempty"`
+	CPU string `json:"cpu,omitempty"`
 	// Vsock, if set, carries the conversation with the agent instead of virtio-serial.
 	Vsock *VsockConfig `json:"vsock,omitempty"`
 	// Rootfs is the container's root filesystem on the host (the oci runtime's).

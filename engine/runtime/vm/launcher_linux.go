@@ -25,6 +25,7 @@ import (
 	"github.com/flyingdutchman/flyingdutchman/engine/runtime/shim"
 	"github.com/flyingdutchman/flyingdutchman/engine/runtime/vm/agent"
 	"github.com/flyingdutchman/flyingdutchman/engine/runtime/vm/proto"
+	"github.com/flyingdutchman/flyingdutchman/errdefs"
 )
 
 // LauncherName is the shim launcher of the vm runtime.
@@ -34,10 +35,15 @@ const LauncherName = "vm"
 const (
 	consoleFile = "console.log" // the guest's serial console: the kernel's messages
 	shareDir    = "share"       // the virtio-fs share's mount points
-	// fsSocket is virtiofsd's socket, named relative to the state directory, where
-	// virtiofsd and QEMU run: a socket's path may not exceed 108 bytes.
-	fsSocket = "fs.sock"
 )
+
+// fsSocket is virtiofsd's socket, named relative to the state directory, where
+// virtiofsd and QEMU run (a socket's path may not exceed 108 bytes), after the container:
+// virtiofsd locks a pid file named after the socket's path, so each must have its own.
+func (l *launcher) fsSocket() string { return "fs-" + filepath.Base(l.env.Dir) + ".sock" }
+
+// virtiofsdPidDir is where Debian's virtiofsd keeps its pid files.
+const virtiofsdPidDir = "/var/run/virtiofsd"
 
 // bootTimeout bounds the wait for the agent: a TCG guest on a busy machine boots in
 // seconds, not minutes.
@@ -206,11 +212,14 @@ func copyInput(p *proto.Proc, r io.ReadCloser) {
 }
 
 // child is a process the launcher started: exited is closed once it ended, and ws then
-// says how.
+// says how. The end of its output is kept in stderr as well as written to the shim's
+// log; stderrDone is closed once its last words are there.
 type child struct {
 	*os.Process
-	exited chan struct{}
-	ws     unix.WaitStatus
+	exited     chan struct{}
+	ws         unix.WaitStatus
+	stderr     *tail
+	stderrDone chan struct{}
 }
 
 // stop ends the child if it has not ended within grace.
@@ -236,8 +245,40 @@ func (c *child) exitWords() string {
 }
 
 // startProcess starts a child of the shim that dies with it (its parent-death signal is
-// bound to a thread that never ends), registered with the shim's reaper.
+// bound to a thread that never ends), registered with the shim's reaper. Its stdout and
+// stderr go to the shim's log, and their end is kept to say why it stopped.
 func (l *launcher) startProcess(cmd *exec.Cmd) (*child, error) {
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stdout, cmd.Stderr = outW, outW
+	c, err := l.startReaped(cmd)
+	outW.Close()
+	if err != nil {
+		outR.Close()
+		return nil, err
+	}
+	c.stderr, c.stderrDone = newTail(4096), make(chan struct{})
+	go func() {
+		defer close(c.stderrDone)
+		defer outR.Close()
+		io.Copy(io.MultiWriter(os.Stderr, c.stderr), outR)
+	}()
+	return c, nil
+}
+
+// lastWords waits a moment for the end of the child's output, and returns it on a line.
+func (c *child) lastWords() string {
+	select {
+	case <-c.stderrDone:
+	case <-time.After(time.Second):
+	}
+	return strings.Join(c.stderr.lines(3), "; ")
+}
+
+// startReaped starts cmd on a thread of its own, registered with the shim's reaper.
+func (l *launcher) startReaped(cmd *exec.Cmd) (*child, error) {
 	type started struct {
 		done <-chan unix.WaitStatus
 		err  error
@@ -281,10 +322,10 @@ func (l *launcher) startVirtiofsd() error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	sock := filepath.Join(l.env.Dir, fsSocket)
+	sock := filepath.Join(l.env.Dir, l.fsSocket())
 	os.Remove(sock)
 	req, err := json.Marshal(shareRequest{Dir: dir, Share: l.cfg.Share, Argv: []string{
-		l.cfg.Virtiofsd, "--socket-path=" + fsSocket, "-o", "source=" + dir, "-o", "cache=auto",
+		l.cfg.Virtiofsd, "--socket-path=" + l.fsSocket(), "-o", "source=" + dir, "-o", "cache=auto",
 		"-o", "announce_submounts", "-o", "xattr", "-o", "log_level=warn",
 	}})
 	if err != nil {
@@ -292,7 +333,6 @@ func (l *launcher) startVirtiofsd() error {
 	}
 	cmd := exec.Command(l.cfg.Self, "vm-share", string(req))
 	cmd.Dir = l.env.Dir
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
 	if l.fsd, err = l.startProcess(cmd); err != nil {
 		return fmt.Errorf("start virtiofsd: %w", err)
@@ -304,7 +344,7 @@ func (l *launcher) startVirtiofsd() error {
 		}
 		select {
 		case <-l.fsd.exited:
-			return fmt.Errorf("virtiofsd exited (%s) before it served the share; see %s", l.fsd.exitWords(), filepath.Join(l.env.Dir, shim.LogFile))
+			return fmt.Errorf("virtiofsd exited (%s) before it served the share: %s", l.fsd.exitWords(), l.fsd.lastWords())
 		case <-deadline:
 			return errors.New("virtiofsd did not listen within 10s")
 		case <-time.After(5 * time.Millisecond):
@@ -312,41 +352,21 @@ func (l *launcher) startVirtiofsd() error {
 	}
 }
 
-// QEMU's file descriptors: the agent's channel (unless vsock carries it), the serial
-// console, and the taps from firstTapFd on.
-const (
-	agentFd    = 3
-	consoleFd  = 4
-	firstTapFd = 5
-)
-
 // qemuArgs is QEMU's command line: a microvm with the agent's channel, its console, the
 // share, entropy, and a NIC on each tap.
 func (l *launcher) qemuArgs(ntaps int) []string {
 	c := l.cfg
-	mem := strconv.FormatInt(c.MemoryMiB, 10) + "M"
-	accel := "tcg"
-	if c.KVM {
-		accel = "kvm"
-	}
-	args := []string{
+	m := machine{
 		// The container's id names the VM: ps shows whose QEMU it is.
-		"-name", "dutchman-" + filepath.Base(l.env.Dir),
-		"-M", "microvm,x-option-roms=off,rtc=off,pit=off,pic=off,memory-backend=mem",
-		"-accel", accel,
-		"-m", mem, "-smp", strconv.Itoa(max(c.CPUs, 1)),
-		"-object", "memory-backend-memfd,id=mem,size=" + mem + ",share=on",
-		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-		"-global", "virtio-mmio.force-legacy=false",
-		"-kernel", c.Kernel, "-initrd", c.Initramfs, "-append", c.Cmdline,
-		"-chardev", fmt.Sprintf("socket,id=console,fd=%d", consoleFd), "-serial", "chardev:console",
-		"-chardev", "socket,id=fs,path=" + fsSocket,
+		name: "dutchman-" + filepath.Base(l.env.Dir),
+		kvm:  c.KVM, cpu: c.CPU, memoryMiB: c.MemoryMiB, cpus: c.CPUs,
+		kernel: c.Kernel, initramfs: c.Initramfs, cmdline: c.Cmdline,
+	}
+	args := append(m.args(),
+		"-chardev", "socket,id=fs,path="+l.fsSocket(),
 		"-device", "vhost-user-fs-device,chardev=fs,tag=share",
 		"-device", "virtio-rng-device",
-	}
-	if c.KVM {
-		args = append(args, "-cpu", "host")
-	}
+	)
 	for i, d := range c.Disks {
 		drive := fmt.Sprintf("file=%s,if=none,id=disk%d,format=raw", qemuValue(d.Path), i)
 		if d.ReadOnly {
@@ -358,9 +378,7 @@ func (l *launcher) qemuArgs(ntaps int) []string {
 	if c.Vsock != nil {
 		args = append(args, "-device", fmt.Sprintf("vhost-vsock-device,guest-cid=%d", c.Vsock.CID))
 	} else {
-		args = append(args, "-device", "virtio-serial-device",
-			"-chardev", fmt.Sprintf("socket,id=agent,fd=%d", agentFd),
-			"-device", "virtserialport,chardev=agent,name="+agent.PortName)
+		args = append(args, serialArgs(agent.PortName)...)
 	}
 	for i := range ntaps {
 		args = append(args, "-netdev", fmt.Sprintf("tap,id=net%d,fd=%d", i, firstTapFd+i),
@@ -391,7 +409,6 @@ func (l *launcher) startQEMU(taps []*os.File) (io.ReadWriteCloser, error) {
 	cmd.Dir = l.env.Dir
 	// At agentFd, consoleFd and firstTapFd on.
 	cmd.ExtraFiles = append([]*os.File{guestF, consoleTheirs}, taps...)
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if l.qemu, err = l.startProcess(cmd); err != nil {
 		return nil, fmt.Errorf("start QEMU: %w", err)
 	}
@@ -443,11 +460,11 @@ func (l *launcher) connect(conn io.ReadWriteCloser) error {
 				break
 			}
 			if time.Now().After(deadline) {
-				return fmt.Errorf("the guest agent did not listen on vsock within %s: %w%s", bootTimeout, err, l.consoleTail())
+				return errdefs.CannotRun(fmt.Errorf("the guest agent did not listen on vsock within %s: %w%s", bootTimeout, err, l.consoleTail()))
 			}
 			select {
 			case <-l.qemu.exited:
-				return fmt.Errorf("the VM stopped (QEMU %s) before its agent answered%s", l.qemu.exitWords(), l.consoleTail())
+				return l.vmStopped()
 			case <-time.After(20 * time.Millisecond):
 			}
 		}
@@ -464,7 +481,14 @@ func (l *launcher) connect(conn io.ReadWriteCloser) error {
 	select {
 	case r := <-ch:
 		if r.err != nil {
-			return fmt.Errorf("guest agent: %w%s", r.err, l.consoleTail())
+			// A QEMU that ends closes the channel: its end says more than the channel's
+			// reset, and comes at once.
+			select {
+			case <-l.qemu.exited:
+				return l.vmStopped()
+			case <-time.After(time.Second):
+			}
+			return errdefs.CannotRun(fmt.Errorf("guest agent: %w%s", r.err, l.consoleTail()))
 		}
 		l.mu.Lock()
 		l.client = r.c
@@ -472,11 +496,18 @@ func (l *launcher) connect(conn io.ReadWriteCloser) error {
 		return nil
 	case <-l.qemu.exited:
 		conn.Close()
-		return fmt.Errorf("the VM stopped (QEMU %s) before its agent answered%s", l.qemu.exitWords(), l.consoleTail())
+		return l.vmStopped()
 	case <-time.After(time.Until(deadline)):
 		conn.Close()
-		return fmt.Errorf("the guest agent did not answer within %s%s", bootTimeout, l.consoleTail())
+		return errdefs.CannotRun(fmt.Errorf("the guest agent did not answer within %s%s", bootTimeout, l.consoleTail()))
 	}
+}
+
+// vmStopped is the error of a VM that ended before its agent answered: how QEMU ended,
+// in its own words, and the guest console's last lines (a kernel's panic).
+func (l *launcher) vmStopped() error {
+	l.qemu.lastWords() // waits for them
+	return errdefs.CannotRun(fmt.Errorf("the VM stopped: %s%s", qemuEnd(l.qemu.ws, l.qemu.stderr), l.consoleTail()))
 }
 
 // maxConsole bounds console.log: past it, the file starts again (the guest writes to
@@ -545,7 +576,7 @@ func (l *launcher) wait(done chan<- rt.ExitStatus) {
 			st = rt.ExitStatus{Code: 255, Error: "lost the connection to the guest agent" + l.consoleTail()}
 		}
 	case <-l.qemu.exited:
-		st = rt.ExitStatus{Code: 255, Error: "the VM stopped (QEMU " + l.qemu.exitWords() + ") before the container's process ended" + l.consoleTail()}
+		st = rt.ExitStatus{Code: 255, Error: "the VM stopped before the container's process ended: " + qemuEnd(l.qemu.ws, l.qemu.stderr) + l.consoleTail()}
 		if ws := l.qemu.ws; ws.Signaled() && ws.Signal() == syscall.SIGKILL {
 			st = rt.ExitStatus{Code: 137, Signal: syscall.SIGKILL}
 		}
@@ -572,7 +603,10 @@ func (l *launcher) teardown() {
 	l.qemu.stop(15 * time.Second)
 	// virtiofsd ends when QEMU closes its socket.
 	l.fsd.stop(2 * time.Second)
-	os.Remove(filepath.Join(l.env.Dir, fsSocket))
+	os.Remove(filepath.Join(l.env.Dir, l.fsSocket()))
+	// The pid file virtiofsd locked, which it leaves (QEMU's virtiofsd keeps it in
+	// LOCALSTATEDIR/run/virtiofsd, named after its socket's path).
+	os.Remove(filepath.Join(virtiofsdPidDir, l.fsSocket()+".pid"))
 	// The share's mount points (the mounts were virtiofsd's, gone with it).
 	os.RemoveAll(filepath.Join(l.env.Dir, shareDir))
 }

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -41,16 +42,37 @@ const (
 // launch configuration, shim.log, exit.json), the guest's console.log, the container's
 // hostname and hosts files, and the share's mount points while it runs.
 type Runtime struct {
-	root      string
-	self      string
-	qemu      string
-	virtiofsd string
-	logs      logs.Options
-	log       *slog.Logger
-	kernels   *Kernels
+	root    string
+	self    string
+	logs    logs.Options
+	log     *slog.Logger
+	kernels *Kernels
 	// rootfs is the root filesystem mode (RootfsVirtiofs or RootfsErofs).
 	rootfs  string
 	erofsMu sync.Mutex
+
+	// toolsMu guards QEMU's and virtiofsd's paths, found at the first need, and QEMU's
+	// version.
+	toolsMu            sync.Mutex
+	qemu, virtiofsd    string
+	qemuVer, qemuVerOf string
+
+	// accel is the accelerator setting (AccelAuto, AccelKVM, AccelTCG); kvmDevice is
+	// /dev/kvm, and probeDeadline a KVM probe's wait for the agent (both other in tests).
+	accel         string
+	kvmDevice     string
+	probeDeadline time.Duration
+	// probeMu guards the verdict on KVM (read from probeFile at the first need), the
+	// probe under way (probing is closed when it ends), and closed.
+	probeMu     sync.Mutex
+	probed      *probe
+	probeLoaded bool
+	probing     chan struct{}
+	closed      bool
+	// ctx ends with Close, which waits for the probes.
+	ctx    context.Context
+	cancel context.CancelFunc
+	probes sync.WaitGroup
 }
 
 // Option configures a Runtime.
@@ -81,15 +103,28 @@ func WithRootfs(mode string) Option {
 	}
 }
 
+// WithAccel sets the accelerator: AccelAuto (the default), AccelKVM or AccelTCG.
+func WithAccel(setting string) Option {
+	return func(r *Runtime) {
+		if setting != "" {
+			r.accel = setting
+		}
+	}
+}
+
 // New returns the vm runtime keeping its state under root and its kernels in kernels.
 // QEMU and virtiofsd are looked for at the first start, so that a machine without them
 // still runs oci containers.
 func New(root string, kernels *Kernels, opts ...Option) (*Runtime, error) {
-	r := &Runtime{root: root, kernels: kernels, log: slog.Default(), rootfs: RootfsVirtiofs}
+	r := &Runtime{root: root, kernels: kernels, log: slog.Default(), rootfs: RootfsVirtiofs,
+		accel: AccelAuto, kvmDevice: "/dev/kvm", probeDeadline: defaultProbeDeadline}
 	for _, o := range opts {
 		o(r)
 	}
 	if err := CheckRootfsMode(r.rootfs); err != nil {
+		return nil, err
+	}
+	if err := CheckAccel(r.accel); err != nil {
 		return nil, err
 	}
 	if r.self == "" {
@@ -102,7 +137,20 @@ func New(root string, kernels *Kernels, opts ...Option) (*Runtime, error) {
 	if err := os.MkdirAll(filepath.Join(root, "containers"), 0o700); err != nil {
 		return nil, err
 	}
+	r.ctx, r.cancel = context.WithCancel(context.Background())
+	kernels.setOnDefault(r.ProbeSoon)
 	return r, nil
+}
+
+// Close stops a KVM probe under way (its QEMU is killed) and waits for it to end.
+// Containers are left to their shims.
+func (r *Runtime) Close() error {
+	r.probeMu.Lock()
+	r.closed = true
+	r.probeMu.Unlock()
+	r.cancel()
+	r.probes.Wait()
+	return nil
 }
 
 // Name is "vm".
@@ -110,14 +158,9 @@ func (r *Runtime) Name() string { return "vm" }
 
 func (r *Runtime) dir(id string) string { return filepath.Join(r.root, "containers", id) }
 
-// KVMUsable tells whether /dev/kvm can be opened for reading and writing.
-func KVMUsable() bool { return deviceUsable("/dev/kvm") }
-
 // vsockUsable tells whether the host can give guests vsock devices.
-func vsockUsable() bool { return deviceUsable("/dev/vhost-vsock") }
-
-func deviceUsable(path string) bool {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
+func vsockUsable() bool {
+	f, err := os.OpenFile("/dev/vhost-vsock", os.O_RDWR, 0)
 	if err != nil {
 		return false
 	}
@@ -126,11 +169,13 @@ func deviceUsable(path string) bool {
 }
 
 // tools finds QEMU and virtiofsd.
-func (r *Runtime) tools() error {
+func (r *Runtime) tools() (qemu, virtiofsd string, err error) {
+	r.toolsMu.Lock()
+	defer r.toolsMu.Unlock()
 	if r.qemu == "" {
 		p, err := exec.LookPath("qemu-system-x86_64")
 		if err != nil {
-			return errdefs.Unavailable(errors.New("the vm runtime needs QEMU: apt-get install qemu-system-x86"))
+			return "", "", errdefs.Unavailable(errors.New("the vm runtime needs QEMU: apt-get install qemu-system-x86"))
 		}
 		r.qemu = p
 	}
@@ -142,16 +187,17 @@ func (r *Runtime) tools() error {
 			}
 		}
 		if r.virtiofsd == "" {
-			return errdefs.Unavailable(errors.New("the vm runtime needs virtiofsd: apt-get install qemu-system-common"))
+			return "", "", errdefs.Unavailable(errors.New("the vm runtime needs virtiofsd: apt-get install qemu-system-common"))
 		}
 	}
-	return nil
+	return r.qemu, r.virtiofsd, nil
 }
 
 // Create prepares the container's VM: its kernel (fetched on first need), its launch
 // configuration, and its shim, which boots the VM when the container starts.
 func (r *Runtime) Create(ctx context.Context, cfg *rt.Config, logDir string) (rt.Task, error) {
-	if err := r.tools(); err != nil {
+	qemu, virtiofsd, err := r.tools()
+	if err != nil {
 		return nil, err
 	}
 	kern, err := r.kernels.Ensure(ctx)
@@ -162,11 +208,18 @@ func (r *Runtime) Create(ctx context.Context, cfg *rt.Config, logDir string) (rt
 	if err != nil {
 		return nil, err
 	}
+	how, err := r.choose(ctx, kern)
+	if err != nil {
+		return nil, err
+	}
+	if !how.kvm && how.why != "" && cfg.Warn != nil {
+		cfg.Warn("the VM runs under TCG, QEMU's emulator, which is slow: " + how.why)
+	}
 	dir := r.dir(cfg.ID)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	lc, err := r.launchConfig(cfg, dir)
+	lc, err := r.launchConfig(cfg, dir, qemu, virtiofsd, how)
 	if err != nil {
 		return nil, err
 	}
@@ -191,7 +244,7 @@ func (r *Runtime) Create(ctx context.Context, cfg *rt.Config, logDir string) (rt
 // launchConfig translates cfg into what the launcher boots: the OCI spec the oci
 // runtime would use (user, environment, mounts, with Docker's defaults) becomes the
 // agent's setup and process, and the binds become the share.
-func (r *Runtime) launchConfig(cfg *rt.Config, dir string) (*LaunchConfig, error) {
+func (r *Runtime) launchConfig(cfg *rt.Config, dir, qemu, virtiofsd string, how choice) (*LaunchConfig, error) {
 	if cfg.NetNS == "host" {
 		return nil, errdefs.Invalid(errors.New("a vm container has a network of its own: it cannot use the host's (network_mode: host)"))
 	}
@@ -223,23 +276,17 @@ func (r *Runtime) launchConfig(cfg *rt.Config, dir string) (*LaunchConfig, error
 		cpus = min(goruntime.NumCPU(), int(math.Ceil(cfg.CPUs)))
 	}
 	lc := &LaunchConfig{
-		QEMU: r.qemu, Virtiofsd: r.virtiofsd, Self: r.self,
-		MemoryMiB: mem, CPUs: cpus, KVM: KVMUsable(), NetNS: cfg.NetNS,
+		QEMU: qemu, Virtiofsd: virtiofsd, Self: r.self,
+		MemoryMiB: mem, CPUs: cpus, KVM: how.kvm, CPU: how.cpu, NetNS: cfg.NetNS,
 		Rootfs: cfg.Rootfs, Share: Share{Rootfs: cfg.Rootfs},
 		Setup: proto.Setup{Root: agent.ShareDir + "/root", Hostname: cfg.Hostname},
 	}
-	params := []string{"console=ttyS0", "reboot=t", "panic=-1", "quiet", "loglevel=3",
-		agent.ParamShare + "=share", agent.ParamTransport + "=serial"}
-	if !lc.KVM {
-		// Under TCG the kernel hangs calibrating the TSC without its frequency.
-		if khz := hostTSCkHz(); khz > 0 {
-			params = append(params, "tsc_early_khz="+strconv.Itoa(khz))
-		}
-	}
+	params := append(kernelParams(how.kvm), agent.ParamShare+"=share")
 	if vsockUsable() {
 		lc.Vsock = &VsockConfig{CID: guestCID(cfg.ID), Port: agentVsockPort}
-		params[len(params)-1] = agent.ParamTransport + "=vsock"
-		params = append(params, agent.ParamVsockPort+"="+strconv.Itoa(agentVsockPort))
+		params = append(params, agent.ParamTransport+"=vsock", agent.ParamVsockPort+"="+strconv.Itoa(agentVsockPort))
+	} else {
+		params = append(params, agent.ParamTransport+"=serial")
 	}
 	lc.Cmdline = strings.Join(params, " ")
 	for i, m := range spec.Mounts {
@@ -303,8 +350,15 @@ func (r *Runtime) Describe(ctx context.Context, cfg *rt.Config) ([]byte, error) 
 			return sc.LauncherConfig, nil
 		}
 	}
-	r.tools()
-	lc, err := r.launchConfig(cfg, r.dir(cfg.ID))
+	qemu, virtiofsd, _ := r.tools()
+	// The last verdict on KVM, without probing: a description never waits for a VM.
+	var how choice
+	r.probeMu.Lock()
+	if p := r.probed; p != nil && p.OK && r.accel != AccelTCG {
+		how = choice{kvm: true, cpu: p.CPU}
+	}
+	r.probeMu.Unlock()
+	lc, err := r.launchConfig(cfg, r.dir(cfg.ID), qemu, virtiofsd, how)
 	if err != nil {
 		return nil, err
 	}
