@@ -157,6 +157,14 @@ func (r *Runtime) probeKVM(ctx context.Context, kern *Kernel) (*probe, error) {
 	if err != nil {
 		return nil, err
 	}
+	qemu, _, err := r.tools()
+	if err != nil {
+		return nil, err
+	}
+	vmlinuz, initramfs, err := r.kernels.Boot(kern)
+	if err != nil {
+		return nil, err
+	}
 	for {
 		r.probeMu.Lock()
 		r.loadProbeLocked()
@@ -169,16 +177,6 @@ func (r *Runtime) probeKVM(ctx context.Context, kern *Kernel) (*probe, error) {
 			if r.closed {
 				r.probeMu.Unlock()
 				return nil, errors.New("the vm runtime is closing")
-			}
-			qemu, _, err := r.tools()
-			if err != nil {
-				r.probeMu.Unlock()
-				return nil, err
-			}
-			vmlinuz, initramfs, err := r.kernels.Boot(kern)
-			if err != nil {
-				r.probeMu.Unlock()
-				return nil, err
 			}
 			ch = make(chan struct{})
 			r.probing = ch

@@ -268,12 +268,17 @@ func (l *launcher) startProcess(cmd *exec.Cmd) (*child, error) {
 	return c, nil
 }
 
-// lastWords waits a moment for the end of the child's output, and returns it on a line.
-func (c *child) lastWords() string {
+// outputEnded waits a moment for the end of the child's output, which follows its exit.
+func (c *child) outputEnded() {
 	select {
 	case <-c.stderrDone:
 	case <-time.After(time.Second):
 	}
+}
+
+// lastWords are the end of the child's output, on a line.
+func (c *child) lastWords() string {
+	c.outputEnded()
 	return strings.Join(c.stderr.lines(3), "; ")
 }
 
@@ -506,7 +511,7 @@ func (l *launcher) connect(conn io.ReadWriteCloser) error {
 // vmStopped is the error of a VM that ended before its agent answered: how QEMU ended,
 // in its own words, and the guest console's last lines (a kernel's panic).
 func (l *launcher) vmStopped() error {
-	l.qemu.lastWords() // waits for them
+	l.qemu.outputEnded()
 	return errdefs.CannotRun(fmt.Errorf("the VM stopped: %s%s", qemuEnd(l.qemu.ws, l.qemu.stderr), l.consoleTail()))
 }
 
@@ -576,6 +581,7 @@ func (l *launcher) wait(done chan<- rt.ExitStatus) {
 			st = rt.ExitStatus{Code: 255, Error: "lost the connection to the guest agent" + l.consoleTail()}
 		}
 	case <-l.qemu.exited:
+		l.qemu.outputEnded()
 		st = rt.ExitStatus{Code: 255, Error: "the VM stopped before the container's process ended: " + qemuEnd(l.qemu.ws, l.qemu.stderr) + l.consoleTail()}
 		if ws := l.qemu.ws; ws.Signaled() && ws.Signal() == syscall.SIGKILL {
 			st = rt.ExitStatus{Code: 137, Signal: syscall.SIGKILL}
