@@ -84,9 +84,11 @@ func (m *Manager) followProject(ctx context.Context, name string, l *projectLog)
 		l.f.Close()
 		os.Remove(l.path)
 	}()
+	// A container is followed while it runs, and again at each new run (started), even
+	// one that began and ended between two looks (a one-shot job restarted).
 	type followed struct {
 		running, visited bool
-		last             time.Time
+		started, last    time.Time
 	}
 	var mu sync.Mutex
 	seen := map[string]*followed{}
@@ -96,7 +98,7 @@ func (m *Manager) followProject(ctx context.Context, name string, l *projectLog)
 	first := projectContainers(m.e, name)
 	prefix := prefixes(name, first)
 	for _, c := range first {
-		s := &followed{visited: true}
+		s := &followed{visited: true, started: c.StartedAt}
 		seen[c.ID] = s
 		l.copy(ctx, m.e, c.ID, prefix(c), logs.ReadOptions{Tail: -1}, func(t time.Time) { s.last = t })
 	}
@@ -111,9 +113,9 @@ func (m *Manager) followProject(ctx context.Context, name string, l *projectLog)
 				s = &followed{}
 				seen[c.ID] = s
 			}
-			start := !s.running && (c.State.Live() || !s.visited)
+			start := !s.running && (c.State.Live() || !s.visited || c.StartedAt.After(s.started))
 			if start {
-				s.running, s.visited = true, true
+				s.running, s.visited, s.started = true, true, c.StartedAt
 			}
 			since := s.last
 			mu.Unlock()

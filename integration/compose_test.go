@@ -341,7 +341,8 @@ func TestTreeCompose(t *testing.T) {
 	}
 	// tail -f follows the project: a restart runs the init job again, whose line comes.
 	if got := mustSh(t, d, "(timeout 15 tail -n +1 -f compose/shop/logs > ../tail.out &) ; sleep 1; echo restart > compose/shop/ctl; for i in $(seq 100); do [ $(grep -c 'init-1  | initialised' ../tail.out) -ge 2 ] && break; sleep 0.1; done; grep -c 'init-1  | initialised' ../tail.out"); got != "2\n" {
-		t.Errorf("tail -f compose/shop/logs across a restart saw the init job's line %s times; want 2", strings.TrimSpace(got))
+		out, _ := os.ReadFile(filepath.Join(d.Dir, "tail.out"))
+		t.Errorf("tail -f compose/shop/logs across a restart saw the init job's line %s times; want 2\n%s\nlogs now:\n%s\n%s", strings.TrimSpace(got), out, sh(t, d, "cat compose/shop/logs; cat compose/shop/state").Stdout, d.Run("ps", "-a").Stdout)
 	}
 	failSh(t, d, "rmdir compose/shop", "Device or resource busy")
 
